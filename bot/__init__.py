@@ -1,0 +1,1 @@
+"""slack-assistant-bot: an OpenAI assistant for a Slack team."""

@@ -1,0 +1,185 @@
+"""Wiring: builds the bot's parts from settings, runs them, and shuts them down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversations.assistants import AssistantsBackend
+from bot.conversations.service import AssistantDirectory, ConversationService
+from bot.conversations.tools import builtin_tools
+from bot.errors import ConfigurationError
+from bot.openai_api.client import OpenAIClient
+from bot.settings import Settings
+from bot.slack.directory import UserDirectory
+from bot.slack.listeners import SlackListeners
+from bot.slack.replies import BotIdentity, SlackPlatform
+from bot.slack.server import build_web_app
+from bot.store.db import create_engine, migrate, session_factory
+from bot.store.repositories import Store
+
+log = logging.getLogger(__name__)
+
+SLACK_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class Bot:
+    """A running bot; `port` is where its HTTP server listens."""
+
+    settings: Settings
+    service: ConversationService
+    port: int
+    _stack: contextlib.AsyncExitStack
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=SLACK_TIMEOUT_SECONDS,
+        retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+def openai_client(settings: Settings) -> OpenAIClient:
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    return OpenAIClient(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        extra_headers=settings.openai_extra_headers,
+        extra_query=settings.openai_extra_query,
+        timeout=settings.openai_timeout_seconds,
+        max_retries=settings.openai_max_retries,
+    )
+
+
+async def start_bot(settings: Settings) -> Bot:
+    """Migrate, connect, register listeners, resume unfinished work and start serving."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        return await _start(settings, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
+    ready = False
+    engine = create_engine(settings.database_url)
+    stack.push_async_callback(engine.dispose)
+    await migrate(engine)
+    store = Store(session_factory(engine))
+
+    openai = openai_client(settings)
+    stack.push_async_callback(openai.aclose)
+    client = slack_client(settings)
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as exc:
+        raise ConfigurationError(f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')})") from None
+    identity = BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
+
+    tools = builtin_tools()
+    backend = AssistantsBackend(
+        openai, poll_max_seconds=settings.run_poll_max_seconds, deadline_seconds=settings.run_deadline_seconds
+    )
+    users = UserDirectory(client)
+    platform = SlackPlatform(
+        client,
+        identity=identity,
+        users=users,
+        message_chars=settings.max_message_chars,
+        update_seconds=settings.stream_update_seconds,
+    )
+    assistants = AssistantDirectory(
+        store=store,
+        backend=backend,
+        tools=tools,
+        configured_default=settings.openai_assistant_id,
+        model=settings.assistant_model,
+        name=settings.assistant_name,
+        instructions=settings.assistant_instructions,
+    )
+    service = ConversationService(
+        store=store, backend=backend, platform=platform, assistants=assistants, tools=tools
+    )
+    stack.push_async_callback(service.shutdown, settings.shutdown_grace_seconds)
+
+    bolt_app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
+        # Listeners only record the turn (fast, durable) before Slack gets its 200; answering runs after.
+        process_before_response=True,
+        request_verification_enabled=not settings.socket_mode,
+    )
+    SlackListeners(
+        service=service,
+        users=users,
+        identity=identity,
+        reply_without_mention=settings.reply_without_mention,
+        greeting=settings.greeting,
+    ).register(bolt_app)
+
+    web_app = build_web_app(None if settings.socket_mode else bolt_app, is_ready=lambda: ready)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, host=settings.host, port=settings.port)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    if settings.socket_mode:
+        assert settings.slack_app_token is not None
+        handler = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
+        await handler.connect_async()
+        stack.push_async_callback(handler.close_async)
+
+    resumed = await service.recover()
+    sweeper = asyncio.create_task(service.sweep_forever(), name="recovery-sweep")
+    stack.push_async_callback(_cancel, sweeper)
+    ready = True
+    log.info(
+        "bot ready (%s, port %d, bot user %s); resumed %d conversations",
+        "socket mode" if settings.socket_mode else "HTTP",
+        port,
+        identity.user_id,
+        resumed,
+    )
+    return Bot(settings=settings, service=service, port=port, _stack=stack)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def run_until_signalled(settings: Settings) -> None:
+    """`python -m bot run`: serve until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    bot = await start_bot(settings)
+    try:
+        await stop.wait()
+        log.info("shutting down: finishing in-flight answers for up to %.0f s", settings.shutdown_grace_seconds)
+    finally:
+        await bot.stop()

@@ -1,0 +1,193 @@
+"""The Assistants API v2 backend: threads, messages, streamed runs, tool calls, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from bot.conversations.backend import BackendEvent, RunRequest, RunStarted
+from bot.conversations.tools import ToolRegistry
+from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, TextDelta
+from bot.errors import APIConnectionError
+from bot.openai_api.client import OpenAIClient
+from bot.openai_api.models import Run, StreamEvent, ToolOutput
+
+log = logging.getLogger(__name__)
+
+ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+ASSISTANT_CACHE_SECONDS = 300.0
+# Slack shows each message; a run seeded from a long Slack thread must still fit the API's limits.
+MAX_HISTORY_MESSAGES = 100
+
+
+def failure_reason(run: Run) -> str:
+    """Plain words for a run that ended without an answer."""
+    if run.status == "failed":
+        error = run.last_error
+        code = getattr(error, "code", None)
+        if code == "rate_limit_exceeded":
+            return "The assistant is over its rate limit right now. Please try again in a minute."
+        if code == "invalid_prompt":
+            return "The assistant could not process this request."
+        detail = getattr(error, "message", None)
+        return f"The assistant ran into an error and could not answer{': ' + detail if detail else '.'}"
+    if run.status == "expired":
+        return "The assistant took too long and the run expired. Please try again."
+    if run.status == "cancelled":
+        return "The run was cancelled before the assistant finished."
+    if run.status == "incomplete":
+        reason = getattr(run.incomplete_details, "reason", None)
+        if reason in ("max_completion_tokens", "max_prompt_tokens"):
+            return "The answer was cut short because it reached the token limit."
+        if reason == "content_filter":
+            return "The answer was stopped by the content filter."
+        return f"The answer is incomplete{' (' + reason + ')' if reason else ''}."
+    return f"The run ended with status {run.status}."
+
+
+class AssistantsBackend:
+    """Runs conversations on Assistants API threads."""
+
+    def __init__(
+        self,
+        client: OpenAIClient,
+        *,
+        poll_max_seconds: float = 5.0,
+        deadline_seconds: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._poll_max_seconds = poll_max_seconds
+        self._deadline_seconds = deadline_seconds
+        self._clock = clock
+        self._assistant_tools: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def create_thread(self, history: Sequence[HistoryMessage]) -> str:
+        messages = [{"role": item.role, "content": item.text} for item in history[-MAX_HISTORY_MESSAGES:] if item.text]
+        thread = await self._client.create_thread(messages=messages or None)
+        return thread.id
+
+    async def add_message(self, api_thread_id: str, content: str, *, key: str, recovering: bool) -> str:
+        if recovering:
+            existing = await self._find_message(api_thread_id, key)
+            if existing is not None:
+                return existing
+        message = await self._client.create_message(api_thread_id, content=content, metadata={"event_id": key})
+        return message.id
+
+    async def _find_message(self, api_thread_id: str, key: str) -> str | None:
+        page = await self._client.list_messages(api_thread_id, order="desc", limit=20)
+        for message in page.data:
+            if (message.metadata or {}).get("event_id") == key:
+                return message.id
+        return None
+
+    async def create_assistant(self, *, model: str, name: str, instructions: str, tools: ToolRegistry) -> str:
+        assistant = await self._client.create_assistant(
+            model=model, name=name, instructions=instructions, tools=tools.specs()
+        )
+        return assistant.id
+
+    async def run(self, request: RunRequest, *, recovering: bool) -> AsyncIterator[BackendEvent]:
+        if recovering:
+            # A process that died after creating the run but before recording its id left it running.
+            active = await self._active_run(request.api_thread_id)
+            if active is not None:
+                async for event in self.follow(request, active):
+                    yield event
+                return
+        tools = await self._tools_for(request.assistant_id, request.tools)
+        events = self._client.stream_run(request.api_thread_id, assistant_id=request.assistant_id, tools=tools)
+        async for event in self._drive(request, events, run_id=None):
+            yield event
+
+    async def follow(self, request: RunRequest, run_id: str) -> AsyncIterator[BackendEvent]:
+        async for event in self._drive(request, None, run_id=run_id):
+            yield event
+
+    async def _active_run(self, api_thread_id: str) -> str | None:
+        page = await self._client.list_runs(api_thread_id, limit=1)
+        if page.data and page.data[0].status in ACTIVE_RUN_STATUSES:
+            return page.data[0].id
+        return None
+
+    async def _tools_for(self, assistant_id: str, registry: ToolRegistry) -> list[dict[str, Any]]:
+        """The assistant's own tools plus our functions: a run's `tools` replaces the assistant's."""
+        cached = self._assistant_tools.get(assistant_id)
+        if cached is None or self._clock() - cached[0] > ASSISTANT_CACHE_SECONDS:
+            assistant = await self._client.retrieve_assistant(assistant_id)
+            cached = (self._clock(), assistant.tools)
+            self._assistant_tools[assistant_id] = cached
+        own = cached[1]
+        named = {tool.get("function", {}).get("name") for tool in own if tool.get("type") == "function"}
+        return own + [spec for spec in registry.specs() if spec["function"]["name"] not in named]
+
+    async def _drive(
+        self, request: RunRequest, events: AsyncIterator[StreamEvent] | None, *, run_id: str | None
+    ) -> AsyncIterator[BackendEvent]:
+        """Follow one run to its end: by its stream while there is one, else by polling."""
+        thread_id = request.api_thread_id
+        started = self._clock()
+        run: Run | None = None
+        if run_id is not None:
+            yield RunStarted(run_id)
+        while True:
+            if events is not None:
+                try:
+                    async for event in events:
+                        if isinstance(event.data, Run):
+                            run = event.data
+                            if run_id is None:
+                                run_id = run.id
+                                yield RunStarted(run_id)
+                        elif event.event == "thread.message.delta":
+                            text = event.data.text()
+                            if text:
+                                yield TextDelta(text)
+                except APIConnectionError as exc:
+                    if run_id is None:
+                        raise
+                    # The stream broke; the run goes on server-side, so follow it instead of re-running.
+                    log.warning("run %s stream interrupted (%s); following it by polling", run_id, exc)
+                events = None
+            if run_id is None:
+                raise APIConnectionError("the API answered the run request without a run")
+            if run is None or not (run.is_terminal or run.status == "requires_action"):
+                run = await self._poll(thread_id, run_id, started)
+            if run.status == "requires_action":
+                outputs = await self._call_tools(run, request)
+                events = self._client.stream_submit_tool_outputs(thread_id, run_id, outputs=outputs)
+                run = None
+                continue
+            break
+        if run.status == "completed":
+            yield ReplyCompleted(await self._answer_text(thread_id, run_id))
+        else:
+            yield ReplyFailed(failure_reason(run))
+
+    async def _poll(self, thread_id: str, run_id: str, started: float) -> Run:
+        delay = 0.25
+        while True:
+            run = await self._client.retrieve_run(thread_id, run_id)
+            if run.is_terminal or run.status == "requires_action":
+                return run
+            if self._clock() - started > self._deadline_seconds:
+                log.warning("run %s still %s after %.0f s; cancelling it", run_id, run.status, self._deadline_seconds)
+                await self._client.cancel_run(thread_id, run_id)
+                return run.model_copy(update={"status": "expired"})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._poll_max_seconds)
+
+    async def _call_tools(self, run: Run, request: RunRequest) -> list[ToolOutput]:
+        calls = run.tool_calls
+        outputs = await asyncio.gather(
+            *(request.tools.call(call.function.name, call.function.arguments, request.tool_context) for call in calls)
+        )
+        return [ToolOutput(tool_call_id=call.id, output=output) for call, output in zip(calls, outputs, strict=True)]
+
+    async def _answer_text(self, thread_id: str, run_id: str) -> str:
+        page = await self._client.list_messages(thread_id, run_id=run_id, order="asc", limit=100)
+        return "\n\n".join(message.text() for message in page.data if message.role == "assistant").strip()

@@ -1,0 +1,35 @@
+"""What the conversation service needs from the chat platform, as protocols the platform implements."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from bot.conversations.turn import HistoryMessage, ReplyPart, Turn
+
+
+class ReplyStream(Protocol):
+    """One answer being shown to people while it is written."""
+
+    async def send(self, part: ReplyPart) -> None: ...
+
+    async def notice(self, text: str) -> None:
+        """A short note beside the answer (e.g. about a file that could not be read)."""
+        ...
+
+    @property
+    def reply_ts(self) -> str | None:
+        """Where the answer begins, once something was posted."""
+        ...
+
+
+class Platform(Protocol):
+    """The chat platform as the conversation service sees it."""
+
+    async def history(self, turn: Turn) -> list[HistoryMessage]:
+        """Messages of the conversation before this turn, for a conversation the bot joins late."""
+        ...
+
+    def reply(self, turn: Turn) -> AbstractAsyncContextManager[ReplyStream]:
+        """Open the place where the answer to this turn is shown."""
+        ...

@@ -1,0 +1,284 @@
+"""The conversation service: records turns, then answers each conversation's turns in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+
+from bot.conversations.backend import Backend, RunRequest, RunStarted
+from bot.conversations.ports import Platform, ReplyStream
+from bot.conversations.tools import ToolContext, ToolRegistry
+from bot.conversations.turn import ReplyCompleted, ReplyFailed, Surface, Turn
+from bot.errors import APIError, APIStatusError, BotError, DeliveryError, InsufficientQuotaError, StoreError
+from bot.store.models import Conversation, TurnRecord, TurnStatus
+from bot.store.repositories import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ASSISTANT_KEY = "default_assistant_id"
+FILES_NOT_READ_NOTICE = "I can't read shared files yet, so I only read the text of your message. (Not read: {names})"
+
+
+def api_failure_reason(error: APIError) -> str:
+    """Plain words for an API failure; the operator's log has the details."""
+    if isinstance(error, InsufficientQuotaError):
+        return "The assistant's API account is out of quota. Please tell whoever runs this bot."
+    if isinstance(error, APIStatusError) and error.status_code in (401, 403):
+        return "The bot's API credentials were refused. Please tell whoever runs this bot."
+    if isinstance(error, APIStatusError) and error.status_code == 404:
+        return "The assistant or conversation could not be found on the API. Try starting a new thread."
+    if isinstance(error, APIStatusError) and error.status_code == 429:
+        return "The assistant is busy right now. Please try again in a minute."
+    return "I couldn't reach the assistant just now. Please try again in a moment."
+
+
+class AssistantDirectory:
+    """Which assistant a channel talks to: its own choice, or the default one."""
+
+    def __init__(
+        self, *, store: Store, backend: Backend, tools: ToolRegistry, configured_default: str | None,
+        model: str, name: str, instructions: str,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._tools = tools
+        self._configured_default = configured_default
+        self._model = model
+        self._name = name
+        self._instructions = instructions
+        self._lock = asyncio.Lock()
+
+    async def default_assistant(self) -> str:
+        """OPENAI_ASSISTANT_ID, or the assistant the bot created once and remembered."""
+        if self._configured_default:
+            return self._configured_default
+        async with self._lock:
+            remembered = await self._store.get_state(DEFAULT_ASSISTANT_KEY)
+            if remembered:
+                return remembered
+            created = await self._backend.create_assistant(
+                model=self._model, name=self._name, instructions=self._instructions, tools=self._tools
+            )
+            log.info("created default assistant %s (model %s)", created, self._model)
+            return await self._store.put_state_once(DEFAULT_ASSISTANT_KEY, created)
+
+    async def for_channel(self, *, team_id: str, channel_id: str) -> str:
+        chosen = await self._store.channel_assistant(team_id=team_id, channel_id=channel_id)
+        return chosen or await self.default_assistant()
+
+
+class ConversationService:
+    """Turns in, answers out: one worker per conversation at a time, across processes (leases)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: Backend,
+        platform: Platform,
+        assistants: AssistantDirectory,
+        tools: ToolRegistry,
+        lease_seconds: float = 60.0,
+        sweep_seconds: float = 15.0,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._platform = platform
+        self._assistants = assistants
+        self._tools = tools
+        self._lease_seconds = lease_seconds
+        self._sweep_seconds = sweep_seconds
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._more_work: set[int] = set()
+        self._accepting = True
+
+    # Intake --------------------------------------------------------------------------------
+
+    async def accept(self, turn: Turn) -> bool:
+        """Record the turn durably, then schedule it; False for a redelivered or refused event."""
+        if not self._accepting:
+            raise BotError("shutting down; not taking new work")
+        conversation = await self._store.get_or_create_conversation(
+            team_id=turn.team_id, channel_id=turn.channel_id, thread_key=turn.thread_key, surface=turn.surface.value
+        )
+        recorded = await self._store.record_turn(
+            conversation_id=conversation.id,
+            team_id=turn.team_id,
+            event_id=turn.event_id,
+            channel_id=turn.channel_id,
+            user_id=turn.user_id,
+            message_ts=turn.message_ts,
+            payload=turn.to_payload(),
+        )
+        if not recorded:
+            log.info("event %s was already recorded; not answering it twice", turn.event_id)
+            return False
+        self.schedule(conversation.id)
+        return True
+
+    async def find_conversation(self, *, team_id: str, channel_id: str, thread_key: str) -> Conversation | None:
+        return await self._store.find_conversation(team_id=team_id, channel_id=channel_id, thread_key=thread_key)
+
+    async def open_conversation(self, *, team_id: str, channel_id: str, thread_key: str, surface: Surface) -> None:
+        """Remember a conversation before its first message (Slack's assistant pane opens threads)."""
+        await self._store.get_or_create_conversation(
+            team_id=team_id, channel_id=channel_id, thread_key=thread_key, surface=surface.value
+        )
+
+    # Scheduling ----------------------------------------------------------------------------
+
+    def schedule(self, conversation_id: int) -> None:
+        worker = self._workers.get(conversation_id)
+        if worker is not None and not worker.done():
+            self._more_work.add(conversation_id)
+            return
+        task = asyncio.create_task(self._work(conversation_id), name=f"conversation-{conversation_id}")
+        self._workers[conversation_id] = task
+        task.add_done_callback(lambda done: self._forget_worker(conversation_id, done))
+
+    def _forget_worker(self, conversation_id: int, task: asyncio.Task[None]) -> None:
+        if self._workers.get(conversation_id) is task:
+            del self._workers[conversation_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker for conversation %s crashed", conversation_id, exc_info=task.exception())
+
+    async def recover(self) -> int:
+        """Schedule every conversation with unfinished turns whose lease is free; returns how many."""
+        found = await self._store.conversations_needing_work()
+        for conversation_id in found:
+            self.schedule(conversation_id)
+        return len(found)
+
+    async def sweep_forever(self) -> None:
+        """Pick up work whose owner died (expired leases) or that no event announced."""
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                await self.recover()
+            except StoreError:
+                log.exception("recovery sweep failed; trying again later")
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Stop taking work, give in-flight turns the grace period, and leave the rest for recovery."""
+        self._accepting = False
+        workers = [task for task in self._workers.values() if not task.done()]
+        if not workers:
+            return
+        done, pending = await asyncio.wait(workers, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("%d conversations still running at shutdown; they resume on the next start", len(pending))
+
+    async def idle(self) -> None:
+        """Wait until no worker is running (for tests and orderly shutdown)."""
+        while any(not task.done() for task in self._workers.values()):
+            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+
+    # Work ----------------------------------------------------------------------------------
+
+    async def _work(self, conversation_id: int) -> None:
+        while True:
+            self._more_work.discard(conversation_id)
+            if not await self._store.claim_conversation(
+                conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
+            ):
+                return  # another worker holds it; it will see our turn, or the sweep will
+            renewer = asyncio.create_task(self._renew_lease(conversation_id))
+            try:
+                records = await self._store.open_turns(conversation_id)
+                if records:
+                    await self._answer(conversation_id, records)
+            finally:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+                await self._store.release_conversation(conversation_id, owner=self.owner)
+            if not records and conversation_id not in self._more_work:
+                return
+
+    async def _renew_lease(self, conversation_id: int) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                await self._store.claim_conversation(
+                    conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
+                )
+            except StoreError:
+                log.warning("could not renew the lease of conversation %s", conversation_id)
+
+    async def _answer(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
+        """Answer a batch: every waiting message goes into the thread, then one run answers them."""
+        ids = [record.id for record in records]
+        turns = [Turn.from_payload(record.payload) for record in records]
+        recovering = any(record.attempts > 0 for record in records)
+        latest = turns[-1]
+        await self._store.start_turns(ids)
+        outcome_status, error, reply_ts = TurnStatus.FAILED, None, None
+        try:
+            async with self._platform.reply(latest) as reply:
+                try:
+                    outcome_status, error = await self._run(conversation_id, records, turns, reply, recovering)
+                except APIError as exc:
+                    log.warning("conversation %s: API error: %s", conversation_id, exc)
+                    error = str(exc)
+                    await reply.send(ReplyFailed(api_failure_reason(exc)))
+                reply_ts = reply.reply_ts
+        except DeliveryError as exc:
+            log.warning("conversation %s: Slack refused the reply: %s", conversation_id, exc)
+            error = f"delivery failed: {exc}"
+        await self._store.update_turns(ids, status=outcome_status.value, error=error, reply_ts=reply_ts)
+
+    async def _run(
+        self,
+        conversation_id: int,
+        records: Sequence[TurnRecord],
+        turns: Sequence[Turn],
+        reply: ReplyStream,
+        recovering: bool,
+    ) -> tuple[TurnStatus, str | None]:
+        latest = turns[-1]
+        unread = [file.name for turn in turns for file in turn.files]
+        if unread:
+            await reply.notice(FILES_NOT_READ_NOTICE.format(names=", ".join(unread)))
+        if not any(turn.text.strip() for turn in turns):
+            return TurnStatus.ANSWERED, None
+        conversation = await self._store.get_conversation(conversation_id)
+        assistant_id = await self._assistants.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
+        thread_id = conversation.api_thread_id
+        if thread_id is None:
+            thread_id = await self._backend.create_thread(await self._platform.history(turns[0]))
+            await self._store.set_api_thread(conversation_id, api_thread_id=thread_id, assistant_id=assistant_id)
+        for record, turn in zip(records, turns, strict=True):
+            if record.api_message_id is None and turn.text.strip():
+                message_id = await self._backend.add_message(
+                    thread_id, turn.content_for_assistant(), key=turn.event_id, recovering=recovering
+                )
+                await self._store.update_turns([record.id], api_message_id=message_id)
+        request = RunRequest(
+            api_thread_id=thread_id, assistant_id=assistant_id, tools=self._tools, tool_context=ToolContext(latest)
+        )
+        known_run = next((record.run_id for record in records if record.run_id), None)
+        events = (
+            self._backend.follow(request, known_run)
+            if known_run
+            else self._backend.run(request, recovering=recovering)
+        )
+        ids = [record.id for record in records]
+        async for event in events:
+            if isinstance(event, RunStarted):
+                if event.run_id != known_run:
+                    await self._store.update_turns(ids, run_id=event.run_id)
+                continue
+            await reply.send(event)
+            if isinstance(event, ReplyCompleted):
+                return TurnStatus.ANSWERED, None
+            if isinstance(event, ReplyFailed):
+                return TurnStatus.FAILED, event.reason
+        raise APIError("the run ended without an answer")
+

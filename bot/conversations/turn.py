@@ -1,0 +1,99 @@
+"""The plain vocabulary between the chat platform and the conversation service."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Surface(str, enum.Enum):
+    """Where in Slack a conversation lives; it decides where answers go and how speakers are named."""
+
+    CHANNEL = "channel"  # a thread in a channel, started by a mention
+    DM = "dm"  # the rolling top-level conversation of a direct-message channel
+    DM_THREAD = "dm_thread"  # a thread inside a direct-message channel
+    ASSISTANT = "assistant"  # a thread of Slack's assistant pane
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file someone shared with their message."""
+
+    file_id: str
+    name: str
+    mimetype: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One user message the bot must answer, in platform-neutral terms."""
+
+    event_id: str
+    team_id: str
+    channel_id: str
+    thread_key: str  # the conversation's key inside the channel
+    surface: Surface
+    user_id: str
+    user_name: str
+    text: str
+    message_ts: str
+    reply_thread_ts: str | None  # where the answer goes; None for the top level of a DM
+    user_timezone: str | None = None
+    files: tuple[SharedFile, ...] = field(default_factory=tuple)
+
+    @property
+    def names_speaker(self) -> bool:
+        """Several people may talk in a channel thread, so the assistant is told who said what."""
+        return self.surface is Surface.CHANNEL
+
+    def content_for_assistant(self) -> str:
+        return f"{self.user_name}: {self.text}" if self.names_speaker else self.text
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["surface"] = self.surface.value
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Turn:
+        values = dict(payload)
+        values["surface"] = Surface(values["surface"])
+        values["files"] = tuple(SharedFile(**item) for item in values.get("files", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    """An earlier message of a Slack thread, used to seed a new API thread."""
+
+    role: str  # "user" or "assistant"
+    text: str
+
+
+# Reply parts: what the conversation service streams to the platform's renderer.
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """More answer text, appended to what came before."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyCompleted:
+    """The whole answer; replaces whatever was streamed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyFailed:
+    """No answer this time; a short plain-words reason for the person."""
+
+    reason: str
+
+
+ReplyPart = TextDelta | ReplyCompleted | ReplyFailed

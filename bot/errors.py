@@ -1,0 +1,110 @@
+"""One exception tree for the bot, organised by what the caller can do about each error.
+
+    BotError
+    ├── ConfigurationError        a setting is missing or wrong: fix the environment
+    ├── APIError                  the model API failed us
+    │   ├── APIConnectionError    no answer (connect/read failure); retried, then raised
+    │   │   └── APITimeoutError
+    │   └── APIStatusError        the API answered 4xx/5xx (status, code, message, request id)
+    │       ├── BadRequestError           400: our request was wrong for this state
+    │       ├── AuthenticationError       401/403: the key or token is wrong
+    │       ├── NotFoundError             404: the object is gone
+    │       ├── ConflictError             409
+    │       ├── RateLimitError            429: retried, then raised
+    │       │   └── InsufficientQuotaError  429 insufficient_quota: never retried
+    │       └── ServerError               5xx: retried, then raised
+    ├── StoreError                the database failed us
+    └── DeliveryError             the chat platform refused our reply (channel gone, not in it)
+
+Foreign exceptions (httpx, SQLAlchemy) are translated into these once, at the boundary that
+calls them, with ``raise ... from exc``. No message here ever carries a secret.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error the bot raises on purpose."""
+
+
+class ConfigurationError(BotError):
+    """A setting is missing or invalid; the message names the variable, never its value."""
+
+
+class StoreError(BotError):
+    """The database could not do what was asked."""
+
+
+class APIError(BotError):
+    """The model API (OpenAI or a compatible server) failed."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        if self.request_id:
+            return f"{self.message} (request id {self.request_id})"
+        return self.message
+
+
+class APIConnectionError(APIError):
+    """The API could not be reached or did not answer."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The API did not answer within our timeout."""
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status_code = status_code
+        self.code = code
+        self.error_type = error_type
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status_code}: {super().__str__()}"
+
+
+class BadRequestError(APIStatusError):
+    """400: the request does not fit the API or the object's current state."""
+
+
+class AuthenticationError(APIStatusError):
+    """401 or 403: the credentials were refused."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the object does not exist (any more)."""
+
+
+class ConflictError(APIStatusError):
+    """409: the object changed under us."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests."""
+
+
+class InsufficientQuotaError(RateLimitError):
+    """429 with code insufficient_quota: waiting will not help."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the API failed on its side."""
+
+
+class DeliveryError(BotError):
+    """The chat platform would not take our reply; retrying the same call will not help."""

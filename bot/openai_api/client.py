@@ -1,0 +1,552 @@
+"""Async client of the OpenAI Assistants API: one retrying request path, SSE run streams, typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent
+from pydantic import BaseModel, ValidationError
+
+from bot.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InsufficientQuotaError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from bot.openai_api.models import (
+    Assistant,
+    Message,
+    MessageDelta,
+    Model,
+    ModerationResponse,
+    Page,
+    Run,
+    RunStep,
+    StreamEvent,
+    Thread,
+    ToolOutput,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "slack-assistant-bot/0.1"
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# Values shorter than this are not treated as secrets when scrubbing messages: replacing
+# every "1" or "v2" in an error message would destroy it and hide nothing.
+MIN_SECRET_LENGTH = 4
+
+STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: RateLimitError,
+}
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_RUN_EVENTS = ("created", "queued", "in_progress", "requires_action", "completed", "incomplete", "failed",
+               "cancelling", "cancelled", "expired")
+_STEP_EVENTS = ("created", "in_progress", "completed", "failed", "cancelled", "expired")
+_MESSAGE_EVENTS = ("created", "in_progress", "completed", "incomplete")
+# Event name -> model of its data; None keeps the raw dict. Events missing here are skipped,
+# as the spec asks clients to tolerate events added later.
+EVENT_MODELS: dict[str, type[BaseModel] | None] = {
+    "thread.created": Thread,
+    **{f"thread.run.{name}": Run for name in _RUN_EVENTS},
+    **{f"thread.run.step.{name}": RunStep for name in _STEP_EVENTS},
+    "thread.run.step.delta": None,
+    **{f"thread.message.{name}": Message for name in _MESSAGE_EVENTS},
+    "thread.message.delta": MessageDelta,
+    "error": None,
+}
+
+
+def _segment(value: str) -> str:
+    """One path segment; ids come from the API and chat, so they must not add path or query parts."""
+    return quote(value, safe="")
+
+
+def _without_none(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks secrets in httpx's own log lines, which show each request's full URL (query token included)."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """The wait the server asks for, from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
+
+
+class OpenAIClient:
+    """The bot's only way to the model API. Knows HTTP and the API's shapes, nothing about Slack.
+
+    Every call goes through one request path that retries connection errors, timeouts, 408, 409,
+    429 and 5xx with exponential backoff, and turns failures into the exceptions of ``bot.errors``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        extra_headers: Mapping[str, str] = {},
+        extra_query: Mapping[str, str] = {},
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"OpenAI-Beta": "assistants=v2", "User-Agent": USER_AGENT}
+        # Gateways that authenticate with a query token reject a Bearer header they cannot check.
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        headers.update(extra_headers)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            params=dict(extra_query),
+            timeout=httpx.Timeout(connect=10.0, read=timeout, write=30.0, pool=10.0),
+            transport=transport,
+        )
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        secrets = [api_key, *extra_headers.values(), *extra_query.values()]
+        self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._log_filter = _RedactingFilter(self._redact)
+        logging.getLogger("httpx").addFilter(self._log_filter)
+
+    async def __aenter__(self) -> OpenAIClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        logging.getLogger("httpx").removeFilter(self._log_filter)
+        await self._http.aclose()
+
+    # ---- generic requests ---------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        files: Any = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request (retried as needed) and return its JSON object body ({} when empty).
+
+        ``files`` are re-sent on each retry, so pass bytes or seekable files.
+        """
+        response = await self._send(method, path, json=json, params=params, files=files, data=data)
+        return self._json_object(response)
+
+    async def stream_events(self, method: str, path: str, *, json: Any) -> AsyncIterator[StreamEvent]:
+        """Send a streaming request and yield its run events until ``done``.
+
+        Retries happen only before the response starts. A server that answers with JSON instead
+        of a stream yields one ``thread.run.created`` event with the run it returned. A stream that
+        breaks (or ends without its ``done`` event) raises APIConnectionError: the run goes on on
+        the server, so the caller follows it by polling. Close the iterator when leaving early
+        (``contextlib.aclosing``) so the connection is released at once.
+        """
+        response = await self._send(method, path, json=json, stream=True)
+        try:
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                await response.aread()
+                run = self._parse(Run, self._json_object(response), request_id=response.headers.get("x-request-id"))
+                yield StreamEvent("thread.run.created", run)
+                return
+            async for sse in EventSource(response).aiter_sse():
+                if sse.event == "done" or sse.data == "[DONE]":
+                    return
+                if sse.event not in EVENT_MODELS:
+                    continue
+                yield StreamEvent(sse.event, self._event_data(sse, request_id=response.headers.get("x-request-id")))
+        except httpx.RequestError as exc:
+            raise self._connection_error(exc) from exc
+        finally:
+            await response.aclose()
+        raise APIConnectionError(
+            f"{response.request.method} {response.request.url.path}: the event stream ended before its done event",
+            request_id=response.headers.get("x-request-id"),
+        )
+
+    # ---- assistants ---------------------------------------------------------------------------
+
+    async def create_assistant(
+        self,
+        *,
+        model: str,
+        name: str | None = None,
+        instructions: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Assistant:
+        body = _without_none(model=model, name=name, instructions=instructions, tools=tools, metadata=metadata)
+        return await self._call(Assistant, "POST", "/assistants", json=body)
+
+    async def retrieve_assistant(self, assistant_id: str) -> Assistant:
+        return await self._call(Assistant, "GET", f"/assistants/{_segment(assistant_id)}")
+
+    async def update_assistant(self, assistant_id: str, **fields: Any) -> Assistant:
+        """Change the given fields (as named in the API); a field passed as None is cleared."""
+        return await self._call(Assistant, "POST", f"/assistants/{_segment(assistant_id)}", json=fields)
+
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        body = await self.request("DELETE", f"/assistants/{_segment(assistant_id)}")
+        return bool(body.get("deleted"))
+
+    async def list_assistants(self, *, limit: int = 100, after: str | None = None) -> Page[Assistant]:
+        params = _without_none(limit=limit, after=after)
+        return await self._call(Page[Assistant], "GET", "/assistants", params=params)
+
+    async def iterate_assistants(self) -> AsyncIterator[Assistant]:
+        """Every assistant of the organisation, fetching page after page."""
+        after: str | None = None
+        while True:
+            page = await self.list_assistants(after=after)
+            for assistant in page.data:
+                yield assistant
+            if not page.has_more or not page.last_id:
+                return
+            after = page.last_id
+
+    # ---- threads and messages -----------------------------------------------------------------
+
+    async def create_thread(
+        self, *, messages: list[dict[str, Any]] | None = None, metadata: Mapping[str, str] | None = None
+    ) -> Thread:
+        return await self._call(Thread, "POST", "/threads", json=_without_none(messages=messages, metadata=metadata))
+
+    async def retrieve_thread(self, thread_id: str) -> Thread:
+        return await self._call(Thread, "GET", f"/threads/{_segment(thread_id)}")
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        body = await self.request("DELETE", f"/threads/{_segment(thread_id)}")
+        return bool(body.get("deleted"))
+
+    async def create_message(
+        self,
+        thread_id: str,
+        *,
+        content: str | list[dict[str, Any]],
+        role: Literal["user", "assistant"] = "user",
+        attachments: list[dict[str, Any]] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Message:
+        body = _without_none(role=role, content=content, attachments=attachments, metadata=metadata)
+        return await self._call(Message, "POST", f"/threads/{_segment(thread_id)}/messages", json=body)
+
+    async def list_messages(
+        self,
+        thread_id: str,
+        *,
+        run_id: str | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[Message]:
+        params = _without_none(run_id=run_id, order=order, limit=limit, after=after)
+        return await self._call(Page[Message], "GET", f"/threads/{_segment(thread_id)}/messages", params=params)
+
+    # ---- runs ---------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        thread_id: str,
+        *,
+        assistant_id: str,
+        tools: list[dict[str, Any]] | None = None,
+        instructions: str | None = None,
+        additional_instructions: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Run:
+        body = _without_none(
+            assistant_id=assistant_id,
+            tools=tools,
+            instructions=instructions,
+            additional_instructions=additional_instructions,
+            metadata=metadata,
+        )
+        return await self._call(Run, "POST", f"/threads/{_segment(thread_id)}/runs", json=body)
+
+    async def stream_run(
+        self,
+        thread_id: str,
+        *,
+        assistant_id: str,
+        tools: list[dict[str, Any]] | None = None,
+        instructions: str | None = None,
+        additional_instructions: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Create a run and stream its events (see ``stream_events`` for the failure modes)."""
+        body = _without_none(
+            assistant_id=assistant_id,
+            tools=tools,
+            instructions=instructions,
+            additional_instructions=additional_instructions,
+            metadata=metadata,
+            stream=True,
+        )
+        async for event in self.stream_events("POST", f"/threads/{_segment(thread_id)}/runs", json=body):
+            yield event
+
+    async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
+        return await self._call(Run, "GET", f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}")
+
+    async def list_runs(
+        self, thread_id: str, *, order: Literal["asc", "desc"] = "desc", limit: int = 20, after: str | None = None
+    ) -> Page[Run]:
+        params = _without_none(order=order, limit=limit, after=after)
+        return await self._call(Page[Run], "GET", f"/threads/{_segment(thread_id)}/runs", params=params)
+
+    async def cancel_run(self, thread_id: str, run_id: str) -> Run:
+        return await self._call(Run, "POST", f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/cancel")
+
+    async def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[ToolOutput]) -> Run:
+        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
+        return await self._call(Run, "POST", path, json=self._tool_outputs_body(outputs, stream=False))
+
+    async def stream_submit_tool_outputs(
+        self, thread_id: str, run_id: str, outputs: list[ToolOutput]
+    ) -> AsyncIterator[StreamEvent]:
+        """Submit tool outputs and stream the run's further events (see ``stream_events``)."""
+        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
+        async for event in self.stream_events("POST", path, json=self._tool_outputs_body(outputs, stream=True)):
+            yield event
+
+    async def list_run_steps(
+        self, thread_id: str, run_id: str, *, limit: int = 100, after: str | None = None
+    ) -> Page[RunStep]:
+        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/steps"
+        return await self._call(Page[RunStep], "GET", path, params=_without_none(limit=limit, after=after))
+
+    # ---- models and moderation ----------------------------------------------------------------
+
+    async def list_models(self) -> list[Model]:
+        return (await self._call(Page[Model], "GET", "/models")).data
+
+    async def create_moderation(self, input: str | list[dict[str, Any]], *, model: str) -> ModerationResponse:
+        return await self._call(ModerationResponse, "POST", "/moderations", json={"input": input, "model": model})
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _tool_outputs_body(outputs: list[ToolOutput], *, stream: bool) -> dict[str, Any]:
+        return {"tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
+                "stream": stream}
+
+    async def _call(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
+        response = await self._send(method, path, **kwargs)
+        return self._parse(model, self._json_object(response), request_id=response.headers.get("x-request-id"))
+
+    async def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        """The one request path: send, retry what may succeed later, raise a bot.errors exception otherwise.
+
+        With ``stream`` the returned response is open (body unread); the caller must close it.
+        """
+        headers = {"Accept": "text/event-stream"} if stream else None
+        attempt = 0
+        while True:
+            request = self._http.build_request(method, path, headers=headers, **kwargs)
+            cause: httpx.RequestError | None = None
+            try:
+                response = await self._open(request, stream=stream)
+            except httpx.RequestError as exc:
+                cause = exc
+                error: APIError = self._connection_error(exc)
+                retryable, wait, kind = True, None, type(exc).__name__
+            else:
+                if response.is_success:
+                    return response
+                status_error = self._status_error(response)
+                error = status_error
+                retryable = self._is_retryable(status_error)
+                wait, kind = _retry_after(response.headers), f"HTTP {response.status_code}"
+            if not retryable or attempt >= self._max_retries:
+                raise error from cause
+            attempt += 1
+            delay = self._delay(attempt, retry_after=wait)
+            logger.warning(
+                "Retrying %s %s after %s (attempt %d of %d) in %.2f s",
+                method, request.url.path, kind, attempt, self._max_retries, delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _open(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """One attempt; an error answer comes back read and closed, a successful stream open."""
+        response = await self._http.send(request, stream=stream)
+        if stream and not response.is_success:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
+
+    @staticmethod
+    def _is_retryable(error: APIStatusError) -> bool:
+        if isinstance(error, InsufficientQuotaError):
+            return False
+        return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
+
+    def _delay(self, attempt: int, *, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._backoff_max)
+        backoff = min(self._backoff_base * 2 ** (attempt - 1), self._backoff_max)
+        # Jitter spreads the retries of many conversations hit by the same outage.
+        return backoff * random.uniform(0.5, 1.0)
+
+    def _redact(self, text: str) -> str:
+        """The text with every configured secret (key, extra header and query values) masked."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _connection_error(self, exc: httpx.RequestError) -> APIConnectionError:
+        error_class = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        where = f"{exc.request.method} {exc.request.url.path}"
+        return error_class(self._redact(f"{where} {what}: {type(exc).__name__}: {str(exc) or 'no detail'}"))
+
+    def _status_error(self, response: httpx.Response) -> APIStatusError:
+        status = response.status_code
+        message, code, error_type = self._error_fields(response)
+        if status == 429 and "insufficient_quota" in (code, error_type):
+            error_class: type[APIStatusError] = InsufficientQuotaError
+        elif status >= 500:
+            error_class = ServerError
+        else:
+            error_class = STATUS_ERRORS.get(status, APIStatusError)
+        return error_class(
+            self._redact(message),
+            status_code=status,
+            code=code,
+            error_type=error_type,
+            request_id=response.headers.get("x-request-id"),
+        )
+
+    @staticmethod
+    def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+        """Message, code and type of an error body: OpenAI's {"error": {...}} or a gateway's variant."""
+        reason = response.reason_phrase or "error"
+        try:
+            body = response.json()
+        except ValueError:
+            # A proxy's HTML page is noise in a chat message and may echo the request URL.
+            content_type = response.headers.get("content-type", "").partition(";")[0] or "unknown"
+            return f"{reason} (non-JSON {content_type} body)", None, None
+        if not isinstance(body, dict):
+            return reason, None, None
+        error = body.get("error", body)
+        if isinstance(error, str):
+            return error, None, None
+        if not isinstance(error, dict):
+            return reason, None, None
+        message = error.get("message") or error.get("detail") or reason
+        code, error_type = error.get("code"), error.get("type")
+        return (
+            str(message),
+            None if code is None else str(code),
+            None if error_type is None else str(error_type),
+        )
+
+    @staticmethod
+    def _json_object(response: httpx.Response) -> dict[str, Any]:
+        if not response.content:
+            return {}
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise APIError(
+                f"{response.request.method} {response.request.url.path}: the answer is not JSON",
+                request_id=response.headers.get("x-request-id"),
+            ) from exc
+        if not isinstance(body, dict):
+            raise APIError(
+                f"{response.request.method} {response.request.url.path}: the answer is not a JSON object",
+                request_id=response.headers.get("x-request-id"),
+            )
+        return body
+
+    @staticmethod
+    def _parse(
+        model: type[ModelT], body: Any, *, request_id: str | None = None, error_class: type[APIError] = APIError
+    ) -> ModelT:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            location = ".".join(str(part) for part in first["loc"]) or "body"
+            raise error_class(
+                f"the API answered with an unexpected {model.__name__}: {location}: {first['msg']}",
+                request_id=request_id,
+            ) from exc
+
+    def _event_data(self, sse: ServerSentEvent, *, request_id: str | None) -> Any:
+        """The parsed data of a known event; a garbled event counts as a broken stream."""
+        try:
+            raw = sse.json()
+        except ValueError as exc:
+            message = f"the event stream sent a malformed {sse.event} event"
+            raise APIConnectionError(message, request_id=request_id) from exc
+        model = EVENT_MODELS[sse.event]
+        if model is None:
+            return raw
+        return self._parse(model, raw, request_id=request_id, error_class=APIConnectionError)

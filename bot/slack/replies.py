@@ -1,0 +1,202 @@
+"""Showing answers in Slack: one message updated in place while it streams, split when long."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, ReplyPart, Surface, TextDelta, Turn
+from bot.errors import DeliveryError
+from bot.slack.directory import UserDirectory
+from bot.slack.render import render_reply
+from bot.slack.text import mentioned_user_ids, to_plain_text
+
+log = logging.getLogger(__name__)
+
+THINKING = "_Thinking…_"
+EMPTY_ANSWER = "_(The assistant returned an empty answer.)_"
+INTERRUPTED = ":warning: Something went wrong while I was answering. I'll try again shortly."
+ASSISTANT_STATUS = "is thinking…"
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    user_id: str
+    bot_id: str
+
+
+def _delivery_error(exc: SlackApiError, method: str) -> DeliveryError:
+    """Slack's own retry handlers already waited out rate limits; what is left will not heal by itself."""
+    return DeliveryError(f"{method}: {exc.response.get('error', 'unknown_error')}")
+
+
+class SlackReplyStream:
+    """The Slack messages that show one answer; updated no more often than `update_seconds`."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        in_assistant_pane: bool,
+        message_chars: int,
+        update_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+        self._in_assistant_pane = in_assistant_pane
+        self._message_chars = message_chars
+        self._update_seconds = update_seconds
+        self._clock = clock
+        self._posted: list[tuple[str, str]] = []  # (ts, text) of each message, in order
+        self._markdown = ""
+        self._last_shown = float("-inf")
+        self.finished = False
+
+    @property
+    def reply_ts(self) -> str | None:
+        return self._posted[0][0] if self._posted else None
+
+    async def open(self) -> None:
+        if self._in_assistant_pane and self._thread_ts:
+            try:
+                await self._client.assistant_threads_setStatus(
+                    channel_id=self._channel, thread_ts=self._thread_ts, status=ASSISTANT_STATUS
+                )
+            except SlackApiError as exc:
+                log.info("could not set the assistant status: %s", exc.response.get("error"))
+        else:
+            await self._show([THINKING])
+
+    async def send(self, part: ReplyPart) -> None:
+        if isinstance(part, TextDelta):
+            self._markdown += part.text
+            if self._clock() - self._last_shown >= self._update_seconds:
+                await self._show(render_reply(self._markdown, limit=self._message_chars))
+        elif isinstance(part, ReplyCompleted):
+            self._markdown = part.text
+            await self._show(render_reply(part.text, limit=self._message_chars) or [EMPTY_ANSWER])
+            self.finished = True
+        elif isinstance(part, ReplyFailed):
+            shown = render_reply(self._markdown, limit=self._message_chars)
+            await self._show([*shown, f":warning: {part.reason}"])
+            self.finished = True
+
+    async def notice(self, text: str) -> None:
+        await self._call("chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text)
+
+    async def close(self) -> None:
+        """An answer cut off by an unexpected error must not leave 'Thinking…' behind."""
+        if not self.finished and self._posted:
+            shown = render_reply(self._markdown, limit=self._message_chars)
+            await self._show([*shown, INTERRUPTED])
+
+    async def _show(self, chunks: list[str]) -> None:
+        self._last_shown = self._clock()
+        for index, chunk in enumerate(chunks):
+            if index < len(self._posted):
+                ts, text = self._posted[index]
+                if text != chunk:
+                    self._posted[index] = (await self._update(ts, chunk), chunk)
+            else:
+                self._posted.append((await self._post(chunk), chunk))
+        for ts, _ in self._posted[len(chunks):]:
+            await self._call("chat_delete", channel=self._channel, ts=ts, ignore=("message_not_found",))
+        del self._posted[len(chunks):]
+
+    async def _post(self, text: str) -> str:
+        response = await self._call("chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text)
+        return response["ts"]
+
+    async def _update(self, ts: str, text: str) -> str:
+        try:
+            await self._client.chat_update(channel=self._channel, ts=ts, text=text)
+            return ts
+        except SlackApiError as exc:
+            if exc.response.get("error") == "message_not_found":
+                # Someone deleted the message we were updating: show the text in a new one.
+                return await self._post(text)
+            raise _delivery_error(exc, "chat.update") from exc
+
+    async def _call(self, method: str, *, ignore: tuple[str, ...] = (), **arguments):  # type: ignore[no-untyped-def]
+        try:
+            return await getattr(self._client, method)(**arguments)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ignore:
+                return exc.response
+            raise _delivery_error(exc, method.replace("_", ".")) from exc
+
+
+class SlackPlatform:
+    """The conversation service's view of Slack: thread history in, answers out."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        identity: BotIdentity,
+        users: UserDirectory,
+        message_chars: int,
+        update_seconds: float,
+    ) -> None:
+        self._client = client
+        self._identity = identity
+        self._users = users
+        self._message_chars = message_chars
+        self._update_seconds = update_seconds
+
+    async def history(self, turn: Turn) -> list[HistoryMessage]:
+        if turn.surface is Surface.DM or turn.thread_key == turn.message_ts:
+            return []  # nothing was said before this message in this conversation
+        messages: list[dict] = []
+        cursor = None
+        while True:
+            response = await self._client.conversations_replies(
+                channel=turn.channel_id, ts=turn.thread_key, limit=200, cursor=cursor
+            )
+            messages += response.get("messages", [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor or not response.get("has_more", True):
+                break
+        earlier = [m for m in messages if float(m.get("ts", "0")) < float(turn.message_ts) and m.get("text")]
+        speakers = {m["user"] for m in earlier if m.get("user")}
+        for m in earlier:
+            speakers.update(mentioned_user_ids(m["text"]))
+        names = await self._users.names(sorted(speakers), team_id=turn.team_id)
+        history = []
+        for message in earlier:
+            text = to_plain_text(message["text"], user_names=names)
+            if self._is_ours(message):
+                history.append(HistoryMessage(role="assistant", text=text))
+            else:
+                speaker = names.get(message.get("user", ""), message.get("username") or "someone")
+                history.append(HistoryMessage(role="user", text=f"{speaker}: {text}"))
+        return history
+
+    def _is_ours(self, message: dict) -> bool:
+        return message.get("user") == self._identity.user_id or message.get("bot_id") == self._identity.bot_id
+
+    @asynccontextmanager
+    async def reply(self, turn: Turn) -> AsyncIterator[SlackReplyStream]:
+        stream = SlackReplyStream(
+            self._client,
+            channel=turn.channel_id,
+            thread_ts=turn.reply_thread_ts,
+            in_assistant_pane=turn.surface is Surface.ASSISTANT,
+            message_chars=self._message_chars,
+            update_seconds=self._update_seconds,
+        )
+        await stream.open()
+        try:
+            yield stream
+        finally:
+            await stream.close()

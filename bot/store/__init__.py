@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, repositories, engine and session set-up."""

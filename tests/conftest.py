@@ -1,0 +1,209 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), the Slack and OpenAI doubles, a running bot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+SPECS_DIR = Path(__file__).resolve().parents[2] / "shared" / "specs"
+T = TypeVar("T")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def require_specs() -> Path:
+    """The shared specs folder; missing it skips locally but fails in CI, never passes silently."""
+    if not SPECS_DIR.is_dir():
+        message = f"the shared specs folder {SPECS_DIR} is missing"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return SPECS_DIR
+
+
+def run_outside_loop(function: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on its own loop, even when a test's loop is running."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, function()).result()
+
+
+async def _admin_connection() -> asyncpg.Connection:
+    url = make_url(POSTGRES_URL)
+    try:
+        return await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL at {url.host}:{url.port} is not reachable ({exc})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throwaway database on the PostgreSQL server, dropped at the end of the session."""
+    name = f"bot_test_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        admin = await _admin_connection()
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    async def drop() -> None:
+        admin = await _admin_connection()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    run_outside_loop(create)
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    run_outside_loop(drop)
+
+
+async def _reset_postgres(url: str) -> None:
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password, database=parsed.database
+    )
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of each kind the bot supports, as a plain URL (as an operator writes it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+        return
+    url = request.getfixturevalue("postgres_database")
+    await _reset_postgres(url)
+    yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+
+
+# Doubles and a running bot ------------------------------------------------------------------
+
+SIGNING_SECRET = "test-signing-secret-5f1d"
+OPENAI_KEY = "sk-test-openai-key-8c2e"
+BOT_TOKEN = "xoxb-test-bot-token-41a7"
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[Any]:
+    require_specs()
+    from doubles.openai_double import OpenAIDouble
+
+    server = OpenAIDouble(api_key=OPENAI_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openai_double(openai_server: Any) -> Iterator[Any]:
+    """The OpenAI double, emptied; every request and response it saw must match the spec."""
+    openai_server.reset()
+    yield openai_server
+    openai_server.assert_no_violations()
+
+
+@pytest.fixture(scope="session")
+def slack_server() -> Iterator[Any]:
+    require_specs()
+    from doubles.slack_double import SlackDouble
+
+    server = SlackDouble(bot_token=BOT_TOKEN)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack_double(slack_server: Any) -> Iterator[Any]:
+    slack_server.reset()
+    slack_server.add_user("U0ADA", name="ada", display_name="Ada", tz="Europe/London")
+    slack_server.add_user("U0BOB", name="bob", display_name="Bob", tz="America/New_York")
+    slack_server.add_channel("C0GENERAL", name="general")
+    slack_server.add_channel("D0ADA", name="ada-dm", is_im=True, user="U0ADA")
+    yield slack_server
+    assert slack_server.violations == [], "\n".join(slack_server.violations)
+
+
+class RunningBot:
+    """A bot started in-process in HTTP mode, and the means to talk to it as Slack does."""
+
+    def __init__(self, bot: Any, slack: Any) -> None:
+        self.bot = bot
+        self.slack = slack
+        self.url = f"http://127.0.0.1:{bot.port}"
+
+    async def deliver(self, envelope: dict[str, Any], **options: Any):
+        from doubles.slack_events import deliver
+
+        return await deliver(self.url, envelope, SIGNING_SECRET, **options)
+
+    async def settle(self) -> None:
+        """Wait until every answer in progress is finished."""
+        await self.bot.service.idle()
+
+    async def say(self, channel: str, user: str, text: str, *, thread_ts: str | None = None, **options: Any) -> str:
+        """A person posts in Slack; Slack delivers the events; the bot answers. Returns the message ts."""
+        post = self.slack.human_posts(channel, user, text, thread_ts=thread_ts, **options)
+        for envelope in post.envelopes:
+            response = await self.deliver(envelope)
+            assert response.status_code == 200, response.text
+        await self.settle()
+        return post.ts
+
+    async def stop(self) -> None:
+        await self.bot.stop()
+
+
+@pytest.fixture
+async def start_bot(openai_double: Any, slack_double: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start the bot against the doubles; keyword arguments override settings."""
+    from bot.app import start_bot as start
+    from bot.settings import Settings
+
+    running: list[RunningBot] = []
+
+    async def factory(**overrides: Any) -> RunningBot:
+        values: dict[str, Any] = {
+            "slack_bot_token": BOT_TOKEN,
+            "slack_signing_secret": SIGNING_SECRET,
+            "slack_api_url": slack_double.api_url,
+            "openai_api_key": OPENAI_KEY,
+            "openai_base_url": openai_double.base_url,
+            "database_url": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+            "host": "127.0.0.1",
+            "port": 0,
+            "stream_update_seconds": 0.0,
+            "openai_max_retries": 2,
+        }
+        values.update(overrides)
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        bot = RunningBot(await start(settings), slack_double)
+        running.append(bot)
+        return bot
+
+    yield factory
+    for bot in running:
+        await bot.stop()

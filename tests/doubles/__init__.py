@@ -1,0 +1,1 @@
+"""Test doubles that stand in for the external services the bot talks to."""

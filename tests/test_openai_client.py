@@ -1,0 +1,757 @@
+"""OpenAIClient against a loopback aiohttp double: headers, retries, typed errors, secrets, SSE, paging, spec shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from jsonschema import Draft202012Validator
+from multidict import CIMultiDictProxy
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+import bot.openai_api.client as client_module
+from bot.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InsufficientQuotaError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from bot.openai_api import (
+    Assistant,
+    Message,
+    MessageDelta,
+    OpenAIClient,
+    OtherContent,
+    Run,
+    RunStep,
+    StreamEvent,
+    Thread,
+    ToolOutput,
+)
+
+KEY = "sk-test-KEY-0123456789abcdef"
+HEADER_SECRET = "gw-HEADER-SECRET-4242"
+QUERY_TOKEN = "qt-QUERY-TOKEN-9999"
+SECRETS = (KEY, HEADER_SECRET, QUERY_TOKEN)
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "openai" / "openapi.yaml"
+LOGGER = client_module.__name__
+
+Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    raw_path: str
+    query: dict[str, str]
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeAPI:
+    """Answers each request with the next scripted responder; the last one keeps answering."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.script: list[Responder] = []
+        self.release = asyncio.Event()
+        self.base_url = ""
+
+    def answer(self, *responders: Responder) -> None:
+        self.script = list(responders)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(
+            Seen(
+                request.method, request.path, request.raw_path, dict(request.query), request.headers,
+                await request.read(),
+            )
+        )
+        responder = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return await responder(request)
+
+
+def reply(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Responder:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body, status=status, headers=headers)
+
+    return respond
+
+
+def fail(
+    status: int,
+    message: str = "boom",
+    *,
+    code: str | None = None,
+    error_type: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> Responder:
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return reply(body, status=status, headers={"x-request-id": "req_123", **(headers or {})})
+
+
+def sse(*events: tuple[str | None, str], drop: bool = False) -> Responder:
+    """An event stream of (event, data) pairs; with ``drop`` the connection is cut after them."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-request-id": "req_sse"})
+        await response.prepare(request)
+        for name, data in events:
+            await response.write(((f"event: {name}\n" if name else "") + f"data: {data}\n\n").encode())
+        if drop:
+            assert request.transport is not None
+            request.transport.abort()
+        return response
+
+    return respond
+
+
+def cut_connection() -> Responder:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+
+    return respond
+
+
+def hang(api: FakeAPI) -> Responder:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        await api.release.wait()
+        return web.json_response({})
+
+    return respond
+
+
+def run_json(status: str = "queued", **fields: Any) -> dict[str, Any]:
+    return {"id": "run_1", "object": "thread.run", "thread_id": "thread_1", "assistant_id": "asst_1",
+            "status": status, **fields}
+
+
+def message_json(text: str = "Hello") -> dict[str, Any]:
+    return {"id": "msg_1", "object": "thread.message", "thread_id": "thread_1", "role": "assistant",
+            "status": "completed", "content": [{"type": "text", "text": {"value": text, "annotations": []}}]}
+
+
+def delta_json(text: str) -> dict[str, Any]:
+    return {"id": "msg_1", "object": "thread.message.delta",
+            "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}}
+
+
+def assistant_json(number: int) -> dict[str, Any]:
+    return {"id": f"asst_{number}", "object": "assistant", "created_at": 1, "name": None, "description": None,
+            "model": "gpt-4o-mini", "instructions": None, "tools": [], "metadata": {}}
+
+
+def assert_no_secrets(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def exception_text(exc: BaseException) -> str:
+    return repr(exc) + str(exc) + "".join(traceback.format_exception(exc))
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == LOGGER and record.levelno == logging.WARNING]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeAPI]:
+    fake = FakeAPI()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, sock)
+    await site.start()
+    fake.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    yield fake
+    fake.release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Records the client's backoff delays instead of waiting them out."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(client_module, "asyncio", SimpleNamespace(sleep=sleep))
+    return delays
+
+
+def make_client(base_url: str, **overrides: Any) -> OpenAIClient:
+    options: dict[str, Any] = {
+        "api_key": KEY,
+        "base_url": base_url,
+        "extra_headers": {"X-Gateway-Auth": HEADER_SECRET},
+        "extra_query": {"token": QUERY_TOKEN},
+        "max_retries": 3,
+        "backoff_base": 0.001,
+        "backoff_max": 0.005,
+    }
+    return OpenAIClient(**{**options, **overrides})
+
+
+@pytest.fixture
+async def client(api: FakeAPI, sleeps: list[float]) -> AsyncIterator[OpenAIClient]:
+    async with make_client(api.base_url) as openai:
+        yield openai
+
+
+async def collect(events: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
+    async with aclosing(events) as stream:
+        return [event async for event in stream]
+
+
+# ---- headers ---------------------------------------------------------------------------------
+
+
+async def test_every_request_carries_auth_beta_agent_extra_headers_and_query(api: FakeAPI, client: OpenAIClient):
+    api.answer(
+        reply(assistant_json(1)),
+        reply({"id": "thread_1", "object": "thread", "created_at": 1, "metadata": {}}),
+        reply({"id": "thread_1", "object": "thread.deleted", "deleted": True}),
+        reply({"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}),
+        sse(("thread.run.created", json.dumps(run_json())), ("done", "[DONE]")),
+    )
+    await client.retrieve_assistant("asst_1")
+    await client.create_thread()
+    assert await client.delete_thread("thread_1") is True
+    await client.list_messages("thread_1", order="desc", limit=5)
+    await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+
+    assert [seen.method for seen in api.seen] == ["GET", "POST", "DELETE", "GET", "POST"]
+    for seen in api.seen:
+        assert seen.headers["Authorization"] == f"Bearer {KEY}"
+        assert seen.headers["OpenAI-Beta"] == "assistants=v2"
+        assert seen.headers["User-Agent"] == "slack-assistant-bot/0.1"
+        assert seen.headers["X-Gateway-Auth"] == HEADER_SECRET
+        assert seen.query["token"] == QUERY_TOKEN
+    assert api.seen[3].query == {"token": QUERY_TOKEN, "order": "desc", "limit": "5"}
+    assert api.seen[4].headers["Accept"] == "text/event-stream"
+
+
+async def test_no_authorization_header_when_the_key_is_empty(api: FakeAPI):
+    api.answer(reply(assistant_json(1)))
+    async with make_client(api.base_url, api_key="") as openai:
+        await openai.retrieve_assistant("asst_1")
+    assert "Authorization" not in api.seen[0].headers
+    assert api.seen[0].query["token"] == QUERY_TOKEN
+
+
+async def test_ids_cannot_add_path_segments_or_query(api: FakeAPI, client: OpenAIClient):
+    api.answer(reply({"id": "x", "object": "thread"}))
+    await client.retrieve_thread("a/b?c=d")
+    assert api.seen[0].raw_path.split("?")[0] == "/v1/threads/a%2Fb%3Fc%3Dd"
+
+
+# ---- retries ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 408, 409, 429])
+async def test_retryable_statuses_are_retried_until_success(
+    api: FakeAPI, client: OpenAIClient, sleeps: list[float], caplog: pytest.LogCaptureFixture, status: int
+):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    api.answer(fail(status), fail(status), reply(assistant_json(1)))
+
+    assistant = await client.retrieve_assistant("asst_1")
+
+    assert assistant.id == "asst_1"
+    assert len(api.seen) == 3
+    assert len(sleeps) == 2
+    records = warnings_of(caplog)
+    assert len(records) == 2
+    assert all(0 < delay <= 0.005 for delay in sleeps)
+    message = records[0].getMessage()
+    assert "GET /v1/assistants/asst_1" in message
+    assert f"HTTP {status}" in message
+    assert "attempt 1 of 3" in message
+    assert "?" not in message
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "2"}, 2.0),
+        ({"Retry-After": "0"}, 0.0),
+        ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),
+        ({"Retry-After": "3600"}, 30.0),
+        ({"Retry-After": formatdate(time.time() + 7200, usegmt=True)}, 30.0),
+        ({"Retry-After": formatdate(time.time() - 60, usegmt=True)}, 0.0),
+    ],
+)
+async def test_retry_after_is_honoured_and_capped(
+    api: FakeAPI, sleeps: list[float], headers: dict[str, str], expected: float
+):
+    api.answer(fail(429, headers=headers), reply(assistant_json(1)))
+    async with make_client(api.base_url, backoff_base=10.0, backoff_max=30.0) as openai:
+        await openai.retrieve_assistant("asst_1")
+    assert sleeps == [expected]
+
+
+async def test_retry_after_as_a_near_http_date(api: FakeAPI, sleeps: list[float]):
+    api.answer(fail(503, headers={"Retry-After": formatdate(time.time() + 20, usegmt=True)}), reply(assistant_json(1)))
+    async with make_client(api.base_url, backoff_base=10.0, backoff_max=30.0) as openai:
+        await openai.retrieve_assistant("asst_1")
+    assert 15.0 <= sleeps[0] <= 20.0
+
+
+async def test_backoff_grows_exponentially_with_jitter(api: FakeAPI, sleeps: list[float]):
+    api.answer(fail(500))
+    async with make_client(api.base_url, backoff_base=1.0, backoff_max=3.0, max_retries=4) as openai:
+        with pytest.raises(ServerError):
+            await openai.retrieve_assistant("asst_1")
+    bounds = [1.0, 2.0, 3.0, 3.0]
+    assert len(sleeps) == 4
+    for delay, bound in zip(sleeps, bounds, strict=True):
+        assert bound / 2 <= delay <= bound
+
+
+async def test_gives_up_after_max_retries_with_the_last_error(api: FakeAPI, client: OpenAIClient):
+    api.answer(fail(503, "overloaded", error_type="server_error"))
+    with pytest.raises(ServerError) as caught:
+        await client.retrieve_assistant("asst_1")
+    assert len(api.seen) == 4
+    assert caught.value.status_code == 503
+    assert caught.value.message == "overloaded"
+    assert caught.value.request_id == "req_123"
+
+
+async def test_insufficient_quota_is_never_retried(
+    api: FakeAPI, client: OpenAIClient, sleeps: list[float], caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    api.answer(fail(429, "You exceeded your current quota", code="insufficient_quota", error_type="insufficient_quota"))
+    with pytest.raises(InsufficientQuotaError) as caught:
+        await client.create_thread()
+    assert isinstance(caught.value, RateLimitError)
+    assert caught.value.code == "insufficient_quota"
+    assert len(api.seen) == 1
+    assert sleeps == []
+    assert warnings_of(caplog) == []
+
+
+async def test_connection_refused_is_retried_then_raised(sleeps: list[float], caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    async with make_client(f"http://127.0.0.1:{free_port()}/v1") as openai:
+        with pytest.raises(APIConnectionError) as caught:
+            await openai.list_models()
+    assert not isinstance(caught.value, APITimeoutError)
+    assert "GET /v1/models failed: ConnectError" in str(caught.value)
+    assert isinstance(caught.value.__cause__, Exception)
+    records = warnings_of(caplog)
+    assert len(records) == 3
+    assert "ConnectError" in records[0].getMessage()
+
+
+async def test_a_connection_cut_before_the_answer_is_retried(api: FakeAPI, client: OpenAIClient, sleeps: list[float]):
+    api.answer(cut_connection(), reply(run_json("completed")))
+    run = await client.retrieve_run("thread_1", "run_1")
+    assert run.status == "completed"
+    assert len(api.seen) == 2
+    assert len(sleeps) == 1
+
+
+async def test_read_timeout_becomes_api_timeout_error(api: FakeAPI, sleeps: list[float]):
+    api.answer(hang(api))
+    async with make_client(api.base_url, timeout=0.05, max_retries=1) as openai:
+        with pytest.raises(APITimeoutError) as caught:
+            await openai.retrieve_run("thread_1", "run_1")
+    assert "timed out" in str(caught.value)
+    assert len(api.seen) == 2
+
+
+# ---- typed errors and secrets ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [(400, BadRequestError), (401, AuthenticationError), (403, AuthenticationError), (404, NotFoundError),
+     (422, APIStatusError)],
+)
+async def test_error_statuses_become_typed_errors(
+    api: FakeAPI, client: OpenAIClient, status: int, error_class: type[APIStatusError]
+):
+    api.answer(fail(status, "Thread thread_1 has an active run", code="run_active", error_type="invalid_request_error"))
+    with pytest.raises(APIStatusError) as caught:
+        await client.create_message("thread_1", content="hi")
+    error = caught.value
+    assert type(error) is error_class
+    assert (error.status_code, error.message, error.code, error.error_type, error.request_id) == (
+        status, "Thread thread_1 has an active run", "run_active", "invalid_request_error", "req_123"
+    )
+    assert str(error) == f"HTTP {status}: Thread thread_1 has an active run (request id req_123)"
+    assert len(api.seen) == 1
+
+
+async def test_a_non_json_error_page_gives_a_short_message(api: FakeAPI, client: OpenAIClient):
+    async def html_page(request: web.Request) -> web.StreamResponse:
+        page = f"<html><body><h1>502 Bad Gateway</h1>{request.path_qs}</body></html>"
+        return web.Response(status=502, text=page, content_type="text/html")
+
+    api.answer(html_page)
+    with pytest.raises(ServerError) as caught:
+        await client.list_assistants()
+    text = str(caught.value)
+    assert text.startswith("HTTP 502: ")
+    assert "text/html" in text
+    assert "<" not in text
+    assert_no_secrets(exception_text(caught.value))
+
+
+async def test_a_gateway_error_string_is_used_as_the_message(api: FakeAPI, client: OpenAIClient):
+    api.answer(reply({"error": "model not available"}, status=400))
+    with pytest.raises(BadRequestError, match="model not available"):
+        await client.create_run("thread_1", assistant_id="asst_1")
+
+
+async def test_secrets_never_reach_exceptions_or_logs(
+    api: FakeAPI, client: OpenAIClient, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    echo = f"bad key {KEY}, header {HEADER_SECRET}, url /v1/threads?token={QUERY_TOKEN}"
+    api.answer(fail(500, echo), fail(401, echo, code="invalid_api_key"))
+
+    with pytest.raises(AuthenticationError) as caught:
+        await client.create_thread()
+
+    assert "***" in caught.value.message
+    assert_no_secrets(exception_text(caught.value))
+    assert len(warnings_of(caplog)) == 1
+    assert any(record.name == "httpx" for record in caplog.records)
+    for record in caplog.records:
+        if record.name != "aiohttp.access":  # the double's own access log, not the bot's
+            assert_no_secrets(record.getMessage())
+
+
+async def test_secrets_never_reach_connection_errors(sleeps: list[float], caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    async with make_client(f"http://127.0.0.1:{free_port()}/v1", max_retries=1) as openai:
+        with pytest.raises(APIConnectionError) as caught:
+            async for _ in openai.stream_run("thread_1", assistant_id="asst_1"):
+                pass
+    assert_no_secrets(exception_text(caught.value))
+    for record in caplog.records:
+        assert_no_secrets(record.getMessage())
+
+
+# ---- streams ---------------------------------------------------------------------------------
+
+
+async def test_a_run_stream_is_parsed_skipping_unknown_events_and_ending_at_done(api: FakeAPI, client: OpenAIClient):
+    step = {"id": "step_1", "object": "thread.run.step", "type": "message_creation", "status": "in_progress",
+            "step_details": {"type": "message_creation", "message_creation": {"message_id": "msg_1"}}}
+    api.answer(
+        sse(
+            ("thread.run.created", json.dumps(run_json())),
+            ("thread.run.step.created", json.dumps(step)),
+            ("thread.run.step.delta", json.dumps({"id": "step_1", "object": "thread.run.step.delta", "delta": {}})),
+            ("thread.run.teleported", json.dumps({"whatever": True})),
+            ("thread.message.delta", json.dumps(delta_json("Hel"))),
+            ("thread.message.delta", json.dumps(delta_json("lo"))),
+            ("thread.message.completed", json.dumps(message_json("Hello"))),
+            ("thread.run.completed", json.dumps(run_json("completed"))),
+            ("done", "[DONE]"),
+            ("thread.message.delta", json.dumps(delta_json("after the end"))),
+        )
+    )
+
+    events = await collect(client.stream_run("thread_1", assistant_id="asst_1", additional_instructions="Be brief"))
+
+    assert [event.event for event in events] == [
+        "thread.run.created",
+        "thread.run.step.created",
+        "thread.run.step.delta",
+        "thread.message.delta",
+        "thread.message.delta",
+        "thread.message.completed",
+        "thread.run.completed",
+    ]
+    run, step_event, step_delta, first, second, message, finished = (event.data for event in events)
+    assert isinstance(run, Run) and not run.is_terminal
+    assert isinstance(step_event, RunStep) and step_event.step_details.message_creation is not None
+    assert step_delta == {"id": "step_1", "object": "thread.run.step.delta", "delta": {}}
+    assert isinstance(first, MessageDelta) and isinstance(second, MessageDelta)
+    assert first.text() + second.text() == "Hello"
+    assert isinstance(message, Message) and message.text() == "Hello"
+    assert isinstance(finished, Run) and finished.is_terminal
+    assert api.seen[0].path == "/v1/threads/thread_1/runs"
+    assert api.seen[0].json() == {"assistant_id": "asst_1", "additional_instructions": "Be brief", "stream": True}
+
+
+async def test_a_bare_done_data_line_ends_the_stream(api: FakeAPI, client: OpenAIClient):
+    api.answer(sse(("thread.run.created", json.dumps(run_json())), (None, "[DONE]")))
+    events = await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+    assert [event.event for event in events] == ["thread.run.created"]
+
+
+async def test_an_error_event_is_passed_on(api: FakeAPI, client: OpenAIClient):
+    error = {"code": "server_error", "message": "Sorry", "param": None, "type": "server_error"}
+    api.answer(sse(("error", json.dumps(error)), ("done", "[DONE]")))
+    events = await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+    assert events == [StreamEvent("error", error)]
+
+
+async def test_a_server_that_does_not_stream_yields_the_created_run(api: FakeAPI, client: OpenAIClient):
+    api.answer(reply(run_json("queued")))
+    events = await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+    assert len(events) == 1
+    assert events[0].event == "thread.run.created"
+    assert isinstance(events[0].data, Run) and events[0].data.status == "queued"
+
+
+async def test_a_stream_cut_mid_way_raises_api_connection_error(api: FakeAPI, client: OpenAIClient):
+    api.answer(
+        sse(
+            ("thread.run.created", json.dumps(run_json())),
+            ("thread.message.delta", json.dumps(delta_json("Hi"))),
+            drop=True,
+        )
+    )
+    received: list[str] = []
+    with pytest.raises(APIConnectionError):
+        async with aclosing(client.stream_run("thread_1", assistant_id="asst_1")) as stream:
+            async for event in stream:
+                received.append(event.event)
+    assert received == ["thread.run.created", "thread.message.delta"]
+    assert len(api.seen) == 1
+
+
+async def test_a_stream_ending_without_done_raises_api_connection_error(api: FakeAPI, client: OpenAIClient):
+    api.answer(sse(("thread.run.created", json.dumps(run_json()))))
+    with pytest.raises(APIConnectionError, match="before its done event"):
+        await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+
+
+async def test_a_garbled_event_raises_api_connection_error(api: FakeAPI, client: OpenAIClient):
+    api.answer(sse(("thread.message.delta", "{not json"), ("done", "[DONE]")))
+    with pytest.raises(APIConnectionError, match="malformed thread.message.delta"):
+        await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+
+
+async def test_a_stream_is_retried_before_it_starts(api: FakeAPI, client: OpenAIClient, sleeps: list[float]):
+    api.answer(fail(503), sse(("thread.run.created", json.dumps(run_json())), ("done", "[DONE]")))
+    events = await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+    assert [event.event for event in events] == ["thread.run.created"]
+    assert len(api.seen) == 2
+    assert len(sleeps) == 1
+
+
+async def test_a_stream_refused_with_400_raises_at_once(api: FakeAPI, client: OpenAIClient):
+    api.answer(fail(400, "Thread already has an active run"))
+    with pytest.raises(BadRequestError, match="active run"):
+        await collect(client.stream_run("thread_1", assistant_id="asst_1"))
+    assert len(api.seen) == 1
+
+
+async def test_tool_outputs_are_submitted_and_streamed(api: FakeAPI, client: OpenAIClient):
+    waiting = run_json(
+        "requires_action",
+        required_action={"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\": \"UTC\"}"}},
+        ]}},
+    )
+    api.answer(
+        reply(waiting),
+        reply(run_json("queued")),
+        sse(("thread.run.completed", json.dumps(run_json("completed"))), ("done", "[DONE]")),
+    )
+    run = await client.retrieve_run("thread_1", "run_1")
+    [call] = run.tool_calls
+    assert (call.id, call.function.name, call.function.arguments) == ("call_1", "get_time", "{\"tz\": \"UTC\"}")
+
+    outputs = [ToolOutput(tool_call_id=call.id, output="12:00")]
+    assert (await client.submit_tool_outputs("thread_1", "run_1", outputs)).status == "queued"
+    events = await collect(client.stream_submit_tool_outputs("thread_1", "run_1", outputs))
+
+    assert [event.event for event in events] == ["thread.run.completed"]
+    assert api.seen[1].path == "/v1/threads/thread_1/runs/run_1/submit_tool_outputs"
+    assert api.seen[1].json() == {"tool_outputs": [{"tool_call_id": "call_1", "output": "12:00"}], "stream": False}
+    assert api.seen[2].json()["stream"] is True
+
+
+# ---- pagination and models -------------------------------------------------------------------
+
+
+async def test_iterate_assistants_follows_the_cursor(api: FakeAPI, client: OpenAIClient):
+    def page(numbers: list[int], has_more: bool) -> Responder:
+        return reply({"object": "list", "data": [assistant_json(n) for n in numbers], "first_id": f"asst_{numbers[0]}",
+                      "last_id": f"asst_{numbers[-1]}", "has_more": has_more})
+
+    api.answer(page([1, 2], True), page([3, 4], True), page([5], False))
+
+    ids = [assistant.id async for assistant in client.iterate_assistants()]
+
+    assert ids == ["asst_1", "asst_2", "asst_3", "asst_4", "asst_5"]
+    assert [seen.query.get("after") for seen in api.seen] == [None, "asst_2", "asst_4"]
+    assert all(seen.query["limit"] == "100" for seen in api.seen)
+
+
+def test_message_text_joins_text_parts_and_keeps_unknown_parts():
+    message = Message.model_validate({
+        "id": "msg_1", "role": "assistant", "brand_new_field": 1,
+        "content": [
+            {"type": "text", "text": {"value": "One", "annotations": [
+                {"type": "file_citation", "text": "【4:0†source】", "start_index": 3, "end_index": 15,
+                 "file_citation": {"file_id": "file_1"}}]}},
+            {"type": "image_file", "image_file": {"file_id": "file_2"}},
+            {"type": "hologram", "hologram": {"id": "h"}},
+            {"type": "text", "text": {"value": "Two", "annotations": []}},
+        ],
+    })
+    assert message.text() == "One\nTwo"
+    assert isinstance(message.content[2], OtherContent)
+    assert message.model_extra == {"brand_new_field": 1}
+
+
+async def test_an_answer_of_unexpected_shape_is_an_api_error(api: FakeAPI, client: OpenAIClient):
+    api.answer(reply(run_json("teleporting"), headers={"x-request-id": "req_odd"}), reply(["not", "an", "object"]))
+    with pytest.raises(APIError, match="unexpected Run: status") as caught:
+        await client.retrieve_run("thread_1", "run_1")
+    assert caught.value.request_id == "req_odd"
+    with pytest.raises(APIError, match="not a JSON object"):
+        await client.request("GET", "/threads/thread_1")
+
+
+# ---- shapes checked against the OpenAI spec --------------------------------------------------
+
+
+def _as_any_of(node: Any) -> Any:
+    """The spec's overlapping oneOf unions are resolved by discriminator on the server: check them as anyOf."""
+    if isinstance(node, dict):
+        return {("anyOf" if key == "oneOf" else key): _as_any_of(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_as_any_of(item) for item in node]
+    return node
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    if not SPEC.exists():
+        pytest.skip(f"OpenAI spec not found at {SPEC}; it lives in shared/specs beside the checkout")
+
+    class Loader(yaml.CSafeLoader):
+        """Keeps date-like strings as strings."""
+
+    Loader.yaml_implicit_resolvers = {
+        first: [resolver for resolver in resolvers if resolver[0] != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
+    }
+    with SPEC.open(encoding="utf-8") as file:
+        return _as_any_of(yaml.load(file, Loader=Loader))
+
+
+def assert_matches(spec: dict[str, Any], schema: str, instance: Any) -> None:
+    registry = Registry().with_resource("urn:openai", Resource.from_contents(spec, default_specification=DRAFT202012))
+    validator = Draft202012Validator({"$ref": f"urn:openai#/components/schemas/{schema}"}, registry=registry)
+    errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(instance)]
+    assert errors == [], f"{schema}: {errors}"
+
+
+def example(spec: dict[str, Any], schema: str) -> dict[str, Any]:
+    return json.loads(spec["components"]["schemas"][schema]["x-oaiMeta"]["example"])
+
+
+async def test_requests_match_the_spec_and_spec_examples_parse(
+    spec: dict[str, Any], api: FakeAPI, client: OpenAIClient
+):
+    function_tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    api.answer(
+        reply(example(spec, "AssistantObject")),
+        reply(example(spec, "AssistantObject")),
+        reply(example(spec, "ThreadObject")),
+        reply(example(spec, "MessageObject")),
+        reply(example(spec, "RunObject")),
+        reply(example(spec, "RunObject")),
+        reply({"object": "list", "data": [example(spec, "RunStepObject")], "first_id": "step_abc123",
+               "last_id": "step_abc123", "has_more": False}),
+        reply({"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 1, "owned_by": "openai"}]}),
+        reply(example(spec, "CreateModerationResponse")),
+    )
+
+    assistant = await client.create_assistant(
+        model="gpt-4o", name="Helper", instructions="Be kind", tools=[function_tool], metadata={"team": "T1"}
+    )
+    await client.update_assistant("asst_abc123", instructions="Be brief", tools=[function_tool])
+    thread = await client.create_thread(messages=[{"role": "user", "content": "Hi"}], metadata={"channel": "C1"})
+    message = await client.create_message("thread_1", content=[{"type": "text", "text": "Hi"}], metadata={"ts": "1.2"})
+    run = await client.create_run("thread_1", assistant_id="asst_1", tools=[function_tool], instructions="x",
+                                  additional_instructions="y", metadata={"ts": "1.2"})
+    cancelled = await client.cancel_run("thread_1", "run_1")
+    steps = await client.list_run_steps("thread_1", "run_1")
+    models = await client.list_models()
+    moderation = await client.create_moderation("some text", model="omni-moderation-latest")
+
+    assert isinstance(assistant, Assistant) and assistant.id == "asst_abc123"
+    assert isinstance(thread, Thread) and message.text() == "Hi! How can I help you today?"
+    assert run.status == "completed" and run.usage is not None and run.usage.total_tokens == 579
+    assert cancelled.id == "run_abc123"
+    assert steps.data[0].step_details.message_creation is not None
+    assert [model.id for model in models] == ["gpt-4o"]
+    assert moderation.flagged and moderation.results[0].categories["violence"] is True
+
+    assert_matches(spec, "CreateAssistantRequest", api.seen[0].json())
+    assert_matches(spec, "ModifyAssistantRequest", api.seen[1].json())
+    assert_matches(spec, "CreateThreadRequest", api.seen[2].json())
+    assert_matches(spec, "CreateMessageRequest", api.seen[3].json())
+    assert_matches(spec, "CreateRunRequest", api.seen[4].json())
+    assert_matches(spec, "CreateModerationRequest", api.seen[8].json())
+    assert [(seen.method, seen.path) for seen in api.seen] == [
+        ("POST", "/v1/assistants"),
+        ("POST", "/v1/assistants/asst_abc123"),
+        ("POST", "/v1/threads"),
+        ("POST", "/v1/threads/thread_1/messages"),
+        ("POST", "/v1/threads/thread_1/runs"),
+        ("POST", "/v1/threads/thread_1/runs/run_1/cancel"),
+        ("GET", "/v1/threads/thread_1/runs/run_1/steps"),
+        ("GET", "/v1/models"),
+        ("POST", "/v1/moderations"),
+    ]
+
+
+async def test_stream_and_tool_output_requests_match_the_spec(spec: dict[str, Any], api: FakeAPI, client: OpenAIClient):
+    api.answer(sse(("done", "[DONE]")))
+    await collect(client.stream_run("thread_1", assistant_id="asst_1", instructions="x"))
+    await collect(client.stream_submit_tool_outputs("thread_1", "run_1", [ToolOutput(tool_call_id="c", output="o")]))
+    assert_matches(spec, "CreateRunRequest", api.seen[0].json())
+    assert_matches(spec, "SubmitToolOutputsRunRequest", api.seen[1].json())

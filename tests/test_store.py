@@ -1,0 +1,116 @@
+"""The store on SQLite and PostgreSQL: migrations match the models, keys and leases hold."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from bot.store.db import create_engine, migrate, session_factory
+from bot.store.models import Base, TurnStatus
+from bot.store.repositories import Store
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    yield Store(session_factory(engine))
+    await engine.dispose()
+
+
+async def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    await migrate(engine)  # a second run finds nothing to do
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata)
+        )
+    await engine.dispose()
+    assert differences == []
+
+
+async def _conversation(store: Store, team: str = "T1", channel: str = "C1", key: str = "1.0"):
+    return await store.get_or_create_conversation(team_id=team, channel_id=channel, thread_key=key, surface="channel")
+
+
+async def _record(store: Store, conversation_id: int, event_id: str, team: str = "T1") -> bool:
+    return await store.record_turn(
+        conversation_id=conversation_id, team_id=team, event_id=event_id, channel_id="C1",
+        user_id="U1", message_ts="1.0", payload={"text": "hi"},
+    )
+
+
+async def test_a_slack_event_is_recorded_once_per_workspace(store: Store) -> None:
+    first = await _conversation(store)
+    other_team = await _conversation(store, team="T2")
+    assert other_team.id != first.id
+    assert await _record(store, first.id, "Ev1") is True
+    assert await _record(store, first.id, "Ev1") is False
+    assert await _record(store, other_team.id, "Ev1", team="T2") is True
+    turns = await store.open_turns(first.id)
+    assert [turn.event_id for turn in turns] == ["Ev1"]
+    assert turns[0].status == TurnStatus.PENDING.value
+    assert (await store.get_turn(team_id="T2", event_id="Ev1")).conversation_id == other_team.id
+
+
+async def test_conversations_are_found_by_team_channel_and_thread(store: Store) -> None:
+    created = await _conversation(store, key="100.1")
+    again = await _conversation(store, key="100.1")
+    assert again.id == created.id
+    assert await store.find_conversation(team_id="T1", channel_id="C1", thread_key="100.1") is not None
+    assert await store.find_conversation(team_id="T2", channel_id="C1", thread_key="100.1") is None
+    assert await store.find_conversation(team_id="T1", channel_id="C2", thread_key="100.1") is None
+    await store.set_api_thread(created.id, api_thread_id="thread_abc", assistant_id="asst_1")
+    assert (await store.get_conversation(created.id)).api_thread_id == "thread_abc"
+
+
+async def test_concurrent_creation_yields_one_conversation(store: Store) -> None:
+    results = await asyncio.gather(*(_conversation(store, key="7.7") for _ in range(5)))
+    assert len({conversation.id for conversation in results}) == 1
+
+
+async def test_a_lease_belongs_to_one_worker_until_it_expires(store: Store) -> None:
+    conversation = await _conversation(store)
+    await _record(store, conversation.id, "Ev1")
+    assert await store.conversations_needing_work() == [conversation.id]
+    assert await store.claim_conversation(conversation.id, owner="a", lease_seconds=60) is True
+    assert await store.claim_conversation(conversation.id, owner="b", lease_seconds=60) is False
+    assert await store.conversations_needing_work() == []
+    assert await store.claim_conversation(conversation.id, owner="a", lease_seconds=-1) is True  # renew (expired)
+    assert await store.conversations_needing_work() == [conversation.id]
+    assert await store.claim_conversation(conversation.id, owner="b", lease_seconds=60) is True
+    await store.release_conversation(conversation.id, owner="a")  # not a's any more: no effect
+    assert await store.claim_conversation(conversation.id, owner="c", lease_seconds=60) is False
+    await store.release_conversation(conversation.id, owner="b")
+    assert await store.claim_conversation(conversation.id, owner="c", lease_seconds=60) is True
+
+
+async def test_turns_move_through_their_states(store: Store) -> None:
+    conversation = await _conversation(store)
+    await _record(store, conversation.id, "Ev1")
+    await _record(store, conversation.id, "Ev2")
+    turns = await store.open_turns(conversation.id)
+    await store.start_turns([turns[0].id])
+    await store.update_turns([turns[0].id], run_id="run_1")
+    running = await store.get_turn(team_id="T1", event_id="Ev1")
+    assert (running.status, running.attempts, running.run_id) == ("running", 1, "run_1")
+    await store.update_turns([turns[0].id], status=TurnStatus.ANSWERED.value, reply_ts="5.5")
+    done = await store.get_turn(team_id="T1", event_id="Ev1")
+    assert done.status == "answered" and done.finished_at is not None and done.reply_ts == "5.5"
+    assert [turn.event_id for turn in await store.open_turns(conversation.id)] == ["Ev2"]
+
+
+async def test_channel_settings_and_app_state(store: Store) -> None:
+    assert await store.channel_assistant(team_id="T1", channel_id="C1") is None
+    await store.set_channel_assistant(team_id="T1", channel_id="C1", assistant_id="asst_x", updated_by="U1")
+    await store.set_channel_assistant(team_id="T1", channel_id="C1", assistant_id="asst_y", updated_by="U2")
+    assert await store.channel_assistant(team_id="T1", channel_id="C1") == "asst_y"
+    assert await store.channel_assistant(team_id="T2", channel_id="C1") is None
+    assert await store.put_state_once("default_assistant_id", "asst_first") == "asst_first"
+    assert await store.put_state_once("default_assistant_id", "asst_second") == "asst_first"
+    assert await store.get_state("default_assistant_id") == "asst_first"
