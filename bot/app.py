@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations.assistants import AssistantsBackend
+from bot.conversations.inputs import FilesNotReadStage
 from bot.conversations.service import AssistantDirectory, ConversationService
 from bot.conversations.tools import builtin_tools
 from bot.errors import ConfigurationError
@@ -42,6 +43,7 @@ class Bot:
 
     settings: Settings
     service: ConversationService
+    store: Store
     port: int
     _stack: contextlib.AsyncExitStack
 
@@ -118,7 +120,12 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         instructions=settings.assistant_instructions,
     )
     service = ConversationService(
-        store=store, backend=backend, platform=platform, assistants=assistants, tools=tools
+        store=store,
+        backend=backend,
+        platform=platform,
+        assistants=assistants,
+        tools=tools,
+        input_stages=[FilesNotReadStage()],
     )
     stack.push_async_callback(service.shutdown, settings.shutdown_grace_seconds)
 
@@ -162,7 +169,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         identity.user_id,
         resumed,
     )
-    return Bot(settings=settings, service=service, port=port, _stack=stack)
+    return Bot(settings=settings, service=service, store=store, port=port, _stack=stack)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

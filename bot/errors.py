@@ -14,7 +14,8 @@
     │       │   └── InsufficientQuotaError  429 insufficient_quota: never retried
     │       └── ServerError               5xx: retried, then raised
     ├── StoreError                the database failed us
-    └── DeliveryError             the chat platform refused our reply (channel gone, not in it)
+    ├── DeliveryError             the chat platform refused our reply (channel gone, not in it)
+    └── AnswerWithheld            an answer was stopped before people saw it (e.g. moderation)
 
 Foreign exceptions (httpx, SQLAlchemy) are translated into these once, at the boundary that
 calls them, with ``raise ... from exc``. No message here ever carries a secret.
@@ -108,3 +109,7 @@ class ServerError(APIStatusError):
 
 class DeliveryError(BotError):
     """The chat platform would not take our reply; retrying the same call will not help."""
+
+
+class AnswerWithheld(BotError):
+    """An answer was stopped before people saw it; the run behind it must be cancelled."""

@@ -258,3 +258,23 @@ async def test_a_gateway_with_a_query_token_and_extra_headers(start_bot, slack_d
     assert all(request.query.get("api_token") == "gw-token-77" for request in openai_double.requests)
     assert all(request.headers.get("x-team") == "blue" for request in openai_double.requests)
     assert all("authorization" not in request.headers for request in openai_double.requests)
+
+
+async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(start_bot, slack_double, openai_double) -> None:
+    openai_double.script(ScriptedRun(text="## Plan\n**Ship** it, see [docs](https://example.com/d) and `x < y`."))
+    bot = await start_bot()
+    post = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> plan?")
+    for envelope in post.envelopes:
+        await bot.deliver(envelope)
+    await bot.settle()
+    assert bot_texts(slack_double, CHANNEL, post.ts) == [
+        "*Plan*\n*Ship* it, see <https://example.com/d|docs> and `x &lt; y`."
+    ]
+    event_id = next(envelope["event_id"] for envelope in post.envelopes if envelope["event"]["type"] == "app_mention")
+    turn = await bot.bot.store.get_turn(team_id="T0TEAM", event_id=event_id)
+    thread_id = openai_double.requests_to("POST", r"^/v1/threads/[^/]+/runs$")[0].path.split("/")[3]
+    run = openai_double.runs_of(thread_id)[0]
+    assert (turn.status, turn.prompt_tokens, turn.completion_tokens) == (
+        "answered", run["usage"]["prompt_tokens"], run["usage"]["completion_tokens"]
+    )
+    assert turn.reply_ts == slack_double.bot_messages(CHANNEL, thread_ts=post.ts)[0]["ts"]

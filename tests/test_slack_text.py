@@ -10,7 +10,7 @@ from bot.slack.text import mentioned_user_ids, strip_mention, to_plain_text
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
 BOT = "UBOT1"
-NAMES = {"U1": "Ann Lee", "U2": "Bo"}
+NAMES = {"U1": "Ann Lee", "U2": "Bo", "U3": "R&amp;D &lt;3"}
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,7 @@ def test_mentioned_user_ids_are_unique_and_in_order() -> None:
     [
         ("<@U1> and <@U2>", "@Ann Lee and @Bo"),
         ("<@U9> is unknown", "@U9 is unknown"),
+        ("<@U3> &amp; co", "@R&amp;D &lt;3 & co"),
         ("<@U9|old-name> has a legacy label", "@old-name has a legacy label"),
         ("see <#C123|general> or <#C9>", "see #general or #C9"),
         ("<!here> <!channel> <!everyone> <!here|here>", "@here @channel @everyone @here"),

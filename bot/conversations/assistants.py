@@ -8,10 +8,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from bot.conversations.backend import BackendEvent, RunRequest, RunStarted
+from bot.conversations.backend import BackendEvent, RunRequest, RunStarted, Usage
 from bot.conversations.tools import ToolRegistry
 from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, TextDelta
-from bot.errors import APIConnectionError
+from bot.errors import APIConnectionError, BadRequestError
 from bot.openai_api.client import OpenAIClient
 from bot.openai_api.models import Run, StreamEvent, ToolOutput
 
@@ -70,13 +70,29 @@ class AssistantsBackend:
         thread = await self._client.create_thread(messages=messages or None)
         return thread.id
 
-    async def add_message(self, api_thread_id: str, content: str, *, key: str, recovering: bool) -> str:
+    async def add_message(
+        self,
+        api_thread_id: str,
+        content: str | list[dict[str, Any]],
+        *,
+        attachments: list[dict[str, Any]],
+        key: str,
+        recovering: bool,
+    ) -> str:
         if recovering:
             existing = await self._find_message(api_thread_id, key)
             if existing is not None:
                 return existing
-        message = await self._client.create_message(api_thread_id, content=content, metadata={"event_id": key})
+        message = await self._client.create_message(
+            api_thread_id, content=content, attachments=attachments or None, metadata={"event_id": key}
+        )
         return message.id
+
+    async def cancel(self, api_thread_id: str, run_id: str) -> None:
+        try:
+            await self._client.cancel_run(api_thread_id, run_id)
+        except BadRequestError as exc:
+            log.info("run %s could not be cancelled (probably finished already): %s", run_id, exc)
 
     async def _find_message(self, api_thread_id: str, key: str) -> str | None:
         page = await self._client.list_messages(api_thread_id, order="desc", limit=20)
@@ -163,6 +179,8 @@ class AssistantsBackend:
                 run = None
                 continue
             break
+        if run.usage is not None:
+            yield Usage(prompt_tokens=run.usage.prompt_tokens or 0, completion_tokens=run.usage.completion_tokens or 0)
         if run.status == "completed":
             yield ReplyCompleted(await self._answer_text(thread_id, run_id))
         else:

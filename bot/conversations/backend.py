@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.conversations.tools import ToolContext, ToolRegistry
 from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, TextDelta
@@ -19,6 +19,8 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens the run used, reported once it is finished."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -31,7 +33,7 @@ class RunRequest:
     tool_context: ToolContext
 
 
-BackendEvent = RunStarted | TextDelta | ReplyCompleted | ReplyFailed
+BackendEvent = RunStarted | Usage | TextDelta | ReplyCompleted | ReplyFailed
 
 
 class Backend(Protocol):
@@ -41,8 +43,20 @@ class Backend(Protocol):
         """A new API thread, seeded with earlier messages; returns its id."""
         ...
 
-    async def add_message(self, api_thread_id: str, content: str, *, key: str, recovering: bool) -> str:
+    async def add_message(
+        self,
+        api_thread_id: str,
+        content: str | list[dict[str, Any]],
+        *,
+        attachments: list[dict[str, Any]],
+        key: str,
+        recovering: bool,
+    ) -> str:
         """Add a user message; ``key`` identifies it so a recovering worker never adds it twice."""
+        ...
+
+    async def cancel(self, api_thread_id: str, run_id: str) -> None:
+        """Stop a run whose answer will not be shown."""
         ...
 
     def run(self, request: RunRequest, *, recovering: bool) -> AsyncIterator[BackendEvent]:

@@ -8,18 +8,26 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from bot.conversations.backend import Backend, RunRequest, RunStarted
+from bot.conversations.backend import Backend, RunRequest, RunStarted, Usage
+from bot.conversations.inputs import InputStage, OutputStage, PreparedInput
 from bot.conversations.ports import Platform, ReplyStream
 from bot.conversations.tools import ToolContext, ToolRegistry
 from bot.conversations.turn import ReplyCompleted, ReplyFailed, Surface, Turn
-from bot.errors import APIError, APIStatusError, BotError, DeliveryError, InsufficientQuotaError, StoreError
+from bot.errors import (
+    AnswerWithheld,
+    APIError,
+    APIStatusError,
+    BotError,
+    DeliveryError,
+    InsufficientQuotaError,
+    StoreError,
+)
 from bot.store.models import Conversation, TurnRecord, TurnStatus
 from bot.store.repositories import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ASSISTANT_KEY = "default_assistant_id"
-FILES_NOT_READ_NOTICE = "I can't read shared files yet, so I only read the text of your message. (Not read: {names})"
 
 
 def api_failure_reason(error: APIError) -> str:
@@ -81,6 +89,8 @@ class ConversationService:
         platform: Platform,
         assistants: AssistantDirectory,
         tools: ToolRegistry,
+        input_stages: Sequence[InputStage] = (),
+        output_stages: Sequence[OutputStage] = (),
         lease_seconds: float = 60.0,
         sweep_seconds: float = 15.0,
     ) -> None:
@@ -89,6 +99,8 @@ class ConversationService:
         self._platform = platform
         self._assistants = assistants
         self._tools = tools
+        self._input_stages = list(input_stages)
+        self._output_stages = list(output_stages)
         self._lease_seconds = lease_seconds
         self._sweep_seconds = sweep_seconds
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
@@ -243,23 +255,33 @@ class ConversationService:
         recovering: bool,
     ) -> tuple[TurnStatus, str | None]:
         latest = turns[-1]
-        unread = [file.name for turn in turns for file in turn.files]
-        if unread:
-            await reply.notice(FILES_NOT_READ_NOTICE.format(names=", ".join(unread)))
-        if not any(turn.text.strip() for turn in turns):
-            return TurnStatus.ANSWERED, None
         conversation = await self._store.get_conversation(conversation_id)
+        pending = [(record, turn) for record, turn in zip(records, turns, strict=True) if record.api_message_id is None]
+        prepared = []
+        for record, turn in pending:
+            item = PreparedInput.of(turn)
+            for stage in self._input_stages:
+                if item.blocked:
+                    break
+                await stage.process(item, conversation=conversation, reply=reply)
+            prepared.append((record, item))
+        to_add = [(record, item) for record, item in prepared if not item.blocked and not item.is_empty]
+        if not to_add and len(pending) == len(records):
+            return TurnStatus.ANSWERED, None  # nothing left for the assistant to answer
         assistant_id = await self._assistants.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
         thread_id = conversation.api_thread_id
         if thread_id is None:
             thread_id = await self._backend.create_thread(await self._platform.history(turns[0]))
             await self._store.set_api_thread(conversation_id, api_thread_id=thread_id, assistant_id=assistant_id)
-        for record, turn in zip(records, turns, strict=True):
-            if record.api_message_id is None and turn.text.strip():
-                message_id = await self._backend.add_message(
-                    thread_id, turn.content_for_assistant(), key=turn.event_id, recovering=recovering
-                )
-                await self._store.update_turns([record.id], api_message_id=message_id)
+        for record, item in to_add:
+            message_id = await self._backend.add_message(
+                thread_id,
+                item.message_content(),
+                attachments=item.attachments,
+                key=item.turn.event_id,
+                recovering=recovering,
+            )
+            await self._store.update_turns([record.id], api_message_id=message_id)
         request = RunRequest(
             api_thread_id=thread_id, assistant_id=assistant_id, tools=self._tools, tool_context=ToolContext(latest)
         )
@@ -270,15 +292,32 @@ class ConversationService:
             else self._backend.run(request, recovering=recovering)
         )
         ids = [record.id for record in records]
-        async for event in events:
-            if isinstance(event, RunStarted):
-                if event.run_id != known_run:
-                    await self._store.update_turns(ids, run_id=event.run_id)
-                continue
-            await reply.send(event)
-            if isinstance(event, ReplyCompleted):
-                return TurnStatus.ANSWERED, None
-            if isinstance(event, ReplyFailed):
-                return TurnStatus.FAILED, event.reason
+        shown = self._wrap_output(reply, latest)
+        run_id = known_run
+        try:
+            async for event in events:
+                if isinstance(event, RunStarted):
+                    if event.run_id != known_run:
+                        run_id = event.run_id
+                        await self._store.update_turns(ids, run_id=event.run_id)
+                    continue
+                if isinstance(event, Usage):
+                    await self._store.update_turns(
+                        ids, prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens
+                    )
+                    continue
+                await shown.send(event)
+                if isinstance(event, ReplyCompleted):
+                    return TurnStatus.ANSWERED, None
+                if isinstance(event, ReplyFailed):
+                    return TurnStatus.FAILED, event.reason
+        except AnswerWithheld as exc:
+            if run_id is not None:
+                await self._backend.cancel(thread_id, run_id)
+            return TurnStatus.FAILED, f"answer withheld: {exc}"
         raise APIError("the run ended without an answer")
 
+    def _wrap_output(self, reply: ReplyStream, turn: Turn) -> ReplyStream:
+        for stage in self._output_stages:
+            reply = stage.wrap(reply, turn=turn)
+        return reply

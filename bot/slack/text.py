@@ -12,7 +12,7 @@ _USER_MENTION = re.compile(r"<@(?P<user_id>[A-Za-z0-9]+)(?:\|[^<>]*)?>")
 _MENTION_TAIL = re.compile(r"(?:[ \t]*(?P<punctuation>[,:]))?[ \t]*")
 _SENTENCE_PUNCTUATION = frozenset(".;!?")
 # Slack escapes every literal < and >, so these only ever delimit mentions, channels and links.
-_ENTITY = re.compile(r"<(?P<body>[@#!][^<>]*|[A-Za-z][A-Za-z0-9+.-]*:[^<>]*)>")
+_MARKUP = re.compile(r"<(?P<entity>[@#!][^<>]*|[A-Za-z][A-Za-z0-9+.-]*:[^<>]*)>|&(?P<escaped>amp|lt|gt);")
 _ESCAPED = re.compile(r"&(amp|lt|gt);")
 _UNESCAPED = {"amp": "&", "lt": "<", "gt": ">"}
 _BROADCASTS = frozenset({"here", "channel", "everyone"})
@@ -53,8 +53,11 @@ def mentioned_user_ids(text: str) -> list[str]:
 def to_plain_text(text: str, *, user_names: Mapping[str, str]) -> str:
     """Slack message text as a person reads it: names instead of ids, links with their address."""
 
+    # One pass over entities and escapes alike, so that names from user_names are never unescaped.
     def plain(match: re.Match[str]) -> str:
-        target, _, label = match["body"].partition("|")
+        if match["escaped"]:
+            return _UNESCAPED[match["escaped"]]
+        target, _, label = _unescape(match["entity"]).partition("|")
         if target.startswith("@"):
             user_id = target[1:]
             return f"@{user_names.get(user_id) or label or user_id}"
@@ -64,19 +67,21 @@ def to_plain_text(text: str, *, user_names: Mapping[str, str]) -> str:
             return _special_mention(target[1:], label)
         return _link(target, label)
 
-    return _ESCAPED.sub(lambda match: _UNESCAPED[match[1]], _ENTITY.sub(plain, text))
+    return _MARKUP.sub(plain, text)
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(lambda match: _UNESCAPED[match[1]], text)
 
 
 def _special_mention(command: str, label: str) -> str:
     """<!here>, <!subteam^S123|@team>, <!date^...|fallback> and the like."""
-    name, _, _ = command.partition("^")
+    name, _, argument = command.partition("^")
     if name in _BROADCASTS:
         return f"@{name}"
     if label:
         return label
-    if name == "subteam":
-        return f"@{command.partition('^')[2]}"
-    return f"@{name}"
+    return f"@{argument}" if name == "subteam" else f"@{name}"
 
 
 def _link(url: str, label: str) -> str:

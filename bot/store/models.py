@@ -21,7 +21,7 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 class Timestamped:
@@ -60,6 +60,9 @@ class Conversation(Timestamped, Base):
     surface: Mapped[str] = mapped_column(String(16))
     api_thread_id: Mapped[str | None] = mapped_column(String(128))
     assistant_id: Mapped[str | None] = mapped_column(String(128))
+    # The vector store holding the documents shared in this conversation (file search).
+    vector_store_id: Mapped[str | None] = mapped_column(String(128))
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     # Whoever holds an unexpired lease is the only worker answering this conversation.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -83,6 +86,7 @@ class TurnRecord(Timestamped, Base):
     __table_args__ = (
         UniqueConstraint("team_id", "event_id"),
         Index("ix_turns_conversation_status", "conversation_id", "status"),
+        Index("ix_turns_team_user_created", "team_id", "user_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -100,6 +104,9 @@ class TurnRecord(Timestamped, Base):
     reply_ts: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Token usage of the run that answered this turn (shared by the turns it answered at once).
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -110,3 +117,70 @@ class AppState(Timestamped, Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class RetiredThread(Base):
+    """An API thread a conversation no longer uses (after `/assistant new`); kept until forgotten."""
+
+    __tablename__ = "retired_threads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    api_thread_id: Mapped[str] = mapped_column(String(128))
+    vector_store_id: Mapped[str | None] = mapped_column(String(128))
+    retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiFile(Base):
+    """A Slack file uploaded to the API, so that sharing it again in the same channel reuses it."""
+
+    __tablename__ = "api_files"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "slack_file_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    # Files never cross channels: a DM's or private channel's file is only reused where it was shared.
+    channel_id: Mapped[str] = mapped_column(String(32))
+    slack_file_id: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    api_file_id: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ModerationEvent(Base):
+    """One flagged input or output; the text itself only when the operator asks to keep it."""
+
+    __tablename__ = "moderation_events"
+    __table_args__ = (Index("ix_moderation_events_team_created", "team_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(8))  # "input" or "output"
+    source: Mapped[str] = mapped_column(String(16))  # "text", "image", "transcript", "answer", "prompt"
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    top_scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flagged_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AssistantChange(Base):
+    """Who changed which channel's assistant, when, from what to what."""
+
+    __tablename__ = "assistant_changes"
+    __table_args__ = (Index("ix_assistant_changes_team_channel", "team_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))  # use, create, edit, reset
+    from_assistant_id: Mapped[str | None] = mapped_column(String(128))
+    to_assistant_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

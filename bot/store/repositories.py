@@ -142,6 +142,9 @@ class Store:
         """Write a new pending turn; False when this Slack event was already recorded."""
         try:
             async with self._session() as session:
+                await session.execute(
+                    update(Conversation).where(Conversation.id == conversation_id).values(last_message_at=utcnow())
+                )
                 session.add(
                     TurnRecord(
                         conversation_id=conversation_id,
