@@ -28,7 +28,7 @@ class Store:
         self._sessions = sessions
 
     @asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success; database failures become StoreError."""
         try:
             async with self._sessions() as session, session.begin():
@@ -41,7 +41,7 @@ class Store:
     # Conversations -------------------------------------------------------------------------
 
     async def find_conversation(self, *, team_id: str, channel_id: str, thread_key: str) -> Conversation | None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             return await session.scalar(
                 select(Conversation).where(
                     Conversation.team_id == team_id,
@@ -51,7 +51,7 @@ class Store:
             )
 
     async def get_conversation(self, conversation_id: int) -> Conversation:
-        async with self._session() as session:
+        async with self.transaction() as session:
             conversation = await session.get(Conversation, conversation_id)
         if conversation is None:
             raise StoreError(f"conversation {conversation_id} does not exist")
@@ -64,7 +64,7 @@ class Store:
         if found is not None:
             return found
         try:
-            async with self._session() as session:
+            async with self.transaction() as session:
                 conversation = Conversation(
                     team_id=team_id, channel_id=channel_id, thread_key=thread_key, surface=surface
                 )
@@ -78,7 +78,7 @@ class Store:
             return found
 
     async def set_api_thread(self, conversation_id: int, *, api_thread_id: str | None, assistant_id: str | None) -> None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id)
@@ -88,7 +88,7 @@ class Store:
     async def claim_conversation(self, conversation_id: int, *, owner: str, lease_seconds: float) -> bool:
         """Take the conversation's lease if it is free, expired or already ours; True if taken."""
         now = utcnow()
-        async with self._session() as session:
+        async with self.transaction() as session:
             result = await session.execute(
                 update(Conversation)
                 .where(
@@ -104,7 +104,7 @@ class Store:
             return result.rowcount == 1
 
     async def release_conversation(self, conversation_id: int, *, owner: str) -> None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
@@ -114,7 +114,7 @@ class Store:
     async def conversations_needing_work(self) -> list[int]:
         """Conversations with unfinished turns and no live lease: work to start or to take over."""
         now = utcnow()
-        async with self._session() as session:
+        async with self.transaction() as session:
             rows = await session.scalars(
                 select(Conversation.id)
                 .join(TurnRecord, TurnRecord.conversation_id == Conversation.id)
@@ -141,7 +141,7 @@ class Store:
     ) -> bool:
         """Write a new pending turn; False when this Slack event was already recorded."""
         try:
-            async with self._session() as session:
+            async with self.transaction() as session:
                 await session.execute(
                     update(Conversation).where(Conversation.id == conversation_id).values(last_message_at=utcnow())
                 )
@@ -163,7 +163,7 @@ class Store:
         return True
 
     async def open_turns(self, conversation_id: int) -> list[TurnRecord]:
-        async with self._session() as session:
+        async with self.transaction() as session:
             rows = await session.scalars(
                 select(TurnRecord)
                 .where(TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES))
@@ -172,7 +172,7 @@ class Store:
             return list(rows)
 
     async def get_turn(self, *, team_id: str, event_id: str) -> TurnRecord | None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             return await session.scalar(
                 select(TurnRecord).where(TurnRecord.team_id == team_id, TurnRecord.event_id == event_id)
             )
@@ -181,12 +181,12 @@ class Store:
         """Set fields on turns; an end status also stamps finished_at."""
         if values.get("status") in (TurnStatus.ANSWERED.value, TurnStatus.FAILED.value):
             values["finished_at"] = utcnow()
-        async with self._session() as session:
+        async with self.transaction() as session:
             await session.execute(update(TurnRecord).where(TurnRecord.id.in_(list(turn_ids))).values(**values))
 
     async def start_turns(self, turn_ids: Sequence[int]) -> None:
         """Mark turns running and count the attempt, so endless crash loops can be seen."""
-        async with self._session() as session:
+        async with self.transaction() as session:
             await session.execute(
                 update(TurnRecord)
                 .where(TurnRecord.id.in_(list(turn_ids)))
@@ -196,7 +196,7 @@ class Store:
     # Channel settings --------------------------------------------------------------------
 
     async def channel_assistant(self, *, team_id: str, channel_id: str) -> str | None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             return await session.scalar(
                 select(ChannelSetting.assistant_id).where(
                     and_(ChannelSetting.team_id == team_id, ChannelSetting.channel_id == channel_id)
@@ -206,7 +206,7 @@ class Store:
     async def set_channel_assistant(
         self, *, team_id: str, channel_id: str, assistant_id: str | None, updated_by: str | None
     ) -> None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             setting = await session.get(ChannelSetting, (team_id, channel_id))
             if setting is None:
                 session.add(
@@ -221,13 +221,13 @@ class Store:
     # App state ---------------------------------------------------------------------------
 
     async def get_state(self, key: str) -> str | None:
-        async with self._session() as session:
+        async with self.transaction() as session:
             return await session.scalar(select(AppState.value).where(AppState.key == key))
 
     async def put_state_once(self, key: str, value: str) -> str:
         """Store value under key unless one is there already; returns the value that won."""
         try:
-            async with self._session() as session:
+            async with self.transaction() as session:
                 session.add(AppState(key=key, value=value))
         except IntegrityError:
             existing = await self.get_state(key)
