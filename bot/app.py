@@ -18,18 +18,38 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.background import BackgroundWork
 from bot.conversations.assistants import AssistantsBackend
-from bot.conversations.inputs import FilesNotReadStage
+from bot.conversations.channels import ChannelAssistants, ConversationControl
+from bot.conversations.files import FileDownloadStage, FileUploadStage
+from bot.conversations.limits import LimitsStage
+from bot.conversations.images import ImageMaker
+from bot.conversations.moderation import (
+    ModeratedAnswers,
+    ModerationPolicy,
+    ModerationStage,
+    Moderator,
+    ScreenedHistory,
+)
+from bot.conversations.retention import OpenAIObjects, RetentionPurger
 from bot.conversations.service import AssistantDirectory, ConversationService
 from bot.conversations.tools import builtin_tools
 from bot.errors import ConfigurationError
 from bot.openai_api.client import OpenAIClient
+from bot.openai_api.files import FilesAPI
 from bot.settings import Settings
+from bot.slack.commands import SlackCommands
 from bot.slack.directory import UserDirectory
+from bot.slack.files import SlackFileDownloader
+from bot.slack.home import AppHome
 from bot.slack.listeners import SlackListeners
 from bot.slack.replies import BotIdentity, SlackPlatform
 from bot.slack.server import build_web_app
+from bot.store.channels import ChannelStore
 from bot.store.db import create_engine, migrate, session_factory
+from bot.store.files import ApiFileRecords
+from bot.store.limits import LimitsRepository
+from bot.store.moderation_log import ModerationLog
 from bot.store.repositories import Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +65,7 @@ class Bot:
     service: ConversationService
     store: Store
     port: int
+    background: BackgroundWork  # slow work of slash commands, started after Slack was answered
     _stack: contextlib.AsyncExitStack
 
     async def stop(self) -> None:
@@ -97,10 +118,18 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     except SlackApiError as exc:
         raise ConfigurationError(f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')})") from None
     identity = BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
+    files_api = FilesAPI(openai)
+    downloader = SlackFileDownloader(
+        token=settings.slack_bot_token.get_secret_value(), api_url=settings.slack_api_url, max_mb=settings.max_file_mb
+    )
+    stack.push_async_callback(downloader.aclose)
 
     tools = builtin_tools()
     backend = AssistantsBackend(
-        openai, poll_max_seconds=settings.run_poll_max_seconds, deadline_seconds=settings.run_deadline_seconds
+        openai,
+        poll_max_seconds=settings.run_poll_max_seconds,
+        deadline_seconds=settings.run_deadline_seconds,
+        queued_deadline_seconds=settings.run_queued_deadline_seconds,
     )
     users = UserDirectory(client)
     platform = SlackPlatform(
@@ -119,13 +148,39 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         name=settings.assistant_name,
         instructions=settings.assistant_instructions,
     )
+    moderator = Moderator(
+        openai,
+        ModerationPolicy(
+            mode=settings.moderation,
+            model=settings.moderation_model,
+            thresholds=settings.moderation_thresholds,
+            block_on_error=settings.moderation_on_error == "block",
+            keep_text=settings.moderation_keep_text,
+        ),
+        ModerationLog(store),
+    )
     service = ConversationService(
         store=store,
         backend=backend,
-        platform=platform,
+        platform=ScreenedHistory(platform, moderator),
         assistants=assistants,
         tools=tools,
-        input_stages=[FilesNotReadStage()],
+        input_stages=[
+            LimitsStage(
+                LimitsRepository(store),
+                max_chars=settings.max_input_chars,
+                max_files=settings.max_files_per_message,
+                per_minute=settings.user_rate_limit,
+            ),
+            FileDownloadStage(source=downloader, files=files_api, transcription_model=settings.transcription_model),
+            # Files are downloaded (and voice clips transcribed) before moderation and uploaded after it.
+            ModerationStage(moderator),
+            FileUploadStage(files=files_api, records=ApiFileRecords(store)),
+        ],
+        output_stages=[ModeratedAnswers(moderator, update_seconds=settings.stream_update_seconds)],
+        lease_seconds=settings.lease_seconds,
+        sweep_seconds=settings.sweep_seconds,
+        max_attempts=settings.max_turn_attempts,
     )
     stack.push_async_callback(service.shutdown, settings.shutdown_grace_seconds)
 
@@ -143,6 +198,33 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         reply_without_mention=settings.reply_without_mention,
         greeting=settings.greeting,
     ).register(bolt_app)
+    background = BackgroundWork()
+    stack.push_async_callback(background.shutdown, settings.shutdown_grace_seconds)
+    channel_store = ChannelStore(store)
+    channel_assistants = ChannelAssistants(
+        client=openai,
+        directory=assistants,
+        store=store,
+        channel_store=channel_store,
+        admin_user_ids=settings.admin_user_ids,
+    )
+    SlackCommands(
+        service=service,
+        assistants=channel_assistants,
+        control=ConversationControl(
+            client=openai, api_objects=OpenAIObjects(openai), store=store, channel_store=channel_store
+        ),
+        images=ImageMaker(
+            openai,
+            moderator=moderator,
+            moderation_log=ModerationLog(store),
+            model=settings.image_model,
+            size=settings.image_size,
+        ),
+        users=users,
+        background=background,
+    ).register(bolt_app)
+    AppHome(assistants=channel_assistants).register(bolt_app)
 
     web_app = build_web_app(None if settings.socket_mode else bolt_app, is_ready=lambda: ready)
     runner = web.AppRunner(web_app, access_log=None)
@@ -161,6 +243,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     resumed = await service.recover()
     sweeper = asyncio.create_task(service.sweep_forever(), name="recovery-sweep")
     stack.push_async_callback(_cancel, sweeper)
+    if settings.retention_days:
+        purger = RetentionPurger(store=store, api=OpenAIObjects(openai), retention_days=settings.retention_days)
+        purging = asyncio.create_task(purger.purge_forever(), name="retention-purge")
+        stack.push_async_callback(_cancel, purging)
     ready = True
     log.info(
         "bot ready (%s, port %d, bot user %s); resumed %d conversations",
@@ -169,7 +255,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         identity.user_id,
         resumed,
     )
-    return Bot(settings=settings, service=service, store=store, port=port, _stack=stack)
+    return Bot(settings=settings, service=service, store=store, port=port, background=background, _stack=stack)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -15,6 +15,8 @@
     │       └── ServerError               5xx: retried, then raised
     ├── StoreError                the database failed us
     ├── DeliveryError             the chat platform refused our reply (channel gone, not in it)
+    ├── ConversationBusy          an answer is being written there now; try the command again later
+    ├── FileRefused               a shared file cannot be used (too big, wrong type, not downloadable)
     └── AnswerWithheld            an answer was stopped before people saw it (e.g. moderation)
 
 Foreign exceptions (httpx, SQLAlchemy) are translated into these once, at the boundary that
@@ -109,6 +111,14 @@ class ServerError(APIStatusError):
 
 class DeliveryError(BotError):
     """The chat platform would not take our reply; retrying the same call will not help."""
+
+
+class FileRefused(BotError):
+    """A shared file cannot be used; the message is a short reason for the person who shared it."""
+
+
+class ConversationBusy(BotError):
+    """A conversation cannot be changed while an answer is being written in it; trying later helps."""
 
 
 class AnswerWithheld(BotError):

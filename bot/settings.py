@@ -30,6 +30,24 @@ def _json_object(value: Any, name: str) -> dict[str, str]:
     return {str(key): str(item) for key, item in value.items()}
 
 
+def _user_id_list(value: Any) -> list[str]:
+    """ADMIN_USER_IDS as a JSON list or comma-separated ids."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError("ADMIN_USER_IDS must be a JSON list or comma-separated user ids") from exc
+        else:
+            value = text.split(",")
+    if not isinstance(value, list):
+        raise ValueError("ADMIN_USER_IDS must be a JSON list or comma-separated user ids")
+    return [str(item).strip() for item in value if str(item).strip()]
+
+
 class Settings(BaseSettings):
     """Every setting the bot reads. Names are the environment variables, upper-cased."""
 
@@ -39,6 +57,10 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # Besides workspace admins and owners, these people may change a channel's assistant.
+    admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    image_model: str = "gpt-image-1"
+    image_size: str = "1024x1024"
 
     # Optional only for servers that need no key or gateways that authenticate another way.
     openai_api_key: SecretStr | None = None
@@ -67,12 +89,51 @@ class Settings(BaseSettings):
     run_poll_max_seconds: float = Field(default=5.0, gt=0)
     run_deadline_seconds: float = Field(default=600.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # A worker holds a conversation for LEASE_SECONDS (renewed while it works); a dead worker's lease expires.
+    lease_seconds: float = Field(default=60.0, ge=1.0)
+    sweep_seconds: float = Field(default=15.0, gt=0)
+    max_turn_attempts: int = Field(default=3, ge=1)
+    run_queued_deadline_seconds: float = Field(default=120.0, gt=0)
     greeting: str = "Hi! I'm your assistant. Ask me anything, or pick one of these to start."
+    max_file_mb: int = Field(default=20, ge=1, le=512)  # largest shared file the bot downloads
+    transcription_model: str = "whisper-1"
+    max_input_chars: int = Field(default=8000, ge=1)
+    max_files_per_message: int = Field(default=10, ge=0)
+    user_rate_limit: int = Field(default=20, ge=1)  # messages per person per minute
+    retention_days: int = Field(default=0, ge=0)  # 0: keep conversations forever
+    moderation: Literal["off", "input", "output", "both"] = "both"
+    moderation_model: str = "omni-moderation-latest"
+    # Category -> score at or above which it counts as flagged, even when the API did not flag it.
+    moderation_thresholds: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    moderation_on_error: Literal["block", "allow"] = "block"
+    moderation_keep_text: bool = False
 
     @field_validator("openai_extra_headers", "openai_extra_query", mode="before")
     @classmethod
     def _parse_json_object(cls, value: Any, info: Any) -> dict[str, str]:
         return _json_object(value, info.field_name.upper())
+
+    @field_validator("moderation_thresholds", mode="before")
+    @classmethod
+    def _parse_thresholds(cls, value: Any) -> dict[str, float]:
+        problem = "MODERATION_THRESHOLDS must map categories to scores between 0 and 1"
+        try:
+            thresholds = {key: float(score) for key, score in _json_object(value, "MODERATION_THRESHOLDS").items()}
+        except ValueError:
+            raise ValueError(problem) from None
+        if not all(0.0 <= score <= 1.0 for score in thresholds.values()):
+            raise ValueError(problem)
+        return thresholds
+
+    @field_validator("moderation", "moderation_on_error", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("admin_user_ids", mode="before")
+    @classmethod
+    def _parse_user_ids(cls, value: Any) -> list[str]:
+        return _user_id_list(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -105,6 +105,9 @@ SIGNING_SECRET = "test-signing-secret-5f1d"
 OPENAI_KEY = "sk-test-openai-key-8c2e"
 BOT_TOKEN = "xoxb-test-bot-token-41a7"
 
+# Every test is audited for leaked secrets (logs at DEBUG, Slack, OpenAI bodies); see secret_audit.py.
+from secret_audit import secret_audit  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session")
 def openai_server() -> Iterator[Any]:
@@ -161,7 +164,8 @@ class RunningBot:
         return await deliver(self.url, envelope, SIGNING_SECRET, **options)
 
     async def settle(self) -> None:
-        """Wait until every answer in progress is finished."""
+        """Wait until every command's background work and then every answer in progress is finished."""
+        await self.bot.background.idle()
         await self.bot.service.idle()
 
     async def say(self, channel: str, user: str, text: str, *, thread_ts: str | None = None, **options: Any) -> str:

@@ -115,14 +115,6 @@ async def test_bots_edits_deletions_and_joins_are_ignored(start_bot, slack_doubl
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: hello"]
 
 
-async def test_shared_files_are_mentioned_and_the_text_answered(start_bot, slack_double) -> None:
-    bot = await start_bot()
-    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> see attached", files=[{"id": "F1", "name": "report.pdf"}])
-    texts = bot_texts(slack_double, CHANNEL, ts)
-    assert any("can't read shared files yet" in text and "report.pdf" in text for text in texts)
-    assert "Echo: Ada: see attached" in texts
-
-
 async def test_long_answers_are_split_without_breaking_code(start_bot, slack_double, openai_double) -> None:
     code = "\n".join(f"line_{index} = {index} * 2" for index in range(400))
     prose = " ".join(f"Sentence number {index} explains the code." for index in range(300))
@@ -218,13 +210,13 @@ async def test_bad_or_stale_signatures_get_401_and_nothing_happens(start_bot, sl
     assert bot_texts(slack_double, CHANNEL, post.ts) == []
 
 
-async def test_health_and_the_mapping_survive_a_restart(start_bot, slack_double, openai_double) -> None:
-    bot = await start_bot()
+async def test_health_and_the_mapping_survive_a_restart(start_bot, slack_double, openai_double, database_url) -> None:
+    bot = await start_bot(database_url=database_url)
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{bot.url}/healthz")).status_code == 200
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> remember this")
     await bot.stop()
-    again = await start_bot()
+    again = await start_bot(database_url=database_url)
     await again.say(CHANNEL, "U0ADA", "do you remember?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: remember this", "Echo: Ada: do you remember?"]
     assert len(openai_double.requests_to("POST", r"^/v1/threads$")) == 1

@@ -8,16 +8,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from bot.conversations.answers import AnswerComposer
 from bot.conversations.backend import BackendEvent, RunRequest, RunStarted, Usage
 from bot.conversations.tools import ToolRegistry
 from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, TextDelta
-from bot.errors import APIConnectionError, BadRequestError
+from bot.errors import APIConnectionError, APITimeoutError, BadRequestError
 from bot.openai_api.client import OpenAIClient
+from bot.openai_api.files import FilesAPI
 from bot.openai_api.models import Run, StreamEvent, ToolOutput
 
 log = logging.getLogger(__name__)
 
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+QUEUED_TOO_LONG = "The assistant did not get to this in time, so I cancelled it. Please try again."
 ASSISTANT_CACHE_SECONDS = 300.0
 # Slack shows each message; a run seeded from a long Slack thread must still fit the API's limits.
 MAX_HISTORY_MESSAGES = 100
@@ -57,13 +60,17 @@ class AssistantsBackend:
         *,
         poll_max_seconds: float = 5.0,
         deadline_seconds: float = 600.0,
+        queued_deadline_seconds: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._poll_max_seconds = poll_max_seconds
         self._deadline_seconds = deadline_seconds
+        self._queued_deadline_seconds = queued_deadline_seconds
         self._clock = clock
         self._assistant_tools: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._files = FilesAPI(client)
+        self._answers = AnswerComposer(self._files)
 
     async def create_thread(self, history: Sequence[HistoryMessage]) -> str:
         messages = [{"role": item.role, "content": item.text} for item in history[-MAX_HISTORY_MESSAGES:] if item.text]
@@ -83,10 +90,34 @@ class AssistantsBackend:
             existing = await self._find_message(api_thread_id, key)
             if existing is not None:
                 return existing
+        try:
+            return await self._create_message(api_thread_id, content, attachments=attachments, key=key)
+        except BadRequestError:
+            # A run left over from an answer nobody will see (its turn failed or was given up) blocks the thread.
+            if not await self._end_leftover_run(api_thread_id):
+                raise
+        return await self._create_message(api_thread_id, content, attachments=attachments, key=key)
+
+    async def _create_message(
+        self, api_thread_id: str, content: str | list[dict[str, Any]], *, attachments: list[dict[str, Any]], key: str
+    ) -> str:
         message = await self._client.create_message(
             api_thread_id, content=content, attachments=attachments or None, metadata={"event_id": key}
         )
         return message.id
+
+    async def _end_leftover_run(self, api_thread_id: str) -> bool:
+        """Cancel the thread's active run and wait until it has ended; False if none was active."""
+        run_id = await self._active_run(api_thread_id)
+        if run_id is None:
+            return False
+        log.warning("thread %s still has run %s active from an abandoned answer; cancelling it", api_thread_id, run_id)
+        await self.cancel(api_thread_id, run_id)
+        run = await self._poll(api_thread_id, run_id, self._clock(), ran=True)
+        return run.is_terminal
+
+    async def use_vector_store(self, api_thread_id: str, vector_store_id: str) -> None:
+        await self._files.use_vector_store(api_thread_id, vector_store_id)
 
     async def cancel(self, api_thread_id: str, run_id: str) -> None:
         try:
@@ -148,14 +179,17 @@ class AssistantsBackend:
         thread_id = request.api_thread_id
         started = self._clock()
         run: Run | None = None
+        # Once seen past `queued` (even before tool calls) the run has the long deadline, not the queued one.
+        ran = False
         if run_id is not None:
             yield RunStarted(run_id)
         while True:
             if events is not None:
                 try:
-                    async for event in events:
+                    while (event := await self._next_event(events, started, ran=ran)) is not None:
                         if isinstance(event.data, Run):
                             run = event.data
+                            ran = ran or run.status != "queued"
                             if run_id is None:
                                 run_id = run.id
                                 yield RunStarted(run_id)
@@ -168,11 +202,19 @@ class AssistantsBackend:
                         raise
                     # The stream broke; the run goes on server-side, so follow it instead of re-running.
                     log.warning("run %s stream interrupted (%s); following it by polling", run_id, exc)
+                except TimeoutError:
+                    if run_id is None:
+                        raise APITimeoutError("the run stream said nothing before the run's deadline") from None
+                    log.warning("run %s stream silent past the run's deadline; checking the run", run_id)
                 events = None
             if run_id is None:
                 raise APIConnectionError("the API answered the run request without a run")
             if run is None or not (run.is_terminal or run.status == "requires_action"):
-                run = await self._poll(thread_id, run_id, started)
+                run = await self._poll(thread_id, run_id, started, ran=ran)
+                ran = ran or run.status != "queued"
+            if not (run.is_terminal or run.status == "requires_action"):
+                yield ReplyFailed(await self._give_up_on(thread_id, run))
+                return
             if run.status == "requires_action":
                 outputs = await self._call_tools(run, request)
                 events = self._client.stream_submit_tool_outputs(thread_id, run_id, outputs=outputs)
@@ -182,22 +224,43 @@ class AssistantsBackend:
         if run.usage is not None:
             yield Usage(prompt_tokens=run.usage.prompt_tokens or 0, completion_tokens=run.usage.completion_tokens or 0)
         if run.status == "completed":
-            yield ReplyCompleted(await self._answer_text(thread_id, run_id))
+            yield await self._answer(thread_id, run_id)
         else:
             yield ReplyFailed(failure_reason(run))
 
-    async def _poll(self, thread_id: str, run_id: str, started: float) -> Run:
+    def _deadline(self, started: float, *, ran: bool) -> float:
+        """When a run is given up: soon while it was never seen leaving `queued`, later once it runs."""
+        return started + (self._deadline_seconds if ran else self._queued_deadline_seconds)
+
+    async def _next_event(self, events: AsyncIterator[StreamEvent], started: float, *, ran: bool) -> StreamEvent | None:
+        """The stream's next event (None at its end); TimeoutError once the run's deadline passes in silence."""
+        deadline = self._deadline(started, ran=ran)
+        try:
+            return await asyncio.wait_for(anext(events), timeout=max(deadline - self._clock(), 0.0))
+        except StopAsyncIteration:
+            return None
+
+    async def _poll(self, thread_id: str, run_id: str, started: float, *, ran: bool) -> Run:
+        """The run once it ends or needs tool outputs, or as it is when its deadline passes."""
         delay = 0.25
         while True:
             run = await self._client.retrieve_run(thread_id, run_id)
             if run.is_terminal or run.status == "requires_action":
                 return run
-            if self._clock() - started > self._deadline_seconds:
-                log.warning("run %s still %s after %.0f s; cancelling it", run_id, run.status, self._deadline_seconds)
-                await self._client.cancel_run(thread_id, run_id)
-                return run.model_copy(update={"status": "expired"})
-            await asyncio.sleep(delay)
+            ran = ran or run.status != "queued"
+            remaining = self._deadline(started, ran=ran) - self._clock()
+            if remaining <= 0:
+                return run
+            await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self._poll_max_seconds)
+
+    async def _give_up_on(self, thread_id: str, run: Run) -> str:
+        """Cancel a run past its deadline; the reason for the person."""
+        log.warning("run %s still %s at its deadline; cancelling it", run.id, run.status)
+        await self.cancel(thread_id, run.id)
+        if run.status == "queued":
+            return QUEUED_TOO_LONG
+        return failure_reason(run.model_copy(update={"status": "expired"}))
 
     async def _call_tools(self, run: Run, request: RunRequest) -> list[ToolOutput]:
         calls = run.tool_calls
@@ -206,6 +269,6 @@ class AssistantsBackend:
         )
         return [ToolOutput(tool_call_id=call.id, output=output) for call, output in zip(calls, outputs, strict=True)]
 
-    async def _answer_text(self, thread_id: str, run_id: str) -> str:
+    async def _answer(self, thread_id: str, run_id: str) -> ReplyCompleted:
         page = await self._client.list_messages(thread_id, run_id=run_id, order="asc", limit=100)
-        return "\n\n".join(message.text() for message in page.data if message.role == "assistant").strip()
+        return await self._answers.compose([message for message in page.data if message.role == "assistant"])

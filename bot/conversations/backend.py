@@ -55,6 +55,10 @@ class Backend(Protocol):
         """Add a user message; ``key`` identifies it so a recovering worker never adds it twice."""
         ...
 
+    async def use_vector_store(self, api_thread_id: str, vector_store_id: str) -> None:
+        """Let the thread's file search read the conversation's documents."""
+        ...
+
     async def cancel(self, api_thread_id: str, run_id: str) -> None:
         """Stop a run whose answer will not be shown."""
         ...

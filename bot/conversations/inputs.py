@@ -29,6 +29,7 @@ class PreparedInput:
     transcripts: list[tuple[str, str]] = field(default_factory=list)  # (file name, transcript)
     content_parts: list[dict[str, Any]] = field(default_factory=list)  # e.g. image_file parts
     attachments: list[dict[str, Any]] = field(default_factory=list)  # file_search / code_interpreter
+    vector_store_id: str | None = None  # the conversation's store, which the API thread must search
     blocked: bool = False  # refused (e.g. by moderation): nothing of it may reach the API
 
     @classmethod
@@ -59,12 +60,3 @@ class OutputStage(Protocol):
 
     def wrap(self, reply: ReplyStream, *, turn: Turn) -> ReplyStream: ...
 
-
-class FilesNotReadStage:
-    """Until files are read, say which files were not read, so nobody thinks they were."""
-
-    NOTICE = "I can't read shared files yet, so I only read the text of your message. (Not read: {names})"
-
-    async def process(self, item: PreparedInput, *, conversation: Conversation, reply: ReplyStream) -> None:
-        if item.turn.files:
-            await reply.notice(self.NOTICE.format(names=", ".join(file.name for file in item.turn.files)))

@@ -30,6 +30,14 @@ class Platform(Protocol):
         """Messages of the conversation before this turn, for a conversation the bot joins late."""
         ...
 
-    def reply(self, turn: Turn) -> AbstractAsyncContextManager[ReplyStream]:
-        """Open the place where the answer to this turn is shown."""
+    def reply(
+        self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None
+    ) -> AbstractAsyncContextManager[ReplyStream]:
+        """Open the place where the answer to this turn is shown.
+
+        ``resume_ts`` is where an earlier attempt (perhaps by a process that died) began showing
+        this answer: that message is taken over instead of a new one being posted. Without it,
+        ``unrecorded_after`` (the ts of the first message of a batch being retried) asks to look
+        for a message an earlier attempt posted after it but died before recording.
+        """
         ...

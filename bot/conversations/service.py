@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from bot.conversations.backend import Backend, RunRequest, RunStarted, Usage
 from bot.conversations.inputs import InputStage, OutputStage, PreparedInput
 from bot.conversations.ports import Platform, ReplyStream
+from bot.conversations.recovery import GAVE_UP, RememberedReply, earlier_reply_ts
 from bot.conversations.tools import ToolContext, ToolRegistry
-from bot.conversations.turn import ReplyCompleted, ReplyFailed, Surface, Turn
+from bot.conversations.turn import ReplyCompleted, ReplyFailed, ReplyWithdrawn, Surface, Turn
 from bot.errors import (
     AnswerWithheld,
     APIError,
@@ -93,6 +94,7 @@ class ConversationService:
         output_stages: Sequence[OutputStage] = (),
         lease_seconds: float = 60.0,
         sweep_seconds: float = 15.0,
+        max_attempts: int = 3,
     ) -> None:
         self._store = store
         self._backend = backend
@@ -103,6 +105,7 @@ class ConversationService:
         self._output_stages = list(output_stages)
         self._lease_seconds = lease_seconds
         self._sweep_seconds = sweep_seconds
+        self._max_attempts = max_attempts
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._more_work: set[int] = set()
@@ -195,15 +198,31 @@ class ConversationService:
     # Work ----------------------------------------------------------------------------------
 
     async def _work(self, conversation_id: int) -> None:
+        """Answer the conversation's open turns, batch after batch, while holding its lease.
+
+        The lease (a conditional UPDATE of the conversation row, renewed while working) rather than
+        `FOR UPDATE SKIP LOCKED` or an advisory lock: those last only as long as one transaction or
+        connection, while an answer takes minutes and must survive a dropped connection; a lease is
+        a durable claim that simply expires when its replica dies, and works on SQLite as well.
+        """
         while True:
             self._more_work.discard(conversation_id)
             if not await self._store.claim_conversation(
                 conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
             ):
                 return  # another worker holds it; it will see our turn, or the sweep will
-            renewer = asyncio.create_task(self._renew_lease(conversation_id))
+            worker = asyncio.current_task()
+            assert worker is not None  # _work always runs as a task of its own (see schedule)
+            renewer = asyncio.create_task(self._renew_lease(conversation_id, worker))
             try:
                 records = await self._store.open_turns(conversation_id)
+                exhausted = [record for record in records if record.attempts >= self._max_attempts]
+                if exhausted:
+                    await self._give_up(conversation_id, exhausted)
+                    records = [record for record in records if record.attempts < self._max_attempts]
+                if any(record.run_id for record in records):
+                    # A run started before a crash answers only its own turns; later ones get a run of their own.
+                    records = [record for record in records if record.run_id]
                 if records:
                     await self._answer(conversation_id, records)
             finally:
@@ -211,18 +230,34 @@ class ConversationService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewer
                 await self._store.release_conversation(conversation_id, owner=self.owner)
-            if not records and conversation_id not in self._more_work:
+            if not self._accepting:
+                return  # shutting down: what arrived meanwhile is left, lease released, for recovery
+            # Another replica that recorded a turn while we held the lease gave up its claim: look once
+            # more after releasing, so its turn is answered now and not at the next sweep.
+            if records or conversation_id in self._more_work:
+                continue
+            if not await self._store.open_turns(conversation_id):
                 return
 
-    async def _renew_lease(self, conversation_id: int) -> None:
+    async def _renew_lease(self, conversation_id: int, worker: asyncio.Task[None]) -> None:
+        """Keep the lease while the worker answers; stop the worker if another one took the lease over."""
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
-                await self._store.claim_conversation(
+                held = await self._store.claim_conversation(
                     conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
                 )
             except StoreError:
                 log.warning("could not renew the lease of conversation %s", conversation_id)
+                continue
+            if not held:
+                # Our lease ran out (a stalled process or database) and a live worker now answers these turns.
+                log.error(
+                    "conversation %s: lease lost to another worker; stopping so nothing is answered twice",
+                    conversation_id,
+                )
+                worker.cancel()
+                return
 
     async def _answer(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
         """Answer a batch: every waiting message goes into the thread, then one run answers them."""
@@ -230,10 +265,15 @@ class ConversationService:
         turns = [Turn.from_payload(record.payload) for record in records]
         recovering = any(record.attempts > 0 for record in records)
         latest = turns[-1]
+        # An earlier attempt's message (half-streamed when its worker died) is taken over, not duplicated.
+        resume_ts = earlier_reply_ts(records)
         await self._store.start_turns(ids)
-        outcome_status, error, reply_ts = TurnStatus.FAILED, None, None
+        outcome_status, error, reply_ts = TurnStatus.FAILED, None, resume_ts
         try:
-            async with self._platform.reply(latest) as reply:
+            unrecorded_after = turns[0].message_ts if recovering else None
+            async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=unrecorded_after) as shown:
+                reply = RememberedReply(shown, store=self._store, turn_ids=ids, stored_ts=resume_ts)
+                await reply.remember()
                 try:
                     outcome_status, error = await self._run(conversation_id, records, turns, reply, recovering)
                 except APIError as exc:
@@ -242,9 +282,37 @@ class ConversationService:
                     await reply.send(ReplyFailed(api_failure_reason(exc)))
                 reply_ts = reply.reply_ts
         except DeliveryError as exc:
-            log.warning("conversation %s: Slack refused the reply: %s", conversation_id, exc)
+            log.error(
+                "conversation %s (channel %s): Slack refused the reply, closing %d turn(s) unanswered: %s",
+                conversation_id, latest.channel_id, len(ids), exc,
+            )
             error = f"delivery failed: {exc}"
         await self._store.update_turns(ids, status=outcome_status.value, error=error, reply_ts=reply_ts)
+
+    async def _give_up(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
+        """Turns whose every attempt died with its worker end FAILED, and the person is told."""
+        ids = [record.id for record in records]
+        log.error(
+            "conversation %s: giving up on %d turn(s) after %d attempts each",
+            conversation_id, len(ids), self._max_attempts,
+        )
+        conversation = await self._store.get_conversation(conversation_id)
+        run_id = next((record.run_id for record in records if record.run_id), None)
+        if run_id is not None and conversation.api_thread_id is not None:
+            try:
+                await self._backend.cancel(conversation.api_thread_id, run_id)
+            except APIError as exc:
+                log.warning("conversation %s: could not cancel run %s: %s", conversation_id, run_id, exc)
+        resume_ts = earlier_reply_ts(records)
+        error = f"gave up after {self._max_attempts} attempts"
+        try:
+            first, latest = Turn.from_payload(records[0].payload), Turn.from_payload(records[-1].payload)
+            async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=first.message_ts) as reply:
+                await reply.send(ReplyFailed(GAVE_UP))
+                resume_ts = reply.reply_ts
+        except DeliveryError as exc:
+            log.error("conversation %s: could not tell the person we gave up: %s", conversation_id, exc)
+        await self._store.update_turns(ids, status=TurnStatus.FAILED.value, error=error, reply_ts=resume_ts)
 
     async def _run(
         self,
@@ -267,12 +335,16 @@ class ConversationService:
             prepared.append((record, item))
         to_add = [(record, item) for record, item in prepared if not item.blocked and not item.is_empty]
         if not to_add and len(pending) == len(records):
-            return TurnStatus.ANSWERED, None  # nothing left for the assistant to answer
+            if any(item.blocked for _, item in prepared):
+                await reply.send(ReplyWithdrawn())  # the refused were told why; no "Thinking…" is left for them
+            return TurnStatus.ANSWERED, None
         assistant_id = await self._assistants.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
         thread_id = conversation.api_thread_id
         if thread_id is None:
             thread_id = await self._backend.create_thread(await self._platform.history(turns[0]))
             await self._store.set_api_thread(conversation_id, api_thread_id=thread_id, assistant_id=assistant_id)
+        for vector_store_id in {item.vector_store_id for _, item in to_add if item.vector_store_id}:
+            await self._backend.use_vector_store(thread_id, vector_store_id)
         for record, item in to_add:
             message_id = await self._backend.add_message(
                 thread_id,

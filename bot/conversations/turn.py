@@ -24,6 +24,8 @@ class SharedFile:
     name: str
     mimetype: str = ""
     size: int = 0
+    filetype: str = ""  # the platform's own type name, e.g. "pdf", "m4a"
+    download_url: str = ""  # where the platform serves the file's bytes to the bot
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,21 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class AnswerFile:
+    """A file the assistant made (a chart, a table) to be shared beside its answer."""
+
+    name: str
+    data: bytes
+    # The answer's dead sandbox link to this file, replaced by the shared file's link once it is shared.
+    link: str | None = None
+
+
+@dataclass(frozen=True)
 class ReplyCompleted:
     """The whole answer; replaces whatever was streamed."""
 
     text: str
+    files: tuple[AnswerFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,4 +109,19 @@ class ReplyFailed:
     reason: str
 
 
-ReplyPart = TextDelta | ReplyCompleted | ReplyFailed
+@dataclass(frozen=True)
+class ReplyWithdrawn:
+    """Take back whatever of the answer was shown and show `notice` in its place (nothing if empty)."""
+
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class PersonalNotice:
+    """A short note beside the answer for one person only, where the platform can show it to them alone."""
+
+    user_id: str
+    text: str
+
+
+ReplyPart = TextDelta | ReplyCompleted | ReplyFailed | ReplyWithdrawn | PersonalNotice

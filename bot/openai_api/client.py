@@ -31,6 +31,7 @@ from bot.errors import (
 )
 from bot.openai_api.models import (
     Assistant,
+    ImagesResponse,
     Message,
     MessageDelta,
     Model,
@@ -385,6 +386,38 @@ class OpenAIClient:
 
     async def create_moderation(self, input: str | list[dict[str, Any]], *, model: str) -> ModerationResponse:
         return await self._call(ModerationResponse, "POST", "/moderations", json={"input": input, "model": model})
+
+    # ---- images -------------------------------------------------------------------------------
+
+    async def generate_image(self, *, prompt: str, model: str, size: str) -> ImagesResponse:
+        body = {"model": model, "prompt": prompt, "size": size, "n": 1}
+        return await self._call(ImagesResponse, "POST", "/images/generations", json=body)
+
+    async def download(self, url: str, *, max_bytes: int) -> bytes:
+        """Fetch a file the API links to (a generated image), without our credentials: it lives on another host."""
+        try:
+            async with httpx.AsyncClient(timeout=self._http.timeout, follow_redirects=True) as plain:
+                response = await plain.get(url)
+        except httpx.RequestError as exc:
+            raise self._connection_error(exc) from exc
+        if not response.is_success:
+            raise APIStatusError(
+                f"downloading a generated file failed (HTTP {response.status_code})", status_code=response.status_code
+            )
+        if len(response.content) > max_bytes:
+            raise APIError(f"the generated file is larger than {max_bytes} bytes")
+        return response.content
+
+    # ---- for endpoint groups in other modules (files, vector stores, audio) --------------------
+
+    async def request_model(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
+        """Send one request (retried as needed) and parse its JSON answer as ``model``."""
+        return await self._call(model, method, path, **kwargs)
+
+    async def request_bytes(self, method: str, path: str) -> bytes:
+        """Send one request (retried as needed) and return its raw body, e.g. a file's content."""
+        response = await self._send(method, path)
+        return response.content
 
     # ---- internals ----------------------------------------------------------------------------
 

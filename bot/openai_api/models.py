@@ -362,6 +362,19 @@ class Model(APIModel):
     owned_by: str | None = None
 
 
+class GeneratedImage(APIModel):
+    """One generated image: inline (``b64_json``) or, for the DALL·E models by default, a link."""
+
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(APIModel):
+    created: int
+    data: list[GeneratedImage] = []
+
+
 class ModerationResult(APIModel):
     flagged: bool
     categories: dict[str, bool | None] = {}

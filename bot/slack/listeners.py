@@ -1,4 +1,4 @@
-"""Bolt listeners by surface: mentions, messages, the assistant pane and App Home. They only convert."""
+"""Bolt listeners by surface: mentions, messages and the assistant pane. They only convert."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations.service import ConversationService
 from bot.conversations.turn import SharedFile, Surface, Turn
@@ -27,14 +26,18 @@ SUGGESTED_PROMPTS = [
 
 
 def is_person_speaking(event: dict[str, Any], identity: BotIdentity) -> bool:
-    """True for a message a human wrote now (not the bot, another bot, an edit or a join)."""
+    """True for a message a human wrote now (not the bot, another bot, an edit, a join or a malformed event)."""
+    subtype, files = event.get("subtype"), event.get("files") or []
+    # Wrong types are ignored here, not left to fail later: a 500 would only make Slack resend the same event.
     return (
-        event.get("subtype") in USER_MESSAGE_SUBTYPES
+        isinstance(subtype, str | None)
+        and subtype in USER_MESSAGE_SUBTYPES
         and not event.get("bot_id")
-        and bool(event.get("user"))
+        and all(isinstance(event.get(key), str) and event[key] for key in ("user", "channel", "ts"))
         and event.get("user") != identity.user_id
-        and bool(event.get("channel"))
-        and bool(event.get("ts"))
+        and all(isinstance(event.get(key) or "", str) for key in ("text", "thread_ts"))
+        and isinstance(files, list)
+        and all(isinstance(item, dict) for item in files)
     )
 
 
@@ -63,7 +66,6 @@ class SlackListeners:
         app.use(assistant)
         app.event("app_mention")(self.on_app_mention)
         app.event("message")(self.on_message)
-        app.event("app_home_opened")(self.on_app_home_opened)
 
     async def on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if not is_person_speaking(event, self._identity):
@@ -114,11 +116,6 @@ class SlackListeners:
         surface = Surface.ASSISTANT if in_pane else Surface.DM_THREAD
         await self._accept(body, event, surface=surface, thread_key=thread_ts, reply_thread_ts=thread_ts)
 
-    async def on_app_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
-        if event.get("tab") != "home" or not event.get("user"):
-            return
-        await client.views_publish(user_id=event["user"], view=home_view())
-
     async def _accept(
         self, body: dict[str, Any], event: dict[str, Any], *, surface: Surface, thread_key: str, reply_thread_ts: str | None
     ) -> None:
@@ -141,6 +138,8 @@ class SlackListeners:
                 name=item.get("name") or item.get("title") or item["id"],
                 mimetype=item.get("mimetype") or "",
                 size=int(item.get("size") or 0),
+                filetype=item.get("filetype") or "",
+                download_url=item.get("url_private_download") or "",
             )
             for item in event.get("files") or []
             if item.get("id")
@@ -163,13 +162,3 @@ class SlackListeners:
 
 def _team_id(body: dict[str, Any], event: dict[str, Any]) -> str:
     return body.get("team_id") or event.get("team") or ""
-
-
-def home_view() -> dict[str, Any]:
-    text = (
-        "*I'm your team's AI assistant.*\n"
-        "• Mention me in a channel and I answer in a thread; reply there and I follow along.\n"
-        "• Send me a direct message, or open me in the assistant pane.\n"
-        "• I keep each conversation's memory, so follow-up questions just work."
-    )
-    return {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

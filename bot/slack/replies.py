@@ -11,9 +11,20 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, ReplyPart, Surface, TextDelta, Turn
+from bot.conversations.turn import (
+    HistoryMessage,
+    PersonalNotice,
+    ReplyCompleted,
+    ReplyFailed,
+    ReplyPart,
+    ReplyWithdrawn,
+    Surface,
+    TextDelta,
+    Turn,
+)
 from bot.errors import DeliveryError
 from bot.slack.directory import UserDirectory
+from bot.slack.files import share_answer_files
 from bot.slack.render import render_reply
 from bot.slack.text import mentioned_user_ids, to_plain_text
 
@@ -23,6 +34,8 @@ THINKING = "_Thinking…_"
 EMPTY_ANSWER = "_(The assistant returned an empty answer.)_"
 INTERRUPTED = ":warning: Something went wrong while I was answering. I'll try again shortly."
 ASSISTANT_STATUS = "is thinking…"
+# How many messages after an interrupted batch's first one are searched for its unrecorded answer.
+UNRECORDED_SEARCH_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class SlackReplyStream:
         in_assistant_pane: bool,
         message_chars: int,
         update_seconds: float,
+        resume_ts: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -57,7 +71,8 @@ class SlackReplyStream:
         self._message_chars = message_chars
         self._update_seconds = update_seconds
         self._clock = clock
-        self._posted: list[tuple[str, str]] = []  # (ts, text) of each message, in order
+        # (ts, text) of each message, in order; a resumed answer takes over the message already shown.
+        self._posted: list[tuple[str, str]] = [(resume_ts, "")] if resume_ts else []
         self._markdown = ""
         self._last_shown = float("-inf")
         self.finished = False
@@ -68,14 +83,17 @@ class SlackReplyStream:
 
     async def open(self) -> None:
         if self._in_assistant_pane and self._thread_ts:
-            try:
-                await self._client.assistant_threads_setStatus(
-                    channel_id=self._channel, thread_ts=self._thread_ts, status=ASSISTANT_STATUS
-                )
-            except SlackApiError as exc:
-                log.info("could not set the assistant status: %s", exc.response.get("error"))
+            await self._set_status(ASSISTANT_STATUS)
         else:
             await self._show([THINKING])
+
+    async def _set_status(self, status: str) -> None:
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self._channel, thread_ts=self._thread_ts, status=status
+            )
+        except SlackApiError as exc:
+            log.info("could not set the assistant status: %s", exc.response.get("error"))
 
     async def send(self, part: ReplyPart) -> None:
         if isinstance(part, TextDelta):
@@ -83,22 +101,60 @@ class SlackReplyStream:
             if self._clock() - self._last_shown >= self._update_seconds:
                 await self._show(render_reply(self._markdown, limit=self._message_chars))
         elif isinstance(part, ReplyCompleted):
-            self._markdown = part.text
-            await self._show(render_reply(part.text, limit=self._message_chars) or [EMPTY_ANSWER])
+            text = await self._share_files(part) if part.files else part.text
+            self._markdown = text
+            await self._show(render_reply(text, limit=self._message_chars) or [EMPTY_ANSWER])
             self.finished = True
         elif isinstance(part, ReplyFailed):
             shown = render_reply(self._markdown, limit=self._message_chars)
             await self._show([*shown, f":warning: {part.reason}"])
             self.finished = True
+        elif isinstance(part, ReplyWithdrawn):
+            await self._withdraw(part.notice)
+        elif isinstance(part, PersonalNotice):
+            await self._personal_notice(part.user_id, part.text)
+
+    async def _withdraw(self, notice: str) -> None:
+        self._markdown = ""
+        await self._show([notice] if notice else [])
+        self.finished = True
+        if not notice and self._in_assistant_pane and self._thread_ts:
+            # Nothing was posted, so Slack would keep showing "is thinking…" in the pane.
+            await self._set_status("")
+
+    async def _share_files(self, answer: ReplyCompleted) -> str:
+        """Share the files the assistant made in this conversation first, so the answer can link to them."""
+        text, refused = await share_answer_files(
+            self._client, channel=self._channel, thread_ts=self._thread_ts, answer=answer
+        )
+        for name in refused:
+            await self.notice(f":warning: I couldn't share *{name}*, a file the assistant made, here.")
+        return text
 
     async def notice(self, text: str) -> None:
         await self._call("chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text)
+
+    async def _personal_notice(self, user_id: str, text: str) -> None:
+        # The assistant pane is a private conversation with the bot already: a plain reply is private there.
+        if not self._in_assistant_pane:
+            try:
+                await self._client.chat_postEphemeral(
+                    channel=self._channel, user=user_id, thread_ts=self._thread_ts, text=text
+                )
+                return
+            except SlackApiError as exc:
+                log.info("could not post an ephemeral notice (%s); posting it in the thread", exc.response.get("error"))
+        await self.notice(text)
 
     async def close(self) -> None:
         """An answer cut off by an unexpected error must not leave 'Thinking…' behind."""
         if not self.finished and self._posted:
             shown = render_reply(self._markdown, limit=self._message_chars)
-            await self._show([*shown, INTERRUPTED])
+            # In the answer's own message when it fits, so that the worker resuming it takes over one message.
+            if shown and len(shown[-1]) + len(INTERRUPTED) + 2 <= self._message_chars:
+                await self._show([*shown[:-1], f"{shown[-1]}\n\n{INTERRUPTED}"])
+            else:
+                await self._show([*shown, INTERRUPTED])
 
     async def _show(self, chunks: list[str]) -> None:
         self._last_shown = self._clock()
@@ -182,11 +238,41 @@ class SlackPlatform:
                 history.append(HistoryMessage(role="user", text=f"{speaker}: {text}"))
         return history
 
+    async def _unrecorded_answer(self, turn: Turn, *, after_ts: str) -> str | None:
+        """The first message an earlier attempt posted but died before recording: 'Thinking…' or a cut-off answer.
+
+        A finished answer never looks like either, and only one worker answers a conversation at a
+        time, so such a message of ours after the batch's first message is this answer's to take over.
+        """
+        try:
+            if turn.reply_thread_ts:
+                response = await self._client.conversations_replies(
+                    channel=turn.channel_id, ts=turn.reply_thread_ts, oldest=after_ts, limit=UNRECORDED_SEARCH_LIMIT
+                )
+            else:
+                response = await self._client.conversations_history(
+                    channel=turn.channel_id, oldest=after_ts, limit=UNRECORDED_SEARCH_LIMIT
+                )
+        except SlackApiError as exc:
+            log.info("could not look for an interrupted answer: %s", exc.response.get("error"))
+            return None
+        found = [
+            message["ts"]
+            for message in response.get("messages", [])
+            if self._is_ours(message)
+            and (message.get("text") == THINKING or message.get("text", "").endswith(INTERRUPTED))
+        ]
+        return min(found, key=float) if found else None
+
     def _is_ours(self, message: dict) -> bool:
         return message.get("user") == self._identity.user_id or message.get("bot_id") == self._identity.bot_id
 
     @asynccontextmanager
-    async def reply(self, turn: Turn) -> AsyncIterator[SlackReplyStream]:
+    async def reply(
+        self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None
+    ) -> AsyncIterator[SlackReplyStream]:
+        if resume_ts is None and unrecorded_after is not None:
+            resume_ts = await self._unrecorded_answer(turn, after_ts=unrecorded_after)
         stream = SlackReplyStream(
             self._client,
             channel=turn.channel_id,
@@ -194,6 +280,7 @@ class SlackPlatform:
             in_assistant_pane=turn.surface is Surface.ASSISTANT,
             message_chars=self._message_chars,
             update_seconds=self._update_seconds,
+            resume_ts=resume_ts,
         )
         await stream.open()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import itertools
 import json
@@ -14,6 +15,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -39,6 +41,13 @@ MODERATION_CATEGORIES = (
     "violence",
     "violence/graphic",
 )
+# Categories the omni moderation model also scores images for; the others apply to text only.
+IMAGE_MODERATION_CATEGORIES = frozenset(
+    {"self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "violence", "violence/graphic"}
+)
+# Harmless content still scores a little in every category, differently in each.
+_BASELINE_MODERATION_SCORES = {category: 1e-5 * (index + 1) for index, category in enumerate(MODERATION_CATEGORIES)}
+_FLAGGED_MODERATION_SCORE = 0.97
 MODELS = (
     ("gpt-4o", "system"),
     ("gpt-4o-mini", "system"),
@@ -48,6 +57,13 @@ MODELS = (
 )
 
 _RUN_LIFETIME_SECONDS = 600
+# The audio formats POST /audio/transcriptions accepts, told by the file name's extension.
+TRANSCRIBABLE_FORMATS = frozenset({"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm"})
+GENERATED_PATH = "/generated-images"
+# A valid 1x1 PNG: what every generated image looks like here.
+GENERATED_IMAGE_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 # How often a stream of a stalled run looks for a cancellation.
 _STALL_POLL_SECONDS = 0.02
 _LIST_LIMIT_DEFAULT, _LIST_LIMIT_MAX = 20, 100
@@ -134,6 +150,10 @@ class ScriptedRun:
     chunk_delay: float = 0.0
     # The run stays queued until cancelled.
     stall: bool = False
+    # Files (ids the double holds, e.g. from add_output_file) the answer shows as image_file content after its text.
+    image_file_ids: list[str] = field(default_factory=list)
+    # (type, annotated text, file id): file_path or file_citation annotations on the answer text, which holds the text.
+    annotations: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.status not in FINAL_RUN_STATUSES:
@@ -180,6 +200,21 @@ class _StreamReply:
     leading_events: list[_StreamEvent] = field(default_factory=list)
 
 
+@dataclass
+class _BinaryReply:
+    """Raw bytes, as the API serves file content (the spec's `type: string` JSON schema does not describe it)."""
+
+    body: bytes
+    content_type: str = "application/octet-stream"
+
+
+class _Upload(bytes):
+    """A multipart file field: its bytes, plus the file name and content type the client gave."""
+
+    filename: str = ""
+    content_type: str = ""
+
+
 class _ApiError(Exception):
     """An error answer in OpenAI's shape, raised by handlers."""
 
@@ -210,7 +245,7 @@ class _Fault:
     remaining: int
 
 
-Handler = Callable[..., "_JsonReply | _StreamReply"]
+Handler = Callable[..., "_JsonReply | _StreamReply | _BinaryReply"]
 
 
 @dataclass(frozen=True)
@@ -286,13 +321,26 @@ class OpenAIDouble:
             self.api_key, self.require_query_token = self._constructed_auth
             self.streaming = True
             self.cut_stream_after: int | None = None
+            # Substring of a text, or of an image's bytes: categories the API flags for it.
             self.moderation_flags: dict[str, list[str]] = {}
+            # Substring of a text, or of an image's bytes: category scores reported without a flag.
+            self.moderation_scores: dict[str, dict[str, float]] = {}
             self._assistants: dict[str, dict[str, Any]] = {}
             self._threads: dict[str, dict[str, Any]] = {}
             self._messages: dict[str, dict[str, dict[str, Any]]] = {}
             self._runs: dict[str, _Run] = {}
             self._steps: dict[str, dict[str, dict[str, Any]]] = {}
             self._tool_outputs: list[dict[str, Any]] = []
+            self._files: dict[str, dict[str, Any]] = {}
+            self._vector_stores: dict[str, dict[str, Any]] = {}
+            self._file_contents: dict[str, bytes] = {}
+            self._vector_store_files: dict[str, dict[str, dict[str, Any]]] = {}
+            # File name -> last_error code ("invalid_file", ...): adding such a file to a vector store ends `failed`.
+            self.vector_store_file_errors: dict[str, str] = {}
+            # File name -> what POST /audio/transcriptions hears in it (default: "Transcript of <name>.").
+            self.transcripts: dict[str, str] = {}
+            # Images generated as links (DALL·E's default), served at GENERATED_PATH like the API's CDN does.
+            self._generated_images: dict[str, bytes] = {}
             self._scripts: deque[ScriptedRun] = deque()
             self._faults: list[_Fault] = []
             self._requests: list[RecordedRequest] = []
@@ -363,6 +411,31 @@ class OpenAIDouble:
         with self._lock:
             return [copy.deepcopy(run.data) for run in self._runs.values() if run.data["thread_id"] == thread_id]
 
+    def files(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._files.values()))
+
+    def vector_stores(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._vector_stores.values()))
+
+    def file_content(self, file_id: str) -> bytes:
+        with self._lock:
+            return self._file_contents[file_id]
+
+    def vector_store_files(self, vector_store_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._vector_store_files.get(vector_store_id, {}).values()))
+
+    def add_output_file(self, name: str, content: bytes) -> str:
+        """A file the code interpreter made (purpose assistants_output), for a ScriptedRun to show; returns its id."""
+        with self._lock:
+            return self._store_file(name, content, "assistants_output")["id"]
+
+    def threads(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._threads.values()))
+
     def assistants(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(list(self._assistants.values()))
@@ -377,6 +450,7 @@ class OpenAIDouble:
 
     async def _serve(self) -> int:
         app = web.Application(client_max_size=64 * 1024**2)
+        app.router.add_get(GENERATED_PATH + "/{name}", self._serve_generated_image)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         # Handler cancellation lets a client that hangs up end its stream; the run then finishes anyway.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
@@ -384,6 +458,16 @@ class OpenAIDouble:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         return self._runner.addresses[0][1]
+
+    async def _serve_generated_image(self, request: web.Request) -> web.Response:
+        # Like the API's CDN links: no API key needed, so a client must not send one there.
+        if "Authorization" in request.headers:
+            self._record_violations([f"an API key was sent to the image download {request.path}"])
+        with self._lock:
+            content = self._generated_images.get(request.match_info["name"])
+        if content is None:
+            return web.Response(status=404, text="BlobNotFound")
+        return web.Response(body=content, content_type="image/png")
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         request_id = f"req_{secrets.token_hex(16)}"
@@ -410,6 +494,8 @@ class OpenAIDouble:
             reply = _ApiError(500, f"The double crashed: {crash!r}", error_type="server_error").reply()
         if isinstance(reply, _StreamReply):
             return await self._stream(request, reply, request_id)
+        if isinstance(reply, _BinaryReply):
+            return web.Response(body=reply.body, content_type=reply.content_type, headers={"x-request-id": request_id})
         if route is not None:
             self._record_violations(
                 self._validator.validate_response(request.method, request.path, status=reply.status, body=reply.body)
@@ -555,6 +641,21 @@ class OpenAIDouble:
             _Route.of("GET", "/models", self._list_models),
             _Route.of("GET", "/models/{model}", self._retrieve_model),
             _Route.of("POST", "/moderations", self._create_moderation),
+            _Route.of("POST", "/images/generations", self._generate_image),
+            _Route.of("POST", "/files", self._create_file),
+            _Route.of("DELETE", "/files/{file_id}", self._delete_file),
+            _Route.of("GET", "/files/{file_id}", self._retrieve_file),
+            _Route.of("GET", "/files/{file_id}/content", self._file_content),
+            _Route.of("POST", "/audio/transcriptions", self._create_transcription),
+            _Route.of("POST", "/vector_stores", self._create_vector_store, beta=True),
+            _Route.of("DELETE", "/vector_stores/{vector_store_id}", self._delete_vector_store, beta=True),
+            _Route.of("POST", "/vector_stores/{vector_store_id}/files", self._create_vector_store_file, beta=True),
+            _Route.of(
+                "GET", "/vector_stores/{vector_store_id}/files/{file_id}", self._retrieve_vector_store_file, beta=True
+            ),
+            _Route.of(
+                "DELETE", "/vector_stores/{vector_store_id}/files/{file_id}", self._delete_vector_store_file, beta=True
+            ),
             _Route.of("POST", "/assistants", self._create_assistant, beta=True),
             _Route.of("GET", "/assistants", self._list_assistants, beta=True),
             _Route.of("GET", "/assistants/{assistant_id}", self._retrieve_assistant, beta=True),
@@ -593,35 +694,189 @@ class OpenAIDouble:
     def _create_moderation(self, call: _ApiCall) -> _JsonReply:
         inputs = call.body["input"]
         if isinstance(inputs, str):
-            texts = [inputs]
+            items = [[("text", inputs)]]
         elif all(isinstance(item, str) for item in inputs):
-            texts = inputs
+            items = [[("text", text)] for text in inputs]
         else:
-            # A multi-modal input is one item judged as a whole, on its text parts.
-            texts = [" ".join(part.get("text", "") for part in inputs if part.get("type") == "text")]
+            # A multi-modal input is one item judged as a whole: its texts and its images together.
+            items = [[_moderated_part(part) for part in inputs]]
         return _JsonReply(
             {
                 "id": f"modr-{secrets.token_hex(12)}",
                 "model": call.body.get("model", "omni-moderation-latest"),
-                "results": [self._moderation_result(text) for text in texts],
+                "results": [self._moderation_result(parts) for parts in items],
             }
         )
 
-    def _moderation_result(self, text: str) -> dict[str, Any]:
-        flagged = {
-            category
-            for substring, categories in self.moderation_flags.items()
-            if substring.lower() in text.lower()
-            for category in categories
+    def _moderation_result(self, parts: list[tuple[str, str]]) -> dict[str, Any]:
+        """Flags and scores from whichever text or image matches; like the API, it does not say which one."""
+        kinds = {kind for kind, _ in parts}
+        applied = {
+            category: [
+                kind
+                for kind in ("text", "image")
+                if kind in kinds and (kind == "text" or category in IMAGE_MODERATION_CATEGORIES)
+            ]
+            for category in MODERATION_CATEGORIES
         }
+        scores = dict(_BASELINE_MODERATION_SCORES)
+        flagged: set[str] = set()
+        for kind, content in parts:
+            for substring, categories in self.moderation_flags.items():
+                if substring.lower() in content.lower():
+                    flagged.update(category for category in categories if kind in applied[category])
+            for substring, category_scores in self.moderation_scores.items():
+                if substring.lower() in content.lower():
+                    for category, score in category_scores.items():
+                        scores[category] = max(scores[category], score)
+        for category in flagged:
+            scores[category] = max(scores[category], _FLAGGED_MODERATION_SCORE)
         return {
             "flagged": bool(flagged),
             "categories": {category: category in flagged for category in MODERATION_CATEGORIES},
-            "category_scores": {
-                category: 0.97 if category in flagged else 0.0001 for category in MODERATION_CATEGORIES
-            },
-            "category_applied_input_types": {category: ["text"] for category in MODERATION_CATEGORIES},
+            "category_scores": scores,
+            "category_applied_input_types": applied,
         }
+
+    # -- images, files and vector stores ------------------------------------------------------------------
+
+    def _generate_image(self, call: _ApiCall) -> _JsonReply:
+        model = call.body.get("model") or "dall-e-2"
+        image = GENERATED_IMAGE_PNG
+        # The GPT image models always answer inline; DALL·E links to the image unless asked for b64_json.
+        if model.startswith("dall-e") and call.body.get("response_format", "url") == "url":
+            name = f"img-{secrets.token_hex(8)}.png"
+            self._generated_images[name] = image
+            data = {"url": f"http://127.0.0.1:{self._port}{GENERATED_PATH}/{name}"}
+        else:
+            data = {"b64_json": base64.b64encode(image).decode()}
+        return _JsonReply({"created": _now(), "data": [data]})
+
+    def _create_file(self, call: _ApiCall) -> _JsonReply:
+        content = call.body.get("file")
+        if not isinstance(content, bytes):
+            raise _ApiError(400, "'file' is a required multipart file field.", param="file")
+        name = getattr(content, "filename", "") or call.body.get("filename") or "upload"
+        return _JsonReply(copy.deepcopy(self._store_file(name, content, call.body["purpose"])))
+
+    def _store_file(self, name: str, content: bytes, purpose: str) -> dict[str, Any]:
+        stored = {
+            "id": _new_id("file"),
+            "object": "file",
+            "bytes": len(content),
+            "created_at": _now(),
+            "filename": name,
+            "purpose": purpose,
+            "status": "processed",
+        }
+        self._files[stored["id"]] = stored
+        self._file_contents[stored["id"]] = bytes(content)
+        return stored
+
+    def _retrieve_file(self, call: _ApiCall, file_id: str) -> _JsonReply:
+        return _JsonReply(copy.deepcopy(self._file(file_id)))
+
+    def _file_content(self, call: _ApiCall, file_id: str) -> _BinaryReply:
+        self._file(file_id)
+        return _BinaryReply(self._file_contents[file_id])
+
+    def _file(self, file_id: str) -> dict[str, Any]:
+        file = self._files.get(file_id)
+        if file is None:
+            raise _not_found("file", file_id)
+        return file
+
+    def _create_transcription(self, call: _ApiCall) -> _JsonReply:
+        name = getattr(call.body["file"], "filename", "")
+        if Path(name).suffix.lstrip(".").lower() not in TRANSCRIBABLE_FORMATS:
+            raise _ApiError(
+                400, f"Invalid file format. Supported formats: {sorted(TRANSCRIBABLE_FORMATS)}", param="file"
+            )
+        return _JsonReply({"text": self.transcripts.get(name, f"Transcript of {name}.")})
+
+    def _create_vector_store_file(self, call: _ApiCall, vector_store_id: str) -> _JsonReply:
+        store = self._vector_store(vector_store_id)
+        file = self._file(call.body["file_id"])
+        files = self._vector_store_files.setdefault(vector_store_id, {})
+        if file["id"] not in files:
+            files[file["id"]] = {
+                "id": file["id"],
+                "object": "vector_store.file",
+                "usage_bytes": 0,
+                "created_at": _now(),
+                "vector_store_id": vector_store_id,
+                "status": "in_progress",
+                "last_error": None,
+            }
+            self._count_vector_store_files(store)
+        return _JsonReply(copy.deepcopy(files[file["id"]]))
+
+    def _retrieve_vector_store_file(self, call: _ApiCall, vector_store_id: str, file_id: str) -> _JsonReply:
+        """Indexing ends at the first look after the file was added: completed, or failed as the test asked."""
+        store = self._vector_store(vector_store_id)
+        indexed = self._vector_store_files.get(vector_store_id, {}).get(file_id)
+        if indexed is None:
+            raise _not_found("vector store file", file_id)
+        if indexed["status"] == "in_progress":
+            file = self._files.get(file_id, {})
+            error_code = self.vector_store_file_errors.get(file.get("filename", ""))
+            if error_code is None:
+                indexed.update(status="completed", usage_bytes=file.get("bytes", 0))
+            else:
+                error = {"code": error_code, "message": "The file could not be parsed."}
+                indexed.update(status="failed", last_error=error)
+            self._count_vector_store_files(store)
+        return _JsonReply(copy.deepcopy(indexed))
+
+    def _delete_vector_store_file(self, call: _ApiCall, vector_store_id: str, file_id: str) -> _JsonReply:
+        store = self._vector_store(vector_store_id)
+        if self._vector_store_files.get(vector_store_id, {}).pop(file_id, None) is None:
+            raise _not_found("vector store file", file_id)
+        self._count_vector_store_files(store)
+        return _JsonReply({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
+
+    def _vector_store(self, vector_store_id: str) -> dict[str, Any]:
+        store = self._vector_stores.get(vector_store_id)
+        if store is None:
+            raise _not_found("vector store", vector_store_id)
+        return store
+
+    def _count_vector_store_files(self, store: dict[str, Any]) -> None:
+        statuses = [f["status"] for f in self._vector_store_files.get(store["id"], {}).values()]
+        store["file_counts"] = {
+            status: statuses.count(status) for status in ("in_progress", "completed", "failed", "cancelled")
+        } | {"total": len(statuses)}
+
+    def _delete_file(self, call: _ApiCall, file_id: str) -> _JsonReply:
+        if self._files.pop(file_id, None) is None:
+            raise _not_found("file", file_id)
+        self._file_contents.pop(file_id, None)
+        return _JsonReply({"id": file_id, "object": "file", "deleted": True})
+
+    def _create_vector_store(self, call: _ApiCall) -> _JsonReply:
+        body = call.body or {}
+        file_ids = body.get("file_ids") or []
+        store = {
+            "id": _new_id("vs"),
+            "object": "vector_store",
+            "created_at": _now(),
+            "name": body.get("name") or "",
+            "usage_bytes": 0,
+            "file_counts": {
+                "in_progress": 0, "completed": len(file_ids), "failed": 0, "cancelled": 0, "total": len(file_ids)
+            },
+            "status": "completed",
+            "last_active_at": _now(),
+            "metadata": body.get("metadata") or {},
+        }
+        self._vector_stores[store["id"]] = store
+        return _JsonReply(copy.deepcopy(store))
+
+    def _delete_vector_store(self, call: _ApiCall, vector_store_id: str) -> _JsonReply:
+        if self._vector_stores.pop(vector_store_id, None) is None:
+            raise _not_found("vector store", vector_store_id)
+        self._vector_store_files.pop(vector_store_id, None)
+        return _JsonReply({"id": vector_store_id, "object": "vector_store.deleted", "deleted": True})
 
     # -- assistants -----------------------------------------------------------------------------------
 
@@ -894,6 +1149,14 @@ class OpenAIDouble:
             delta = {"content": [{"index": 0, "type": "text", "text": {"value": piece, "annotations": []}}]}
             message_delta = {"id": message["id"], "object": "thread.message.delta", "delta": delta}
             yield _StreamEvent("thread.message.delta", message_delta)
+        if message["content"]:
+            message["content"][0]["text"]["annotations"] = [
+                _annotation(kind, marker, file_id, text) for kind, marker, file_id in run.script.annotations
+            ]
+        message["content"] += [
+            {"type": "image_file", "image_file": {"file_id": file_id, "detail": "auto"}}
+            for file_id in run.script.image_file_ids
+        ]
         yield from self._settle(run, final_status)
 
     def _cancellation(self, run: _Run) -> Iterator[_StreamEvent]:
@@ -1095,6 +1358,13 @@ def _step_event(suffix: str, step: dict[str, Any]) -> _StreamEvent:
     return _StreamEvent(f"thread.run.step.{suffix}", copy.deepcopy(step))
 
 
+def _annotation(kind: str, marker: str, file_id: str, text: str) -> dict[str, Any]:
+    """A file_citation or file_path annotation on the first place `marker` appears in the answer text."""
+    start = text.index(marker)
+    end = start + len(marker)
+    return {"type": kind, "text": marker, kind: {"file_id": file_id}, "start_index": start, "end_index": end}
+
+
 def _stored_content_part(part: dict[str, Any]) -> dict[str, Any]:
     """A requested content part as the message object stores it."""
     if part["type"] == "text":
@@ -1155,7 +1425,11 @@ async def _read_body(request: web.Request) -> tuple[Any, str | None]:
     if request.content_type == "multipart/form-data":
         fields: dict[str, Any] = {}
         async for part in await request.multipart():
-            value = await part.read() if part.filename else await part.text()
+            if part.filename:
+                value = _Upload(await part.read())
+                value.filename, value.content_type = part.filename, part.headers.get("Content-Type", "")
+            else:
+                value = await part.text()
             if part.name in fields:
                 previous = fields[part.name]
                 fields[part.name] = [*previous, value] if isinstance(previous, list) else [previous, value]
@@ -1173,3 +1447,13 @@ async def _read_body(request: web.Request) -> tuple[Any, str | None]:
         return raw.decode("utf-8", "replace"), (
             "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."
         )
+
+
+def _moderated_part(part: dict[str, Any]) -> tuple[str, str]:
+    """A multi-modal part as (kind, content); an image's content is its bytes, so tests flag pictures by what they hold."""
+    if part["type"] == "text":
+        return "text", part["text"]
+    url = part["image_url"]["url"]
+    if url.startswith("data:") and ";base64," in url:
+        return "image", base64.b64decode(url.split(",", 1)[1]).decode("latin-1")
+    return "image", url

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 SPECS_DIR = Path(__file__).resolve().parents[3] / "shared" / "specs"
 SLACK_SAMPLES_DIR = SPECS_DIR / "slack" / "samples"
@@ -72,13 +72,18 @@ SAMPLE_GAPS: dict[str, Any] = {
             "previous_message": {"reply_users": [""], "files": [{}]},
         }
     },
-    "events/MessageDeletedPayload.json": {"event": {"previous_message": {"reply_users": [""], "files": [{}]}}},
+    # A deleted bot message (someone removed the bot's reply) carries its app_id like any bot message.
+    "events/MessageDeletedPayload.json": {
+        "event": {"previous_message": {"reply_users": [""], "files": [{}], "app_id": ""}}
+    },
     # Updating a thread reply returns the message with its thread fields, as chat.postMessage does.
     "api/chat.update.json": {"message": {"thread_ts": "", "parent_user_id": ""}},
     # A mention with an attachment carries the files like any other message.
     "events/AppMentionPayload.json": {"event": {"files": [{}]}},
     # User messages in an assistant thread carry an action token (docs: AI apps, message.im).
     "events/MessagePayload.json": {"event": {"assistant_thread": {"action_token": ""}}},
+    # ... and so do files shared there: a file share is a user message in that thread like any other.
+    "events/MessageFileSharePayload.json": {"event": {"assistant_thread": {"action_token": ""}}},
 }
 
 
@@ -481,9 +486,12 @@ class SlackDouble:
         bot_id: str = "B0BOT",
         app_id: str = DEFAULT_APP_ID,
         verification_token: str = DEFAULT_VERIFICATION_TOKEN,
+        app_token: str = "xapp-test-app-token",
     ):
         self.app_id = app_id
         self.verification_token = verification_token
+        self.app_token = app_token
+        self._sockets: list[web.WebSocketResponse] = []
         self._primary = (team_id, bot_token, bot_user_id, bot_id)
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -540,6 +548,7 @@ class SlackDouble:
         app.router.add_post("/upload/v1/{upload_id}", self._handle_upload)
         app.router.add_get("/files-pri/{team_file}/{tail:.+}", self._handle_download)
         app.router.add_post("/response/{key}", self._handle_response_url)
+        app.router.add_get("/socket-mode", self._handle_socket)
         return app
 
     @property
@@ -565,6 +574,9 @@ class SlackDouble:
             self._response_targets: dict[str, ResponseTarget] = {}
             self._response_url_posts: list[ResponseUrlPost] = []
             self._pending_uploads: dict[str, tuple[str, str]] = {}
+            # False plays an app installed without the files:read scope: downloads get the sign-in page.
+            self.files_read_granted = True
+            self._socket_acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
             self.add_workspace(*self._primary)
 
     # -- workspaces, users, channels, files ------------------------------------------------------
@@ -915,6 +927,22 @@ class SlackDouble:
                 ws, "assistant_thread_context_changed", channel, user, thread_ts, context_channel_id
             )
 
+    def app_home_opened(self, user: str, *, team_id: str | None = None) -> dict[str, Any]:
+        """The user opens the app's Home tab; the event carries the home view published to them before, if any."""
+        with self._lock:
+            ws = self._workspace(team_id)
+            event: dict[str, Any] = {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": self._im_with(ws, user).id,
+                "tab": "home",
+                "event_ts": self._next_ts(),
+            }
+            view_id = ws.home_views.get(user)
+            if view_id:
+                event["view"] = copy.deepcopy(ws.views[view_id])
+            return self._envelope(ws, event)
+
     # -- internals: lookups and storage ----------------------------------------------------------
 
     def _workspace(self, team_id: str | None) -> Workspace:
@@ -1089,6 +1117,50 @@ class SlackDouble:
 
     # -- internals: HTTP -------------------------------------------------------------------------
 
+    async def _handle_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: Slack says hello, pushes envelopes, and waits for each one's ack."""
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": len(self._sockets), "connection_info": {"app_id": self.app_id}})
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    ack = json.loads(message.data)
+                    waiter = self._socket_acks.pop(ack.get("envelope_id"), None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(ack)
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    def socket_deliver(self, envelope: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
+        """Push an Events API envelope over the open Socket Mode connection; returns the app's ack."""
+        if self._loop is None:
+            raise RuntimeError("start() the Slack double first")
+
+        async def push() -> dict[str, Any]:
+            deadline = self._loop.time() + timeout
+            while not self._sockets:
+                if self._loop.time() > deadline:
+                    raise TimeoutError("no Socket Mode connection is open")
+                await asyncio.sleep(0.02)
+            envelope_id = str(uuid.uuid4())
+            waiter = self._loop.create_future()
+            self._socket_acks[envelope_id] = waiter
+            await self._sockets[-1].send_json(
+                {"envelope_id": envelope_id, "type": "events_api", "payload": envelope,
+                 "accepts_response_payload": False, "retry_attempt": 0, "retry_reason": ""}
+            )
+            return await asyncio.wait_for(waiter, timeout)
+
+        return asyncio.run_coroutine_threadsafe(push(), self._loop).result(timeout + 1)
+
+    def _open_socket_connection(self, token: str | None) -> dict[str, Any]:
+        if token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": f"ws://127.0.0.1:{self._port}/socket-mode"}
+
     async def _handle_api(self, request: web.Request) -> web.Response:
         name = request.match_info["method"]
         try:
@@ -1098,6 +1170,8 @@ class SlackDouble:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else raw.pop("token", None)
         raw.pop("token", None)
+        if name == "apps.connections.open":  # the one method called with the app-level token
+            return web.json_response(self._open_socket_connection(token))
         with self._lock:
             status, body, headers = self._dispatch(name, Params(raw), token)
         return web.json_response(body, status=status, headers=headers)
@@ -1171,7 +1245,8 @@ class SlackDouble:
         with self._lock:
             ws = self._workspaces.get(team_id)
             stored = ws.files.get(file_id) if ws is not None else None
-            if ws is None or stored is None or stored.content is None or token != ws.bot_token:
+            granted = self.files_read_granted and ws is not None and token == ws.bot_token
+            if not granted or stored is None or stored.content is None:
                 # Slack answers unauthenticated file requests with its sign-in page, not an error status.
                 return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
             return web.Response(body=stored.content, content_type=stored.info["mimetype"])

@@ -1,0 +1,75 @@
+"""Benchmark: whole turns (signed event -> recorded -> API run -> answer in Slack) against the doubles."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from doubles.openai_double import OpenAIDouble  # noqa: E402
+from doubles.slack_double import SlackDouble  # noqa: E402
+from doubles.slack_events import deliver  # noqa: E402
+
+from bot.app import start_bot  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+
+SECRET = "bench-signing-secret"
+CONCURRENCY = tuple(int(arg) for arg in sys.argv[1:]) or (1, 10, 40)
+
+
+async def run(conversations: int, openai: OpenAIDouble, slack: SlackDouble, database: str) -> tuple[list[float], float]:
+    slack.reset()
+    openai.reset()
+    slack.add_user("U0ADA", name="ada", display_name="Ada")
+    slack.add_channel("C0BENCH", name="bench")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        slack_bot_token="xoxb-test-token", slack_signing_secret=SECRET, slack_api_url=slack.api_url,
+        openai_api_key="sk-bench", openai_base_url=openai.base_url, database_url=database,
+        host="127.0.0.1", port=0, stream_update_seconds=0.2,
+    )
+    bot = await start_bot(settings)
+    url = f"http://127.0.0.1:{bot.port}"
+    latencies: list[float] = []
+
+    async def one(index: int) -> None:
+        post = slack.human_posts("C0BENCH", "U0ADA", f"<@U0BOT> question {index}")
+        started = time.perf_counter()
+        for envelope in post.envelopes:
+            await deliver(url, envelope, SECRET)
+        while not any(m.get("bot_id") and m["text"].startswith("Echo") for m in slack.messages("C0BENCH", thread_ts=post.ts)):
+            await asyncio.sleep(0.005)
+        latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(index) for index in range(conversations)))
+    elapsed = time.perf_counter() - started
+    await bot.stop()
+    return latencies, elapsed
+
+
+async def main() -> None:
+    openai = OpenAIDouble(api_key="sk-bench").start()
+    slack = SlackDouble().start()
+    print(f"{'concurrent':>10} {'median ms':>10} {'p95 ms':>8} {'turns/s':>8}")
+    try:
+        for conversations in CONCURRENCY:
+            with tempfile.TemporaryDirectory() as folder:
+                latencies, elapsed = await run(conversations, openai, slack, f"sqlite:///{folder}/bench.sqlite3")
+            ordered = sorted(latencies)
+            print(
+                f"{conversations:>10} {statistics.median(ordered) * 1000:>10.1f} "
+                f"{ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000:>8.1f} {conversations / elapsed:>8.1f}"
+            )
+    finally:
+        openai.stop()
+        slack.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

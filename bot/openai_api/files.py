@@ -1,0 +1,98 @@
+"""Files, vector stores and audio transcription endpoints of the OpenAI API, over the one client."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from bot.openai_api.client import OpenAIClient, _segment
+from bot.openai_api.models import APIModel, LastError, Thread
+
+FilePurpose = Literal["assistants", "vision"]
+
+
+class OpenAIFile(APIModel):
+    id: str
+    object: str = "file"
+    bytes: int | None = None
+    filename: str = ""
+    purpose: str | None = None
+
+
+class VectorStore(APIModel):
+    id: str
+    object: str = "vector_store"
+    status: str | None = None
+
+
+class VectorStoreFile(APIModel):
+    id: str
+    object: str = "vector_store.file"
+    vector_store_id: str | None = None
+    status: Literal["in_progress", "completed", "cancelled", "failed"]
+    last_error: LastError | None = None  # code: server_error, unsupported_file or invalid_file
+
+
+class Transcription(APIModel):
+    text: str
+
+
+class FilesAPI:
+    """Uploads, downloads and deletes API files; builds vector stores; transcribes audio."""
+
+    def __init__(self, client: OpenAIClient) -> None:
+        self._client = client
+
+    # ---- files --------------------------------------------------------------------------------
+
+    async def upload(self, *, name: str, data: bytes, mimetype: str, purpose: FilePurpose) -> OpenAIFile:
+        """``POST /files`` as multipart form data."""
+        return await self._client.request_model(
+            OpenAIFile, "POST", "/files", files={"file": (name, data, mimetype)}, data={"purpose": purpose}
+        )
+
+    async def retrieve(self, file_id: str) -> OpenAIFile:
+        return await self._client.request_model(OpenAIFile, "GET", f"/files/{_segment(file_id)}")
+
+    async def content(self, file_id: str) -> bytes:
+        return await self._client.request_bytes("GET", f"/files/{_segment(file_id)}/content")
+
+    async def delete(self, file_id: str) -> None:
+        await self._client.request("DELETE", f"/files/{_segment(file_id)}")
+
+    # ---- vector stores ------------------------------------------------------------------------
+
+    async def create_vector_store(self, *, name: str, metadata: dict[str, str]) -> VectorStore:
+        body: dict[str, Any] = {"name": name, "metadata": metadata}
+        return await self._client.request_model(VectorStore, "POST", "/vector_stores", json=body)
+
+    async def delete_vector_store(self, vector_store_id: str) -> None:
+        await self._client.request("DELETE", f"/vector_stores/{_segment(vector_store_id)}")
+
+    async def add_to_vector_store(self, vector_store_id: str, file_id: str) -> VectorStoreFile:
+        path = f"/vector_stores/{_segment(vector_store_id)}/files"
+        return await self._client.request_model(VectorStoreFile, "POST", path, json={"file_id": file_id})
+
+    async def vector_store_file(self, vector_store_id: str, file_id: str) -> VectorStoreFile:
+        path = f"/vector_stores/{_segment(vector_store_id)}/files/{_segment(file_id)}"
+        return await self._client.request_model(VectorStoreFile, "GET", path)
+
+    async def remove_from_vector_store(self, vector_store_id: str, file_id: str) -> None:
+        await self._client.request("DELETE", f"/vector_stores/{_segment(vector_store_id)}/files/{_segment(file_id)}")
+
+    async def use_vector_store(self, thread_id: str, vector_store_id: str) -> Thread:
+        """Make file search on this thread read the vector store (a thread has at most one)."""
+        body = {"tool_resources": {"file_search": {"vector_store_ids": [vector_store_id]}}}
+        return await self._client.request_model(Thread, "POST", f"/threads/{_segment(thread_id)}", json=body)
+
+    # ---- audio --------------------------------------------------------------------------------
+
+    async def transcribe(self, *, name: str, data: bytes, mimetype: str, model: str) -> str:
+        """``POST /audio/transcriptions``; the file name's extension tells the API the format."""
+        transcription = await self._client.request_model(
+            Transcription,
+            "POST",
+            "/audio/transcriptions",
+            files={"file": (name, data, mimetype)},
+            data={"model": model, "response_format": "json"},
+        )
+        return transcription.text.strip()

@@ -1,0 +1,689 @@
+"""Slash commands, their buttons and the assistant modal: Bolt listeners that ack at once and convert.
+
+Every listener acks first (Slack wants an answer within 3 s) and hands the slow part to
+`BackgroundWork`; answers go to the command's `response_url` (ephemeral unless said otherwise).
+
+"This conversation", for commands that have no thread: in a DM with the bot, the rolling top-level
+conversation; in a channel, the conversation there with the most recent message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.background import BackgroundWork
+from bot.conversations.channels import (
+    BUILTIN_TOOLS,
+    AssistantSpec,
+    ChannelAssistants,
+    ConversationControl,
+    assistant_models,
+    group_models,
+    is_fine_tuned,
+)
+from bot.conversations.images import MAX_PROMPT_CHARS, ImageMaker
+from bot.conversations.service import ConversationService, api_failure_reason
+from bot.conversations.turn import Surface, Turn
+from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
+from bot.openai_api.models import Assistant
+from bot.slack.directory import UserDirectory
+from bot.slack.text import to_plain_text
+from bot.store.models import Conversation
+from bot.store.channels import TokenUsage
+
+log = logging.getLogger(__name__)
+
+EDITOR_CALLBACK = "assistant_editor"
+FORGET_CONFIRM = "forget_confirm"
+FORGET_CANCEL = "forget_cancel"
+TOOL_LABELS = {"file_search": "File search", "code_interpreter": "Code interpreter"}
+# Slack's limits: a plain_text_input holds 3000 characters, a select 100 options.
+MAX_INPUT_CHARS = 3000
+MAX_SELECT_OPTIONS = 100
+MAX_LISTED = 50
+INSTRUCTIONS_SUMMARY_CHARS = 300
+# Slack's answers to chat.postMessage where the bot cannot post.
+CANNOT_POST_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+ASK_USAGE = "Usage: `/ask <question>`, e.g. `/ask What is a good name for our release?`"
+IMAGINE_USAGE = "Usage: `/imagine <prompt>`, e.g. `/imagine a lighthouse in a storm, watercolour`"
+NOT_IN_CHANNEL = (
+    "I'm not in this channel, so I can't post {what} here. "
+    "Invite me with `/invite @assistant` and try again, or send me a direct message."
+)
+REFUSED = (
+    "Only workspace admins and owners (and the people the bot's operator named) can change "
+    "which assistant a channel uses. `/assistant show` tells you which one it uses now."
+)
+CONVERSATION_MEANING = (
+    "_This conversation_ means: in a DM with me, our top-level conversation; in a channel, "
+    "the conversation there with the most recent message."
+)
+NO_CONVERSATION = "There is no conversation with me here yet, so there is nothing to do."
+BUSY = "I'm answering in this conversation right now. Please try again when the answer is done."
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One slash command: who ran it where, and how to answer them."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    trigger_id: str
+    respond: AsyncRespond
+    client: AsyncWebClient
+
+    @property
+    def is_dm(self) -> bool:
+        return self.channel_id.startswith("D")
+
+    @classmethod
+    def of(cls, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> Invocation:
+        return cls(
+            team_id=command.get("team_id") or "",
+            channel_id=command.get("channel_id") or "",
+            user_id=command.get("user_id") or "",
+            trigger_id=command.get("trigger_id") or "",
+            respond=respond,
+            client=client,
+        )
+
+
+Handler = Callable[[Invocation, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    usage: str
+    meaning: str
+    handler: Handler
+    takes_argument: bool = False
+
+
+class SlackCommands:
+    """`/ask`, `/imagine` and `/assistant ...`, the forget buttons and the assistant editor modal."""
+
+    def __init__(
+        self,
+        *,
+        service: ConversationService,
+        assistants: ChannelAssistants,
+        control: ConversationControl,
+        images: ImageMaker,
+        users: UserDirectory,
+        background: BackgroundWork,
+    ) -> None:
+        self._service = service
+        self._assistants = assistants
+        self._control = control
+        self._images = images
+        self._users = users
+        self._background = background
+        self._subcommands = {
+            "help": Subcommand("/assistant help", "this list", self._help),
+            "show": Subcommand(
+                "/assistant show", "the assistant this channel uses, and this conversation's API thread id", self._show
+            ),
+            "list": Subcommand("/assistant list", "the assistants on the API account", self._list),
+            "use": Subcommand(
+                "/assistant use <id or name>", "make this channel use that assistant (admins)", self._use, True
+            ),
+            "create": Subcommand("/assistant create", "create an assistant in a form; this channel uses it (admins)",
+                                 self._create),
+            "edit": Subcommand("/assistant edit", "edit this channel's assistant in a form (admins)", self._edit),
+            "reset": Subcommand("/assistant reset", "this channel goes back to the default assistant (admins)",
+                                self._reset),
+            "new": Subcommand(
+                "/assistant new", "this conversation continues on a fresh API thread (the old one is kept)", self._new
+            ),
+            "forget": Subcommand(
+                "/assistant forget",
+                "delete this conversation's API thread, files and vector store, and my records of it (asks first)",
+                self._forget,
+            ),
+            "models": Subcommand("/assistant models", "the models available, fine-tuned ones marked", self._models),
+            "usage": Subcommand("/assistant usage", "tokens used by you and in this channel, last 7 and 30 days",
+                                self._usage),
+        }
+
+    def register(self, app: AsyncApp) -> None:
+        app.command("/ask")(self.on_ask)
+        app.command("/imagine")(self.on_imagine)
+        app.command("/assistant")(self.on_assistant)
+        app.action(FORGET_CONFIRM)(self.on_forget_confirmed)
+        app.action(FORGET_CANCEL)(self.on_forget_cancelled)
+        app.view(EDITOR_CALLBACK)(self.on_editor_submitted)
+
+    # Listeners: ack, then start the work ---------------------------------------------------
+
+    async def on_ask(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        question = (command.get("text") or "").strip()
+        self._start(self._ask(Invocation.of(command, respond, client), question), "ask", respond)
+
+    async def on_imagine(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        prompt = (command.get("text") or "").strip()
+        self._start(self._imagine(Invocation.of(command, respond, client), prompt), "imagine", respond)
+
+    async def on_assistant(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        name, _, argument = (command.get("text") or "").strip().partition(" ")
+        subcommand = self._subcommands.get(name.lower() or "help")
+        if subcommand is None:
+            text = f"I don't know `/assistant {name}`.\n\n{self.help_text()}"
+            self._start(self._reply(respond, text), "usage", respond)
+            return
+        argument = argument.strip()
+        if bool(argument) != subcommand.takes_argument:
+            text = f"Usage: `{subcommand.usage}` ({subcommand.meaning})."
+            self._start(self._reply(respond, text), "usage", respond)
+            return
+        work = subcommand.handler(Invocation.of(command, respond, client), argument)
+        self._start(work, f"assistant-{name.lower()}", respond)
+
+    async def on_forget_confirmed(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        team_id = (body.get("team") or {}).get("id") or ""
+        channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
+        self._start(self._forget_now(team_id, channel_id, action.get("value") or "", respond), "forget", respond)
+
+    async def on_forget_cancelled(self, ack: AsyncAck, respond: AsyncRespond) -> None:
+        await ack()
+        self._start(self._reply(respond, "Nothing was deleted.", replace_original=True), "forget-cancel", respond)
+
+    async def on_editor_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        spec, errors = _read_editor(view)
+        if errors or spec is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack(response_action="update", view=_notice_view("Saving…", "Saving the assistant…"))
+        try:
+            target = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            target = {}
+        team_id = (body.get("team") or {}).get("id") or ""
+        user_id = (body.get("user") or {}).get("id") or ""
+        work = self._save_assistant(client, view["id"], team_id=team_id, user_id=user_id, target=target, spec=spec)
+        self._background.start(work, name="assistant-save")
+
+    def _start(self, work: Awaitable[None], name: str, respond: AsyncRespond) -> None:
+        self._background.start(self._guarded(work, respond), name=name)
+
+    async def _guarded(self, work: Awaitable[None], respond: AsyncRespond) -> None:
+        """Failures become a short ephemeral answer; the log gets the details."""
+        try:
+            await work
+        except ConversationBusy:
+            await self._reply(respond, BUSY)
+        except APIError as exc:
+            log.warning("command failed on the API: %s", exc)
+            await self._reply(respond, api_failure_reason(exc))
+        except BotError:
+            log.exception("command failed")
+            await self._reply(respond, "Something went wrong on my side. Please try again in a moment.")
+
+    @staticmethod
+    async def _reply(respond: AsyncRespond, text: str, *, replace_original: bool = False) -> None:
+        await respond(text=text, response_type="ephemeral", replace_original=replace_original)
+
+    # /ask and /imagine ---------------------------------------------------------------------
+
+    async def _ask(self, invocation: Invocation, question: str) -> None:
+        if not question:
+            await self._reply(invocation.respond, ASK_USAGE)
+            return
+        speaker = await self._users.get(invocation.user_id, team_id=invocation.team_id)
+        try:
+            posted = await invocation.client.chat_postMessage(
+                channel=invocation.channel_id, text=f"*{speaker.display_name} asked:* {question}"
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            log.info("/ask in %s could not be posted: %s", invocation.channel_id, error)
+            await self._reply(
+                invocation.respond,
+                NOT_IN_CHANNEL.format(what="your question") if error in CANNOT_POST_ERRORS
+                else "I couldn't post your question.",
+            )
+            return
+        ts = posted["ts"]
+        await self._service.accept(
+            Turn(
+                event_id=f"ask:{invocation.trigger_id or ts}",
+                team_id=invocation.team_id,
+                channel_id=invocation.channel_id,
+                thread_key=ts,
+                surface=Surface.CHANNEL,
+                user_id=invocation.user_id,
+                user_name=speaker.display_name,
+                text=to_plain_text(question, user_names={}),
+                message_ts=ts,
+                reply_thread_ts=ts,
+                user_timezone=speaker.timezone,
+            )
+        )
+
+    async def _imagine(self, invocation: Invocation, prompt: str) -> None:
+        if not prompt:
+            await self._reply(invocation.respond, IMAGINE_USAGE)
+            return
+        if len(prompt) > MAX_PROMPT_CHARS:
+            text = f"That prompt is too long; please keep it under {MAX_PROMPT_CHARS} characters."
+            await self._reply(invocation.respond, text)
+            return
+        refusal = await self._images.refusal(
+            prompt, team_id=invocation.team_id, channel_id=invocation.channel_id, user_id=invocation.user_id
+        )
+        if refusal is not None:
+            await self._reply(invocation.respond, refusal)
+            return
+        await self._reply(invocation.respond, "Making your image…")
+        picture = await self._images.generate(prompt)
+        speaker = await self._users.get(invocation.user_id, team_id=invocation.team_id)
+        try:
+            await invocation.client.files_upload_v2(
+                channel=invocation.channel_id,
+                content=picture.content,
+                filename=picture.filename,
+                title=prompt[:250],
+                initial_comment=f"*{speaker.display_name} imagined:* {prompt}",
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            log.info("/imagine in %s could not be uploaded: %s", invocation.channel_id, error)
+            await self._reply(
+                invocation.respond,
+                NOT_IN_CHANNEL.format(what="the image") if error in CANNOT_POST_ERRORS
+                else "I made the image but couldn't upload it to Slack.",
+            )
+
+    # /assistant subcommands ----------------------------------------------------------------
+
+    def help_text(self) -> str:
+        lines = ["*`/assistant` commands*"]
+        lines += [f"• `{sub.usage}`: {sub.meaning}" for sub in self._subcommands.values()]
+        lines += [
+            "",
+            "Also: `/ask <question>` posts your question here and I answer in its thread; "
+            "`/imagine <prompt>` makes an image.",
+            CONVERSATION_MEANING,
+        ]
+        return "\n".join(lines)
+
+    async def _help(self, invocation: Invocation, _: str) -> None:
+        await self._reply(invocation.respond, self.help_text())
+
+    async def _show(self, invocation: Invocation, _: str) -> None:
+        current = await self._assistants.current(team_id=invocation.team_id, channel_id=invocation.channel_id)
+        assistant = current.assistant
+        origin = "the default assistant" if current.is_default else "chosen for this channel"
+        instructions = (assistant.instructions or "").strip() or "(none)"
+        if len(instructions) > INSTRUCTIONS_SUMMARY_CHARS:
+            instructions = instructions[:INSTRUCTIONS_SUMMARY_CHARS].rstrip() + "…"
+        conversation = await self._this_conversation(invocation)
+        if conversation is None:
+            thread = "no conversation with me here yet"
+        else:
+            thread = f"`{conversation.api_thread_id}`" if conversation.api_thread_id else "none yet"
+        lines = [
+            f"*This channel uses {assistant.name or 'an unnamed assistant'}* (`{assistant.id}`, {origin})",
+            f"Model: `{assistant.model}`",
+            f"Tools: {', '.join(current.tool_types) or 'none'}",
+            f"Instructions: {instructions}",
+            f"This conversation's API thread: {thread}",
+        ]
+        await self._reply(invocation.respond, "\n".join(lines))
+
+    async def _list(self, invocation: Invocation, _: str) -> None:
+        # The channel's assistant first: asking for the default may create it, and then it is listed too.
+        current = await self._assistants.current(team_id=invocation.team_id, channel_id=invocation.channel_id)
+        available = await self._assistants.available()
+        if not available:
+            await self._reply(invocation.respond, "There are no assistants on this account yet.")
+            return
+        lines = [f"*Assistants on this account ({len(available)})*"]
+        for assistant in available[:MAX_LISTED]:
+            here = " ← this channel" if assistant.id == current.assistant.id else ""
+            lines.append(f"• {_describe(assistant)}{here}")
+        if len(available) > MAX_LISTED:
+            lines.append(f"…and {len(available) - MAX_LISTED} more.")
+        await self._reply(invocation.respond, "\n".join(lines))
+
+    async def _use(self, invocation: Invocation, reference: str) -> None:
+        if not await self._may_change(invocation):
+            return
+        try:
+            found = await self._assistants.find(reference)
+        except NotFoundError:
+            text = f"There is no assistant `{reference}` on this account. `/assistant list` shows them."
+            await self._reply(invocation.respond, text)
+            return
+        if not found:
+            await self._reply(invocation.respond, f"No assistant is named “{reference}”. `/assistant list` shows them.")
+            return
+        if len(found) > 1:
+            ids = ", ".join(f"`{assistant.id}`" for assistant in found)
+            await self._reply(invocation.respond, f"Several assistants are named “{reference}” ({ids}); use the id.")
+            return
+        assistant = found[0]
+        await self._assistants.use(
+            team_id=invocation.team_id,
+            channel_id=invocation.channel_id,
+            user_id=invocation.user_id,
+            assistant_id=assistant.id,
+        )
+        await self._reply(invocation.respond, f"This channel now uses {_describe(assistant)}.")
+
+    async def _create(self, invocation: Invocation, _: str) -> None:
+        if await self._may_change(invocation):
+            await self._open_editor(invocation, None)
+
+    async def _edit(self, invocation: Invocation, _: str) -> None:
+        if await self._may_change(invocation):
+            current = await self._assistants.current(team_id=invocation.team_id, channel_id=invocation.channel_id)
+            await self._open_editor(invocation, current.assistant)
+
+    async def _reset(self, invocation: Invocation, _: str) -> None:
+        if not await self._may_change(invocation):
+            return
+        await self._assistants.reset(
+            team_id=invocation.team_id, channel_id=invocation.channel_id, user_id=invocation.user_id
+        )
+        default = await self._assistants.default()
+        await self._reply(invocation.respond, f"This channel uses the default assistant again: {_describe(default)}.")
+
+    async def _this_conversation(self, invocation: Invocation) -> Conversation | None:
+        return await self._control.conversation_for(
+            team_id=invocation.team_id, channel_id=invocation.channel_id, is_dm=invocation.is_dm
+        )
+
+    async def _existing_conversation(self, invocation: Invocation) -> Conversation | None:
+        """This conversation, or None after telling the person there is none."""
+        conversation = await self._this_conversation(invocation)
+        if conversation is None:
+            await self._reply(invocation.respond, NO_CONVERSATION)
+        return conversation
+
+    async def _new(self, invocation: Invocation, _: str) -> None:
+        conversation = await self._existing_conversation(invocation)
+        if conversation is None:
+            return
+        if conversation.api_thread_id is None:
+            text = "This conversation has no API thread yet; its next message starts a fresh one anyway."
+            await self._reply(invocation.respond, text)
+            return
+        fresh = await self._control.start_fresh(conversation)
+        await self._reply(
+            invocation.respond,
+            f"Done: the next message in this conversation starts on a fresh API thread (`{fresh}`). "
+            f"The old one (`{conversation.api_thread_id}`) is kept until the conversation is forgotten.",
+        )
+
+    async def _forget(self, invocation: Invocation, _: str) -> None:
+        conversation = await self._existing_conversation(invocation)
+        if conversation is None:
+            return
+        question = (
+            "Forget this conversation? This deletes its API thread(s), the files uploaded for it and its vector "
+            "store on the API, and my records of it. The Slack messages stay. This cannot be undone."
+        )
+        await invocation.respond(
+            text=question,
+            response_type="ephemeral",
+            blocks=[
+                {"type": "section", "text": {"type": "mrkdwn", "text": question}},
+                {
+                    "type": "actions",
+                    "block_id": "forget",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": FORGET_CONFIRM,
+                            "style": "danger",
+                            "text": _plain("Forget it"),
+                            "value": str(conversation.id),
+                        },
+                        {"type": "button", "action_id": FORGET_CANCEL, "text": _plain("Cancel")},
+                    ],
+                },
+            ],
+        )
+
+    async def _forget_now(self, team_id: str, channel_id: str, value: str, respond: AsyncRespond) -> None:
+        conversation = await self._control.get(int(value)) if value.isdigit() else None
+        # The button's value is only trusted for a conversation of the channel it was clicked in.
+        if conversation is None or (conversation.team_id, conversation.channel_id) != (team_id, channel_id):
+            await self._reply(respond, "That conversation is already forgotten.", replace_original=True)
+            return
+        deleted = await self._control.forget(conversation.id)
+        await self._reply(
+            respond,
+            f"Forgotten: deleted {len(deleted.thread_ids)} API thread(s), {len(deleted.file_ids)} file(s), "
+            f"{len(deleted.vector_store_ids)} vector store(s), and my records of the conversation.",
+            replace_original=True,
+        )
+
+    async def _models(self, invocation: Invocation, _: str) -> None:
+        model_ids = await self._assistants.model_ids()
+        lines = [f"*Models available ({len(model_ids)})*"]
+        for group in group_models(model_ids):
+            lines.append(f"*{group.title}*")
+            lines += [f"• `{model}`{' (fine-tuned)' if is_fine_tuned(model) else ''}" for model in group.model_ids]
+        await self._reply(invocation.respond, "\n".join(lines))
+
+    async def _usage(self, invocation: Invocation, _: str) -> None:
+        windows = await self._assistants.usage(
+            team_id=invocation.team_id, user_id=invocation.user_id, channel_id=invocation.channel_id
+        )
+        lines = ["*Tokens used* (prompt + completion)"]
+        for window in windows:
+            lines.append(
+                f"• Last {window.days} days: you {_tokens(window.by_user)}; this channel {_tokens(window.by_channel)}"
+            )
+        await self._reply(invocation.respond, "\n".join(lines))
+
+    async def _may_change(self, invocation: Invocation) -> bool:
+        person = await self._users.get(invocation.user_id, team_id=invocation.team_id)
+        allowed = self._assistants.may_change(user_id=invocation.user_id, is_workspace_admin=person.is_admin)
+        if not allowed:
+            log.info("user %s may not change the assistant of %s", invocation.user_id, invocation.channel_id)
+            await self._reply(invocation.respond, REFUSED)
+        return allowed
+
+    # The assistant editor modal ------------------------------------------------------------
+
+    async def _open_editor(self, invocation: Invocation, assistant: Assistant | None) -> None:
+        models = assistant_models(await self._assistants.model_ids())
+        view = editor_view(channel_id=invocation.channel_id, models=models, assistant=assistant)
+        try:
+            await invocation.client.views_open(trigger_id=invocation.trigger_id, view=view)
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+            text = "I couldn't open the form (Slack allows 3 seconds); please try again."
+            await self._reply(invocation.respond, text)
+
+    async def _save_assistant(
+        self,
+        client: AsyncWebClient,
+        view_id: str,
+        *,
+        team_id: str,
+        user_id: str,
+        target: dict[str, Any],
+        spec: AssistantSpec,
+    ) -> None:
+        channel_id = str(target.get("channel_id") or "")
+        assistant_id = target.get("assistant_id")
+        person = await self._users.get(user_id, team_id=team_id)
+        if not channel_id or not self._assistants.may_change(user_id=user_id, is_workspace_admin=person.is_admin):
+            await _show_notice(client, view_id, "Not saved", REFUSED)
+            return
+        try:
+            if assistant_id:
+                saved = await self._assistants.edit(
+                    team_id=team_id, channel_id=channel_id, user_id=user_id, assistant_id=str(assistant_id), spec=spec
+                )
+            else:
+                saved = await self._assistants.create(
+                    team_id=team_id, channel_id=channel_id, user_id=user_id, spec=spec
+                )
+        except APIError as exc:
+            log.warning("saving an assistant failed: %s", exc)
+            await _show_notice(client, view_id, "Not saved", _save_failure(exc, spec))
+            return
+        verb = "Saved" if assistant_id else "Created"
+        await _show_notice(client, view_id, "Done", f"{verb} {_describe(saved)}. <#{channel_id}> uses it now.")
+
+
+def editor_view(*, channel_id: str, models: list[str], assistant: Assistant | None) -> dict[str, Any]:
+    """The create/edit modal; private_metadata carries the channel (and the assistant being edited)."""
+    shown_models = models[:MAX_SELECT_OPTIONS]
+    if assistant is not None and assistant.model and assistant.model not in shown_models:
+        shown_models = [assistant.model, *shown_models[: MAX_SELECT_OPTIONS - 1]]
+    model_select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "value",
+        "placeholder": {"type": "plain_text", "text": "Choose a model"},
+        "option_groups": [
+            {"label": {"type": "plain_text", "text": title}, "options": [_option(model, model) for model in group]}
+            for title, group in (
+                ("Fine-tuned", [m for m in shown_models if is_fine_tuned(m)]),
+                ("Models", [m for m in shown_models if not is_fine_tuned(m)]),
+            )
+            if group
+        ],
+    }
+    name_input: dict[str, Any] = {"type": "plain_text_input", "action_id": "value", "max_length": 256}
+    tools_input: dict[str, Any] = {
+        "type": "checkboxes",
+        "action_id": "value",
+        "options": [_option(TOOL_LABELS[tool], tool) for tool in BUILTIN_TOOLS],
+    }
+    instructions_input: dict[str, Any] = {
+        "type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": MAX_INPUT_CHARS
+    }
+    editable_instructions = True
+    if assistant is not None:
+        if assistant.name:
+            name_input["initial_value"] = assistant.name[:256]
+        if assistant.model:
+            model_select["initial_option"] = _option(assistant.model, assistant.model)
+        chosen = [tool["type"] for tool in assistant.tools if tool.get("type") in BUILTIN_TOOLS]
+        if chosen:
+            tools_input["initial_options"] = [_option(TOOL_LABELS[tool], tool) for tool in chosen]
+        editable_instructions = len(assistant.instructions or "") <= MAX_INPUT_CHARS
+        if assistant.instructions and editable_instructions:
+            instructions_input["initial_value"] = assistant.instructions
+    blocks: list[dict[str, Any]] = [
+        {"type": "input", "block_id": "name", "label": _plain("Name"), "element": name_input},
+        {"type": "input", "block_id": "model", "label": _plain("Model"), "element": model_select},
+    ]
+    if editable_instructions:
+        blocks.append(
+            {"type": "input", "block_id": "instructions", "optional": True, "label": _plain("Instructions"),
+             "element": instructions_input}
+        )
+    else:
+        blocks.append(_context("The instructions are longer than a Slack form can hold; they stay as they are."))
+    blocks.append(
+        {"type": "input", "block_id": "tools", "optional": True, "label": _plain("Tools"), "element": tools_input}
+    )
+    metadata = {"channel_id": channel_id, "assistant_id": assistant.id if assistant else None}
+    return {
+        "type": "modal",
+        "callback_id": EDITOR_CALLBACK,
+        "title": _plain("Edit assistant" if assistant else "New assistant"),
+        "submit": _plain("Save" if assistant else "Create"),
+        "close": _plain("Cancel"),
+        "private_metadata": json.dumps(metadata),
+        "blocks": blocks,
+    }
+
+
+def _read_editor(view: dict[str, Any]) -> tuple[AssistantSpec | None, dict[str, str]]:
+    """The submitted form as a spec, or the errors to show next to its fields."""
+    values = (view.get("state") or {}).get("values") or {}
+
+    def field(block: str) -> dict[str, Any]:
+        return (values.get(block) or {}).get("value") or {}
+
+    name = (field("name").get("value") or "").strip()
+    model = (field("model").get("selected_option") or {}).get("value") or ""
+    tools = tuple(option.get("value") for option in field("tools").get("selected_options") or [])
+    errors = {}
+    if not name:
+        errors["name"] = "Give the assistant a name."
+    if not model:
+        errors["model"] = "Choose a model."
+    if any(tool not in BUILTIN_TOOLS for tool in tools):
+        errors["tools"] = "Choose file search and/or code interpreter."
+    if errors:
+        return None, errors
+    instructions = (field("instructions").get("value") or "").strip() if "instructions" in values else None
+    return AssistantSpec(name=name, model=model, instructions=instructions, tools=tools), {}  # type: ignore[arg-type]
+
+
+def _save_failure(error: APIError, spec: AssistantSpec) -> str:
+    if isinstance(error, APIStatusError) and error.code == "model_not_found":
+        return f"The model `{spec.model}` is not available to this account. Choose another one and try again."
+    if isinstance(error, NotFoundError):
+        return "That assistant no longer exists on the API account."
+    return api_failure_reason(error)
+
+
+async def _show_notice(client: AsyncWebClient, view_id: str, title: str, text: str) -> None:
+    try:
+        await client.views_update(view_id=view_id, view=_notice_view(title, text))
+    except SlackApiError as exc:
+        log.warning("views.update failed: %s", exc.response.get("error"))
+
+
+def _notice_view(title: str, text: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "title": _plain(title),
+        "close": _plain("Close"),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+
+
+def _describe(assistant: Assistant) -> str:
+    return f"*{assistant.name or 'Unnamed'}* (`{assistant.id}`, model `{assistant.model}`)"
+
+
+def _tokens(usage: TokenUsage) -> str:
+    return f"{usage.total:,} ({usage.prompt_tokens:,} + {usage.completion_tokens:,})"
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text}
+
+
+def _option(label: str, value: str) -> dict[str, Any]:
+    return {"text": _plain(label[:75]), "value": value}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}

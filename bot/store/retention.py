@@ -1,0 +1,72 @@
+"""Queries behind data retention: which conversations have been idle too long, and removing them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
+
+from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
+from bot.store.repositories import OPEN_STATUSES, Store, utcnow
+
+
+@dataclass(frozen=True)
+class IdleConversation:
+    """A conversation nobody has written in since before the cutoff."""
+
+    id: int
+    team_id: str
+    channel_id: str
+
+
+def _last_activity() -> ColumnElement[datetime]:
+    # A conversation opened (assistant pane) but never written in has only its creation time.
+    return func.coalesce(Conversation.last_message_at, Conversation.created_at)
+
+
+class RetentionRepository:
+    """Finds and deletes conversations idle since before a cutoff, with their turns and records."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def idle_conversations(self, cutoff: datetime, *, limit: int) -> list[IdleConversation]:
+        """Idle conversations with no unfinished turn and no live lease, oldest first."""
+        busy = select(TurnRecord.conversation_id).where(TurnRecord.status.in_(OPEN_STATUSES))
+        async with self._store.transaction() as session:
+            rows = await session.execute(
+                select(Conversation.id, Conversation.team_id, Conversation.channel_id)
+                .where(
+                    _last_activity() < cutoff,
+                    Conversation.id.not_in(busy),
+                    or_(Conversation.lease_owner.is_(None), Conversation.lease_expires_at < utcnow()),
+                )
+                .order_by(_last_activity(), Conversation.id)
+                .limit(limit)
+            )
+            return [IdleConversation(id=row.id, team_id=row.team_id, channel_id=row.channel_id) for row in rows]
+
+    async def delete_if_idle(self, conversation_id: int, cutoff: datetime) -> bool:
+        """Delete the conversation and its rows, unless a message arrived meanwhile; True if deleted.
+
+        A conversation that woke up keeps its rows but forgets its API objects, which are gone
+        now: its next answer starts a fresh thread seeded from the Slack history.
+        """
+        async with self._store.transaction() as session:
+            still_idle = await session.scalar(
+                select(Conversation.id).where(Conversation.id == conversation_id, _last_activity() < cutoff)
+            )
+            # Explicit deletes rather than ON DELETE CASCADE, which SQLite only honours with foreign keys on.
+            await session.execute(delete(RetiredThread).where(RetiredThread.conversation_id == conversation_id))
+            await session.execute(delete(ApiFile).where(ApiFile.conversation_id == conversation_id))
+            if still_idle is None:
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == conversation_id)
+                    .values(api_thread_id=None, vector_store_id=None)
+                )
+                return False
+            await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))
+            await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+            return True

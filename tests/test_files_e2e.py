@@ -1,0 +1,331 @@
+"""End to end: files shared in Slack reach the assistant; files the assistant makes come back to Slack."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.store.models import ApiFile, Conversation
+from doubles.openai_double import ScriptedRun
+
+CHANNEL = "C0GENERAL"
+DM = "D0ADA"
+BOT = "U0BOT"
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def bot_texts(slack, channel: str, thread_ts: str | None = None) -> list[str]:
+    return [m["text"] for m in slack.messages(channel, thread_ts=thread_ts) if m.get("bot_id") and m.get("text")]
+
+
+def bot_files(slack, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+    return [f for m in slack.messages(channel, thread_ts=thread_ts) if m.get("bot_id") for f in m.get("files", [])]
+
+
+def last_user_message(openai) -> dict[str, Any]:
+    thread_id = openai.requests_to("POST", r"^/v1/threads/[^/]+/messages$")[-1].path.split("/")[3]
+    return [m for m in openai.thread_messages(thread_id) if m["role"] == "user"][-1]
+
+
+def uploads(openai) -> list[Any]:
+    return openai.requests_to("POST", r"^/v1/files$")
+
+
+async def share(bot, slack, name: str, content: bytes, *, text: str = "have a look", channel: str = CHANNEL,
+                thread_ts: str | None = None, mimetype: str | None = None) -> str:
+    """Ada shares one file with a message (mentioning the bot in a channel); returns the message ts."""
+    file = slack.add_file(name, content, user="U0ADA", mimetype=mimetype)
+    said = f"<@{BOT}> {text}" if channel == CHANNEL and thread_ts is None else text
+    return await bot.say(channel, "U0ADA", said, thread_ts=thread_ts, files=[file])
+
+
+async def deliver_altered(bot, slack, name: str, content: bytes, alter) -> str:
+    """Ada shares a file, but the event Slack delivers is altered first (a forged or odd payload)."""
+    file = slack.add_file(name, content, user="U0ADA")
+    post = slack.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> read this", files=[file])
+    for envelope in post.envelopes:
+        for shared in envelope["event"].get("files", []):
+            alter(shared)
+        assert (await bot.deliver(envelope)).status_code == 200
+    await bot.settle()
+    return post.ts
+
+
+async def stored_conversations(bot) -> list[Conversation]:
+    async with bot.bot.store.transaction() as session:
+        return list(await session.scalars(select(Conversation)))
+
+
+async def stored_api_files(bot) -> list[ApiFile]:
+    async with bot.bot.store.transaction() as session:
+        return list(await session.scalars(select(ApiFile)))
+
+
+# Files in ------------------------------------------------------------------------------------------
+
+
+async def test_an_image_is_uploaded_for_vision_and_shown_to_the_assistant(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    ts = await share(bot, slack_double, "chart.png", PNG, text="what does this show?")
+    [upload] = uploads(openai_double)
+    assert upload.body["purpose"] == "vision"
+    [api_file] = openai_double.files()
+    assert api_file["filename"] == "chart.png" and openai_double.file_content(api_file["id"]) == PNG
+    content = last_user_message(openai_double)["content"]
+    assert content[0]["text"]["value"].startswith("Ada: what does this show?")
+    assert content[1] == {"type": "image_file", "image_file": {"file_id": api_file["id"], "detail": "auto"}}
+    assert bot_texts(slack_double, CHANNEL, ts)[-1].startswith("Echo: Ada: what does this show?")
+
+
+async def test_documents_go_into_the_conversations_vector_store(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    ts = await share(bot, slack_double, "report.pdf", PDF, text="summarise it")
+    await share(bot, slack_double, "notes.md", b"# Notes\nShip on Monday.", text="and these", thread_ts=ts)
+    [store] = openai_double.vector_stores()
+    assert len(openai_double.requests_to("POST", r"^/v1/vector_stores$")) == 1  # created once, then reused
+    indexed = openai_double.vector_store_files(store["id"])
+    assert [f["status"] for f in indexed] == ["completed", "completed"]
+    assert {f["purpose"] for f in openai_double.files()} == {"assistants"}
+    [thread] = openai_double.threads()
+    assert thread["tool_resources"]["file_search"]["vector_store_ids"] == [store["id"]]
+    message = last_user_message(openai_double)
+    assert message["attachments"] == [{"file_id": indexed[1]["id"], "tools": [{"type": "file_search"}]}]
+    assert "[Shared files: notes.md]" in message["content"][0]["text"]["value"]
+    [conversation] = await stored_conversations(bot)
+    assert conversation.vector_store_id == store["id"]
+    assert len(bot_texts(slack_double, CHANNEL, ts)) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "tools"),
+    [
+        ("sales.csv", b"month,revenue\nJan,10\nFeb,12\n", [{"type": "code_interpreter"}]),
+        ("budget.xlsx", b"PK\x03\x04 spreadsheet", [{"type": "code_interpreter"}]),
+        ("config.json", b'{"limit": 3}', [{"type": "code_interpreter"}, {"type": "file_search"}]),
+    ],
+)
+async def test_data_files_go_to_the_code_interpreter(start_bot, slack_double, openai_double, name, content, tools) -> None:
+    bot = await start_bot()
+    await share(bot, slack_double, name, content, text="plot it")
+    [api_file] = openai_double.files()
+    assert api_file["purpose"] == "assistants" and api_file["filename"] == name
+    assert last_user_message(openai_double)["attachments"] == [{"file_id": api_file["id"], "tools": tools}]
+    # Only types file search reads go into a vector store.
+    assert len(openai_double.vector_stores()) == (1 if {"type": "file_search"} in tools else 0)
+
+
+@pytest.mark.parametrize(("name", "mimetype"), [("voice.m4a", "audio/mp4"), ("clip.webm", "video/webm")])
+async def test_a_voice_clip_is_transcribed_and_the_person_sees_what_was_heard(
+    start_bot, slack_double, openai_double, name, mimetype
+) -> None:
+    openai_double.transcripts[name] = "Please summarise the launch meeting."
+    bot = await start_bot(transcription_model="gpt-4o-mini-transcribe")
+    ts = await share(bot, slack_double, name, b"\x00\x00\x00 ftyp audio bytes", text="", mimetype=mimetype)
+    [request] = openai_double.requests_to("POST", r"^/v1/audio/transcriptions$")
+    assert request.body["model"] == "gpt-4o-mini-transcribe"
+    assert uploads(openai_double) == []  # the clip itself does not go to the assistant
+    texts = bot_texts(slack_double, CHANNEL, ts)
+    assert f":studio_microphone: *{name}*: Please summarise the launch meeting." in texts
+    text = last_user_message(openai_double)["content"][0]["text"]["value"]
+    assert text == f"Ada: [Transcript of {name}] Please summarise the launch meeting."
+    assert texts[0].startswith("Echo: Ada: [Transcript of")
+
+
+async def test_a_file_shared_again_in_the_same_channel_is_not_uploaded_again(
+    start_bot, slack_double, openai_double, database_url
+) -> None:
+    bot = await start_bot(database_url=database_url)
+    file = slack_double.add_file("logo.png", PNG, user="U0ADA")
+    await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> first look", files=[file])
+    await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> second look, new thread", files=[file["id"]])
+    assert len(uploads(openai_double)) == 1
+    [api_file] = openai_double.files()
+    assert last_user_message(openai_double)["content"][1]["image_file"]["file_id"] == api_file["id"]
+
+
+async def test_a_file_from_a_dm_is_never_attached_in_another_channel(
+    start_bot, slack_double, openai_double, database_url
+) -> None:
+    bot = await start_bot(database_url=database_url)
+    file = slack_double.add_file("private.pdf", PDF, user="U0ADA")
+    await bot.say(DM, "U0ADA", "keep this between us", files=[file])
+    await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> now here", files=[file["id"]])
+    dm_file, channel_file = openai_double.files()
+    assert dm_file["id"] != channel_file["id"]
+    assert last_user_message(openai_double)["attachments"][0]["file_id"] == channel_file["id"]
+    records = {(r.channel_id, r.api_file_id) for r in await stored_api_files(bot)}
+    assert records == {(DM, dm_file["id"]), (CHANNEL, channel_file["id"])}
+    dm_store, channel_store = openai_double.vector_stores()
+    assert [f["id"] for f in openai_double.vector_store_files(channel_store["id"])] == [channel_file["id"]]
+
+
+async def test_files_shared_in_the_assistant_pane_are_read(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    envelope = slack_double.assistant_thread_started(DM, "U0ADA")
+    assert (await bot.deliver(envelope)).status_code == 200
+    thread_ts = envelope["event"]["assistant_thread"]["thread_ts"]
+    await share(bot, slack_double, "diagram.png", PNG, text="explain this", channel=DM, thread_ts=thread_ts)
+    [api_file] = openai_double.files()
+    assert last_user_message(openai_double)["content"][1]["image_file"]["file_id"] == api_file["id"]
+    assert bot_texts(slack_double, DM, thread_ts)[-1].startswith("Echo: explain this")
+
+
+# Bad input: a short line naming the file and why; the text is still answered; nothing orphaned -----
+
+
+def assert_answered_with_notice(slack, ts: str, notice: str) -> None:
+    texts = bot_texts(slack, CHANNEL, ts)
+    assert notice in texts, texts
+    assert any(text.startswith("Echo: Ada:") for text in texts), texts  # the answer, posted first, comes first
+
+
+async def test_a_file_over_the_size_limit_is_refused(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot(max_file_mb=1)
+    ts = await share(bot, slack_double, "huge.pdf", b"x" * (1024 * 1024 + 1))
+    assert_answered_with_notice(slack_double, ts, ":warning: I couldn't use *huge.pdf*: it is larger than the 1 MB limit.")
+    assert uploads(openai_double) == []
+
+
+async def test_the_size_limit_holds_while_streaming_even_if_the_event_says_small(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot(max_file_mb=1)
+    ts = await deliver_altered(bot, slack_double, "liar.pdf", b"x" * (2 * 1024 * 1024), lambda f: f.update(size=10))
+    assert_answered_with_notice(slack_double, ts, ":warning: I couldn't use *liar.pdf*: it is larger than the 1 MB limit.")
+    assert uploads(openai_double) == []
+
+
+async def test_an_unsupported_file_type_is_refused_without_downloading(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    ts = await share(bot, slack_double, "backup.zip", b"PK\x03\x04")
+    assert_answered_with_notice(slack_double, ts, ":warning: I couldn't use *backup.zip*: I can't read zip files.")
+    assert uploads(openai_double) == []
+
+
+async def test_a_message_of_only_an_unusable_file_gets_only_the_note(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    await share(bot, slack_double, "backup.zip", b"PK\x03\x04", text="", channel=DM)
+    assert bot_texts(slack_double, DM) == [":warning: I couldn't use *backup.zip*: I can't read zip files."]
+    assert openai_double.requests_to("POST", r"/runs$") == []
+
+
+async def test_a_sign_in_page_instead_of_the_file_means_a_missing_scope(start_bot, slack_double, openai_double) -> None:
+    slack_double.files_read_granted = False
+    bot = await start_bot()
+    ts = await share(bot, slack_double, "report.pdf", PDF)
+    assert_answered_with_notice(
+        slack_double, ts,
+        ":warning: I couldn't use *report.pdf*: Slack sent a sign-in page instead of the file "
+        "(the app may lack the files:read scope).",
+    )
+    assert uploads(openai_double) == []
+
+
+async def test_a_failed_download_is_reported(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    gone = f"{slack_double.base_url}/files-gone/report.pdf"
+    ts = await deliver_altered(bot, slack_double, "report.pdf", PDF, lambda f: f.update(url_private_download=gone))
+    assert_answered_with_notice(
+        slack_double, ts, ":warning: I couldn't use *report.pdf*: Slack answered the download with HTTP 404."
+    )
+
+
+async def test_a_download_link_outside_slack_is_never_followed(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    foreign = f"{openai_double.base_url}/files/internal-secret/content"
+    ts = await deliver_altered(bot, slack_double, "report.pdf", PDF, lambda f: f.update(url_private_download=foreign))
+    assert_answered_with_notice(
+        slack_double, ts,
+        ":warning: I couldn't use *report.pdf*: its download link does not point to Slack, so I did not follow it.",
+    )
+    assert openai_double.requests_to("GET", "internal-secret") == []
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("unsupported_file", "the assistant does not support this file type"),
+        ("invalid_file", "the assistant found the file invalid or damaged"),
+    ],
+)
+async def test_an_upload_the_api_rejects_is_reported(start_bot, slack_double, openai_double, code, reason) -> None:
+    bot = await start_bot()
+    openai_double.fail_next("POST", r"^/v1/files$", status=400, code=code)
+    ts = await share(bot, slack_double, "report.pdf", PDF)
+    assert_answered_with_notice(slack_double, ts, f":warning: I couldn't use *report.pdf*: {reason}.")
+    assert openai_double.files() == [] and openai_double.vector_stores() == []
+    assert await stored_api_files(bot) == []
+    assert "attachments" not in last_user_message(openai_double) or not last_user_message(openai_double)["attachments"]
+
+
+async def test_a_document_that_fails_indexing_leaves_nothing_behind(start_bot, slack_double, openai_double) -> None:
+    openai_double.vector_store_file_errors["broken.pdf"] = "invalid_file"
+    bot = await start_bot()
+    ts = await share(bot, slack_double, "broken.pdf", PDF)
+    assert_answered_with_notice(
+        slack_double, ts, ":warning: I couldn't use *broken.pdf*: the assistant found the file invalid or damaged."
+    )
+    [indexing] = openai_double.requests_to("POST", r"^/v1/vector_stores/[^/]+/files$")
+    assert indexing.body["file_id"]
+    assert openai_double.files() == [] and openai_double.vector_stores() == []
+    assert await stored_api_files(bot) == []
+    [conversation] = await stored_conversations(bot)
+    assert conversation.vector_store_id is None
+    assert last_user_message(openai_double)["attachments"] == []
+
+
+async def test_a_failed_file_does_not_spoil_the_others(start_bot, slack_double, openai_double) -> None:
+    openai_double.vector_store_file_errors["broken.pdf"] = "invalid_file"
+    bot = await start_bot()
+    good = slack_double.add_file("good.pdf", PDF, user="U0ADA")
+    bad = slack_double.add_file("broken.pdf", PDF, user="U0ADA")
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> compare", files=[bad, good])
+    [store] = openai_double.vector_stores()  # kept: the good file lives in it
+    [api_file] = openai_double.files()
+    assert api_file["filename"] == "good.pdf"
+    assert [f["id"] for f in openai_double.vector_store_files(store["id"])] == [api_file["id"]]
+    assert bot_texts(slack_double, CHANNEL, ts)[0].startswith("Echo: Ada: compare")
+
+
+# Files out -----------------------------------------------------------------------------------------
+
+
+async def test_an_image_the_assistant_made_is_shared_in_the_thread(start_bot, slack_double, openai_double) -> None:
+    plot = openai_double.add_output_file("/mnt/data/plot", PNG)
+    openai_double.script(ScriptedRun(text="Here is the plot.", image_file_ids=[plot]))
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> plot the sales")
+    [shared] = bot_files(slack_double, CHANNEL, ts)
+    assert shared["name"] == "plot.png" and shared["size"] == len(PNG)
+    assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Here is the plot."
+    assert slack_double.calls_to("files.completeUploadExternal")
+
+
+async def test_a_sandbox_link_points_at_the_file_shared_in_slack(start_bot, slack_double, openai_double) -> None:
+    table = openai_double.add_output_file("/mnt/data/sales.csv", b"month,total\nJan,10\n")
+    link = "sandbox:/mnt/data/sales.csv"
+    openai_double.script(
+        ScriptedRun(text=f"Done: [download the table]({link})", annotations=[("file_path", link, table)])
+    )
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> make a table")
+    [shared] = bot_files(slack_double, CHANNEL, ts)
+    assert shared["name"] == "sales.csv"
+    answer = bot_texts(slack_double, CHANNEL, ts)[-1]
+    assert answer == f"Done: <{shared['permalink']}|download the table>"
+
+
+async def test_citations_become_numbered_footnotes_with_the_slack_file_name(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    ts = await share(bot, slack_double, "Q3 report.pdf", PDF, text="keep this")
+    [api_file] = openai_double.files()
+    marker = "【4:0†source】"
+    openai_double.script(
+        ScriptedRun(text=f"Revenue grew 5%{marker}.", annotations=[("file_citation", marker, api_file["id"])])
+    )
+    await bot.say(CHANNEL, "U0ADA", "how did revenue do?", thread_ts=ts)
+    assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Revenue grew 5%[1].\n\n[1] Q3 report.pdf"

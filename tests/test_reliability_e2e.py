@@ -1,0 +1,366 @@
+"""Faults provoked in-process: each answer is shown exactly once, and no message is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import update
+from sqlalchemy.engine import make_url
+
+from bot.conversations.assistants import QUEUED_TOO_LONG
+from bot.conversations.recovery import GAVE_UP
+from bot.slack.replies import INTERRUPTED
+from answers_seen import BOT, CHANNEL, LONG_ANSWER, bot_texts, eventually, partly_shown, post, user_contents
+from bot.store.db import create_engine
+from bot.store.models import Conversation
+from bot.store.repositories import utcnow
+from doubles.openai_double import ScriptedRun
+
+TEAM = "T0TEAM"
+RUNS = r"^/v1/threads/[^/]+/runs$"
+
+# A database fault: refuse to mark any turn answered, so the worker dies after showing its answer.
+REFUSE_ANSWERED = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_answered BEFORE UPDATE OF status ON turns WHEN NEW.status = 'answered' "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_write() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ "
+        "LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_answered BEFORE UPDATE ON turns FOR EACH ROW WHEN (NEW.status = 'answered') "
+        "EXECUTE FUNCTION refuse_write()",
+    ],
+}
+REFUSE_REPLY_TS = [
+    "CREATE TRIGGER refuse_reply_ts BEFORE UPDATE OF reply_ts ON turns WHEN NEW.reply_ts IS NOT NULL "
+    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+]
+ALLOW_ANSWERED = {"sqlite": ["DROP TRIGGER refuse_answered"], "postgresql": ["DROP TRIGGER refuse_answered ON turns"]}
+
+
+def thread_of_first_run(openai: Any) -> str:
+    return openai.requests_to("POST", RUNS)[0].path.split("/")[3]
+
+
+def mention_event_id(posted: Any) -> str:
+    return next(envelope["event_id"] for envelope in posted.envelopes if envelope["event"]["type"] == "app_mention")
+
+
+async def run_sql(database_url: str, statements: list[str]) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+def dialect(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+# Exactly once, nothing lost -------------------------------------------------------------------
+
+
+async def test_messages_sent_during_a_run_wait_and_the_next_run_answers_them(start_bot, slack_double, openai_double) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
+    bot = await start_bot()
+    first = await post(bot, slack_double, f"<@{BOT}> first")
+    await partly_shown(slack_double, first.ts)
+    await post(bot, slack_double, "second", thread_ts=first.ts)
+    await post(bot, slack_double, "third", thread_ts=first.ts)
+    await bot.settle()
+    # One answer covers both waiting messages; no "run is active" error reached anyone.
+    assert bot_texts(slack_double, first.ts) == [LONG_ANSWER, "Echo: Ada: third"]
+    thread_id = thread_of_first_run(openai_double)
+    assert user_contents(openai_double, thread_id) == ["Ada: first", "Ada: second", "Ada: third"]
+    assert len(openai_double.runs_of(thread_id)) == 2
+
+
+async def test_an_answer_cut_off_by_shutdown_is_completed_in_the_same_message_after_restart(
+    start_bot, slack_double, openai_double
+) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.1))
+    bot = await start_bot(shutdown_grace_seconds=0)
+    posted = await post(bot, slack_double, f"<@{BOT}> count slowly")
+    reply_ts = await partly_shown(slack_double, posted.ts)
+    await bot.stop()  # no grace: the answer is cut off mid-stream
+    assert bot_texts(slack_double, posted.ts)[0].endswith(INTERRUPTED)
+
+    again = await start_bot()
+    await again.settle()
+    replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
+    assert [(m["ts"], m["text"]) for m in replies] == [(reply_ts, LONG_ANSWER)]
+    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1  # followed, not run again
+    turn = await again.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(posted))
+    assert (turn.status, turn.attempts, turn.reply_ts) == ("answered", 2, reply_ts)
+
+
+async def test_a_reply_posted_but_never_recorded_is_taken_over_not_left_thinking(
+    start_bot, slack_double, openai_double, caplog
+) -> None:
+    # The worker dies between Slack posting "Thinking…" and the database recording where it is.
+    bot = await start_bot(sweep_seconds=0.2)
+    await run_sql(bot.bot.settings.database_url, REFUSE_REPLY_TS)
+    with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
+        posted = await post(bot, slack_double, f"<@{BOT}> where did you write that?")
+        await eventually(lambda: "crashed" in caplog.text, what="the worker dying before recording its reply")
+    orphan_ts = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)[0]["ts"]
+    await run_sql(bot.bot.settings.database_url, ["DROP TRIGGER refuse_reply_ts"])
+    event_id = mention_event_id(posted)
+
+    async def answered() -> bool:
+        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+        return turn.status == "answered"
+
+    await eventually(answered, what="the turn answered by the sweep")
+    replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
+    assert [(m["ts"], m["text"]) for m in replies] == [(orphan_ts, "Echo: Ada: where did you write that?")]
+
+
+async def test_a_turn_that_never_finishes_is_given_up_and_the_person_told(start_bot, slack_double, openai_double) -> None:
+    openai_double.script(ScriptedRun(stall=True))
+    bot = await start_bot(shutdown_grace_seconds=0, max_turn_attempts=1)
+    posted = await post(bot, slack_double, f"<@{BOT}> this will hang")
+    event_id = mention_event_id(posted)
+
+    async def run_recorded() -> bool:
+        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+        return turn.run_id is not None
+
+    await eventually(run_recorded, what="the run id stored")
+    await bot.stop()  # its only attempt dies with the process
+
+    again = await start_bot(max_turn_attempts=1)
+    await again.settle()
+    assert bot_texts(slack_double, posted.ts) == [f":warning: {GAVE_UP}"]
+    turn = await again.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+    assert (turn.status, turn.error) == ("failed", "gave up after 1 attempts")
+    assert len(openai_double.requests_to("POST", rf"/runs/{turn.run_id}/cancel$")) == 1
+    # The abandoned run does not block the conversation.
+    await again.say(CHANNEL, "U0ADA", "still there?", thread_ts=posted.ts)
+    assert bot_texts(slack_double, posted.ts)[-1] == "Echo: Ada: still there?"
+
+
+async def test_a_worker_that_lost_its_lease_stops_and_the_new_holder_finishes_the_answer_once(
+    start_bot, slack_double, openai_double, caplog
+) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.1))
+    bot = await start_bot(lease_seconds=1, sweep_seconds=0.2)
+    posted = await post(bot, slack_double, f"<@{BOT}> count slowly")
+    reply_ts = await partly_shown(slack_double, posted.ts)
+    # As if this process had stalled past its lease and another replica had taken the conversation.
+    async with bot.bot.store.transaction() as session:
+        await session.execute(
+            update(Conversation).values(lease_owner="worker-elsewhere", lease_expires_at=utcnow() + timedelta(seconds=1))
+        )
+    with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
+        await eventually(lambda: "lease lost" in caplog.text, what="the worker noticing its lease is gone")
+    event_id = mention_event_id(posted)
+
+    async def answered() -> bool:
+        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+        return turn.status == "answered"
+
+    await eventually(answered, what="the answer finished once the other lease expired")
+    replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
+    assert [(m["ts"], m["text"]) for m in replies] == [(reply_ts, LONG_ANSWER)]
+    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
+
+
+async def test_shutdown_finishes_answers_in_flight_and_refuses_new_events_so_slack_retries(
+    start_bot, slack_double, openai_double
+) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
+    bot = await start_bot(shutdown_grace_seconds=30)
+    first = await post(bot, slack_double, f"<@{BOT}> finish this")
+    await partly_shown(slack_double, first.ts)
+    shutting_down = asyncio.create_task(bot.bot.service.shutdown(30))
+    await asyncio.sleep(0)  # let shutdown begin: from here on no new work is taken
+    late = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> too late?")
+    statuses = {envelope["event"]["type"]: (await bot.deliver(envelope)).status_code for envelope in late.envelopes}
+    await shutting_down
+    assert bot_texts(slack_double, first.ts) == [LONG_ANSWER]
+    assert statuses["app_mention"] == 500  # Slack redelivers a failed event, to whichever replica is up
+    assert await bot.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(late)) is None
+    await bot.stop()
+
+    again = await start_bot()
+    for envelope in late.envelopes:
+        assert (await again.deliver(envelope, retry_num=1)).status_code == 200
+    await again.settle()
+    assert bot_texts(slack_double, late.ts) == ["Echo: Ada: too late?"]
+
+
+# OpenAI faults -----------------------------------------------------------------------------
+
+
+async def test_a_stream_cut_mid_answer_is_followed_to_its_end_not_run_again(start_bot, slack_double, openai_double) -> None:
+    openai_double.cut_stream_after = 9  # run created ... first text delta, then the connection drops
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=5))
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> long answer please")
+    assert bot_texts(slack_double, ts) == [LONG_ANSWER]
+    thread_id = thread_of_first_run(openai_double)
+    assert len(openai_double.runs_of(thread_id)) == 1
+    run_id = openai_double.runs_of(thread_id)[0]["id"]
+    assert openai_double.requests_to("GET", rf"/runs/{run_id}$")  # followed by polling
+
+
+async def test_rate_limits_and_server_errors_are_retried_then_explained(start_bot, slack_double, openai_double) -> None:
+    openai_double.fail_next("POST", r"^/v1/threads$", status=503)
+    openai_double.fail_next("POST", RUNS, status=429, headers={"Retry-After": "0"})
+    bot = await start_bot(openai_max_retries=2)
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> through the storm")
+    assert bot_texts(slack_double, ts) == ["Echo: Ada: through the storm"]
+    assert len(openai_double.requests_to("POST", r"^/v1/threads$")) == 2
+    assert len(openai_double.requests_to("POST", RUNS)) == 2
+
+    openai_double.fail_next("POST", RUNS, status=429, headers={"Retry-After": "0"}, times=3)
+    await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=ts)
+    assert bot_texts(slack_double, ts)[-1] == ":warning: The assistant is busy right now. Please try again in a minute."
+    assert len(openai_double.requests_to("POST", RUNS)) == 5  # 1 try + 2 retries, then the person is told
+    await bot.say(CHANNEL, "U0ADA", "better?", thread_ts=ts)
+    assert bot_texts(slack_double, ts)[-1] == "Echo: Ada: better?"
+
+
+async def test_a_stream_that_times_out_is_followed_by_polling(start_bot, slack_double, openai_double) -> None:
+    # Each delta takes longer than the read timeout: the stream times out after the first one.
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=3, chunk_delay=2.0))
+    bot = await start_bot(openai_timeout_seconds=0.5)
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slow answer")
+    assert bot_texts(slack_double, ts) == [LONG_ANSWER]
+    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
+
+
+async def test_a_run_stuck_in_queued_is_cancelled_and_the_person_told(start_bot, slack_double, openai_double) -> None:
+    openai_double.script(ScriptedRun(stall=True))
+    bot = await start_bot(run_queued_deadline_seconds=0.5)
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> are you there?")
+    assert bot_texts(slack_double, ts) == [f":warning: {QUEUED_TOO_LONG}"]
+    thread_id = thread_of_first_run(openai_double)
+    run_id = openai_double.runs_of(thread_id)[0]["id"]
+    assert len(openai_double.requests_to("POST", rf"/runs/{run_id}/cancel$")) == 1
+    await bot.say(CHANNEL, "U0ADA", "try again", thread_ts=ts)
+    assert bot_texts(slack_double, ts)[-1] == "Echo: Ada: try again"
+    assert [run["status"] for run in openai_double.runs_of(thread_id)] == ["cancelled", "completed"]
+
+
+# Slack faults ------------------------------------------------------------------------------
+
+
+async def test_slack_rate_limits_on_posting_and_updating_are_waited_out(start_bot, slack_double, openai_double) -> None:
+    slack_double.fail_next("chat.postMessage", status=429, headers={"Retry-After": "0"})
+    slack_double.fail_next("chat.update", status=429, headers={"Retry-After": "0"})
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slowly, Slack")
+    assert bot_texts(slack_double, ts) == ["Echo: Ada: slowly, Slack"]
+    assert [call.response["ok"] for call in slack_double.calls_to("chat.postMessage")] == [False, True]
+    assert [call.response["ok"] for call in slack_double.calls_to("chat.update")][:2] == [False, True]
+
+
+async def test_a_reply_deleted_while_it_streams_is_shown_in_a_new_message(start_bot, slack_double, openai_double) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
+    bot = await start_bot()
+    posted = await post(bot, slack_double, f"<@{BOT}> count")
+    deleted_ts = await partly_shown(slack_double, posted.ts)
+    slack_double.human_deletes(CHANNEL, deleted_ts)
+    await bot.settle()
+    replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
+    assert [m["text"] for m in replies] == [LONG_ANSWER] and replies[0]["ts"] != deleted_ts
+    turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(posted))
+    assert (turn.status, turn.reply_ts) == ("answered", replies[0]["ts"])
+
+
+@pytest.mark.parametrize("slack_error", ["channel_not_found", "not_in_channel"])
+async def test_a_channel_the_bot_cannot_post_in_closes_the_turn_with_a_clear_log_line(
+    start_bot, slack_double, openai_double, caplog, slack_error
+) -> None:
+    slack_double.fail_next("chat.postMessage", error=slack_error)
+    bot = await start_bot()
+    with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
+        posted = await post(bot, slack_double, f"<@{BOT}> can you hear me?")
+        await bot.settle()
+    turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(posted))
+    assert (turn.status, turn.error) == ("failed", f"delivery failed: chat.postMessage: {slack_error}")
+    logged = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert any(CHANNEL in line and slack_error in line and "unanswered" in line for line in logged), logged
+    assert openai_double.requests_to("POST", RUNS) == []  # nothing was asked that nobody could see
+    await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=posted.ts)
+    assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: and now?"]
+
+
+# Database faults ---------------------------------------------------------------------------
+
+
+async def test_a_failed_database_write_loses_no_turn_and_shows_the_answer_once(
+    start_bot, database_url, slack_double, openai_double, caplog
+) -> None:
+    bot = await start_bot(database_url=database_url, sweep_seconds=0.2, max_turn_attempts=20)
+    await run_sql(database_url, REFUSE_ANSWERED[dialect(database_url)])
+    with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
+        posted = await post(bot, slack_double, f"<@{BOT}> write this down")
+        await eventually(lambda: "crashed" in caplog.text, what="the worker dying on the refused write")
+    await run_sql(database_url, ALLOW_ANSWERED[dialect(database_url)])
+    event_id = mention_event_id(posted)
+
+    async def answered() -> bool:
+        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+        return turn.status == "answered"
+
+    await eventually(answered, what="the turn answered after the database recovered")
+    await bot.settle()
+    assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: write this down"]
+    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_event_whose_write_fails_is_refused_so_slack_redelivers_it(
+    start_bot, database_url, slack_double, openai_double
+) -> None:
+    bot = await start_bot(database_url=database_url)
+    await run_sql(
+        database_url,
+        [
+            "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_insert BEFORE INSERT ON turns FOR EACH ROW EXECUTE FUNCTION refuse_insert()",
+        ],
+    )
+    posted = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> are you writing?")
+    statuses = {envelope["event"]["type"]: (await bot.deliver(envelope)).status_code for envelope in posted.envelopes}
+    assert statuses["app_mention"] == 500
+    await run_sql(database_url, ["DROP TRIGGER refuse_insert ON turns"])
+    for envelope in posted.envelopes:
+        assert (await bot.deliver(envelope, retry_num=1)).status_code == 200
+    await bot.settle()
+    assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: are you writing?"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_dropped_database_connections_are_reestablished(start_bot, database_url, slack_double) -> None:
+    bot = await start_bot(database_url=database_url)
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> before")
+    url = make_url(database_url)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert dropped >= 1  # the bot's pooled connections are gone
+    await bot.say(CHANNEL, "U0ADA", "after", thread_ts=ts)
+    assert bot_texts(slack_double, ts) == ["Echo: Ada: before", "Echo: Ada: after"]
