@@ -15,6 +15,7 @@ from bot.openai_api.client import OpenAIClient
 from bot.openai_api.files import FilesAPI
 from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
 from bot.store.repositories import utcnow
+from bot.store.retention import RetentionRepository
 from answers_seen import eventually
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
 
@@ -181,8 +182,6 @@ async def test_a_conversation_that_wakes_up_during_the_purge_keeps_its_messages(
     conversation_id = await _conversation_id(bot.bot.store, ts)
     await _age(bot.bot.store, conversation_id, days=40)
     cutoff = utcnow() - timedelta(days=30)
-    from bot.store.retention import RetentionRepository
-
     repository = RetentionRepository(bot.bot.store)
     assert [found.id for found in await repository.idle_conversations(cutoff, limit=10)] == [conversation_id]
     await bot.say(CHANNEL, "U0ADA", "a new message meanwhile", thread_ts=ts)

@@ -97,16 +97,26 @@ async def test_killed_mid_answer_the_next_process_finishes_every_turn_once(
     assert len(openai_double.runs_of(thread_id)) == 2  # the first run followed by its id, not run again
 
 
+async def terminated_mid_answer(
+    bot_processes: Callable[..., BotProcess], openai: Any, slack: Any, database_url: str, *, grace: str, chunk_delay: float
+) -> tuple[BotProcess, str, str]:
+    """A process sent SIGTERM while LONG_ANSWER streams; returns it, the thread and the answer's message."""
+    openai.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=chunk_delay))
+    process = bot_processes(database_url, SHUTDOWN_GRACE_SECONDS=grace)
+    await process.wait_ready()
+    ts = (await post(process, slack, f"<@{BOT}> a long answer, please")).ts
+    reply_ts = await partly_shown(slack, ts)
+    process.terminate()
+    return process, ts, reply_ts
+
+
 async def test_sigterm_lets_the_answer_in_flight_finish_then_exits(
     bot_processes, openai_double, slack_double, tmp_path
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
-    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.1))
-    process = bot_processes(database_url, SHUTDOWN_GRACE_SECONDS="20")
-    await process.wait_ready()
-    ts = (await post(process, slack_double, f"<@{BOT}> finish before you go")).ts
-    await partly_shown(slack_double, ts)
-    process.terminate()
+    process, ts, _ = await terminated_mid_answer(
+        bot_processes, openai_double, slack_double, database_url, grace="20", chunk_delay=0.1
+    )
     assert await process.exited() == 0
     assert bot_texts(slack_double, ts) == [LONG_ANSWER]
     assert await turn_statuses(database_url) == ["answered"]
@@ -116,12 +126,9 @@ async def test_sigterm_past_the_grace_period_leaves_the_answer_for_the_next_star
     bot_processes, openai_double, slack_double, tmp_path
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
-    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.5))
-    process = bot_processes(database_url, SHUTDOWN_GRACE_SECONDS="0.2")
-    await process.wait_ready()
-    ts = (await post(process, slack_double, f"<@{BOT}> this takes a while")).ts
-    reply_ts = await partly_shown(slack_double, ts)
-    process.terminate()
+    process, ts, reply_ts = await terminated_mid_answer(
+        bot_processes, openai_double, slack_double, database_url, grace="0.2", chunk_delay=0.5
+    )
     assert await process.exited() == 0
     assert bot_texts(slack_double, ts)[0].endswith(INTERRUPTED)  # the person sees it will go on
     assert await turn_statuses(database_url) == ["running"]

@@ -52,6 +52,17 @@ def mention_event_id(posted: Any) -> str:
     return next(envelope["event_id"] for envelope in posted.envelopes if envelope["event"]["type"] == "app_mention")
 
 
+async def turn_answered(bot: Any, posted: Any, *, what: str) -> None:
+    """Wait until the database has the turn of the posted mention answered."""
+    event_id = mention_event_id(posted)
+
+    async def reached() -> bool:
+        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+        return turn.status == "answered"
+
+    await eventually(reached, what=what)
+
+
 async def run_sql(database_url: str, statements: list[str]) -> None:
     engine = create_engine(database_url)
     try:
@@ -114,13 +125,7 @@ async def test_a_reply_posted_but_never_recorded_is_taken_over_not_left_thinking
         await eventually(lambda: "crashed" in caplog.text, what="the worker dying before recording its reply")
     orphan_ts = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)[0]["ts"]
     await run_sql(bot.bot.settings.database_url, ["DROP TRIGGER refuse_reply_ts"])
-    event_id = mention_event_id(posted)
-
-    async def answered() -> bool:
-        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
-        return turn.status == "answered"
-
-    await eventually(answered, what="the turn answered by the sweep")
+    await turn_answered(bot, posted, what="the turn answered by the sweep")
     replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
     assert [(m["ts"], m["text"]) for m in replies] == [(orphan_ts, "Echo: Ada: where did you write that?")]
 
@@ -163,13 +168,7 @@ async def test_a_worker_that_lost_its_lease_stops_and_the_new_holder_finishes_th
         )
     with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
         await eventually(lambda: "lease lost" in caplog.text, what="the worker noticing its lease is gone")
-    event_id = mention_event_id(posted)
-
-    async def answered() -> bool:
-        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
-        return turn.status == "answered"
-
-    await eventually(answered, what="the answer finished once the other lease expired")
+    await turn_answered(bot, posted, what="the answer finished once the other lease expired")
     replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
     assert [(m["ts"], m["text"]) for m in replies] == [(reply_ts, LONG_ANSWER)]
     assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
@@ -309,13 +308,7 @@ async def test_a_failed_database_write_loses_no_turn_and_shows_the_answer_once(
         posted = await post(bot, slack_double, f"<@{BOT}> write this down")
         await eventually(lambda: "crashed" in caplog.text, what="the worker dying on the refused write")
     await run_sql(database_url, ALLOW_ANSWERED[dialect(database_url)])
-    event_id = mention_event_id(posted)
-
-    async def answered() -> bool:
-        turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
-        return turn.status == "answered"
-
-    await eventually(answered, what="the turn answered after the database recovered")
+    await turn_answered(bot, posted, what="the turn answered after the database recovered")
     await bot.settle()
     assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: write this down"]
     assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1

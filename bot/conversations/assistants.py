@@ -140,10 +140,9 @@ class AssistantsBackend:
 
     async def run(self, request: RunRequest, *, recovering: bool) -> AsyncIterator[BackendEvent]:
         if recovering:
-            # A process that died after creating the run but before recording its id left it running.
-            active = await self._active_run(request.api_thread_id)
-            if active is not None:
-                async for event in self.follow(request, active):
+            unrecorded = await self._unrecorded_run(request.api_thread_id)
+            if unrecorded is not None:
+                async for event in self.follow(request, unrecorded):
                     yield event
                 return
         tools = await self._tools_for(request.assistant_id, request.tools)
@@ -154,6 +153,23 @@ class AssistantsBackend:
     async def follow(self, request: RunRequest, run_id: str) -> AsyncIterator[BackendEvent]:
         async for event in self._drive(request, None, run_id=run_id):
             yield event
+
+    async def _unrecorded_run(self, api_thread_id: str) -> str | None:
+        """A run a dead worker started on these messages but never recorded: still active, or already answered.
+
+        The thread's messages are all in when this is asked, so a newest message written by the newest
+        run means that run came after them: following it shows its answer instead of paying for another.
+        """
+        runs = await self._client.list_runs(api_thread_id, limit=1)
+        if not runs.data:
+            return None
+        newest = runs.data[0]
+        if newest.status in ACTIVE_RUN_STATUSES:
+            return newest.id
+        messages = await self._client.list_messages(api_thread_id, order="desc", limit=1)
+        if messages.data and messages.data[0].role == "assistant" and messages.data[0].run_id == newest.id:
+            return newest.id
+        return None
 
     async def _active_run(self, api_thread_id: str) -> str | None:
         page = await self._client.list_runs(api_thread_id, limit=1)
