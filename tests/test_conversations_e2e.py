@@ -270,3 +270,12 @@ async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(start_bot
         "answered", run["usage"]["prompt_tokens"], run["usage"]["completion_tokens"]
     )
     assert turn.reply_ts == slack_double.bot_messages(CHANNEL, thread_ts=post.ts)[0]["ts"]
+
+
+async def test_a_bare_mention_gets_a_friendly_prompt_and_no_run(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> ,")
+    assert bot_texts(slack_double, CHANNEL, ts) == [
+        "Hi! What can I help you with? Write your question after the mention."
+    ]
+    assert openai_double.requests_to("POST", r"/runs$") == []

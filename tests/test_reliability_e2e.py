@@ -41,6 +41,16 @@ REFUSE_REPLY_TS = [
     "CREATE TRIGGER refuse_reply_ts BEFORE UPDATE OF reply_ts ON turns WHEN NEW.reply_ts IS NOT NULL "
     "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
 ]
+# A database fault that SQLite reports as a constraint violation: it must not pass for a redelivery.
+REFUSE_INSERT = {
+    "sqlite": ["CREATE TRIGGER refuse_insert BEFORE INSERT ON turns BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+    "postgresql": [
+        "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ "
+        "LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_insert BEFORE INSERT ON turns FOR EACH ROW EXECUTE FUNCTION refuse_insert()",
+    ],
+}
+ALLOW_INSERT = {"sqlite": ["DROP TRIGGER refuse_insert"], "postgresql": ["DROP TRIGGER refuse_insert ON turns"]}
 ALLOW_ANSWERED = {"sqlite": ["DROP TRIGGER refuse_answered"], "postgresql": ["DROP TRIGGER refuse_answered ON turns"]}
 
 
@@ -314,24 +324,15 @@ async def test_a_failed_database_write_loses_no_turn_and_shows_the_answer_once(
     assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_an_event_whose_write_fails_is_refused_so_slack_redelivers_it(
     start_bot, database_url, slack_double, openai_double
 ) -> None:
     bot = await start_bot(database_url=database_url)
-    await run_sql(
-        database_url,
-        [
-            "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ "
-            "LANGUAGE plpgsql",
-            "CREATE TRIGGER refuse_insert BEFORE INSERT ON turns FOR EACH ROW EXECUTE FUNCTION refuse_insert()",
-        ],
-    )
+    await run_sql(database_url, REFUSE_INSERT[dialect(database_url)])
     posted = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> are you writing?")
     statuses = {envelope["event"]["type"]: (await bot.deliver(envelope)).status_code for envelope in posted.envelopes}
     assert statuses["app_mention"] == 500
-    await run_sql(database_url, ["DROP TRIGGER refuse_insert ON turns"])
+    await run_sql(database_url, ALLOW_INSERT[dialect(database_url)])
     for envelope in posted.envelopes:
         assert (await bot.deliver(envelope, retry_num=1)).status_code == 200
     await bot.settle()

@@ -1,4 +1,4 @@
-"""Surviving a worker's death: where an answer is shown is stored the moment Slack has it."""
+"""Surviving a worker's death: where an answer is shown is stored the moment the platform has it."""
 
 from __future__ import annotations
 

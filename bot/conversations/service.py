@@ -29,6 +29,7 @@ from bot.store.repositories import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_ASSISTANT_KEY = "default_assistant_id"
+NOTHING_TO_ANSWER = "Hi! What can I help you with? Write your question after the mention."
 
 
 def api_failure_reason(error: APIError) -> str:
@@ -220,9 +221,11 @@ class ConversationService:
                 if exhausted:
                     await self._give_up(conversation_id, exhausted)
                     records = [record for record in records if record.attempts < self._max_attempts]
-                if any(record.run_id for record in records):
-                    # A run started before a crash answers only its own turns; later ones get a run of their own.
-                    records = [record for record in records if record.run_id]
+                sent = [record for record in records if record.run_id or record.api_message_id]
+                if sent:
+                    # What a dead worker already sent to the API is finished first, by its own run if it
+                    # started one; turns that came after get a run of their own.
+                    records = sent
                 if records:
                     await self._answer(conversation_id, records)
             finally:
@@ -337,6 +340,8 @@ class ConversationService:
         if not to_add and len(pending) == len(records):
             if any(item.blocked for _, item in prepared):
                 await reply.send(ReplyWithdrawn())  # the refused were told why; no "Thinking…" is left for them
+            else:
+                await reply.send(ReplyCompleted(NOTHING_TO_ANSWER))  # e.g. a bare mention
             return TurnStatus.ANSWERED, None
         assistant_id = await self._assistants.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
         thread_id = conversation.api_thread_id

@@ -85,6 +85,25 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _run_body(
+    assistant_id: str,
+    tools: list[dict[str, Any]] | None,
+    instructions: str | None,
+    additional_instructions: str | None,
+    metadata: Mapping[str, str] | None,
+    *,
+    stream: bool,
+) -> dict[str, Any]:
+    return _without_none(
+        assistant_id=assistant_id,
+        tools=tools,
+        instructions=instructions,
+        additional_instructions=additional_instructions,
+        metadata=metadata,
+        stream=stream or None,
+    )
+
+
 def _without_none(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
@@ -318,13 +337,7 @@ class OpenAIClient:
         additional_instructions: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> Run:
-        body = _without_none(
-            assistant_id=assistant_id,
-            tools=tools,
-            instructions=instructions,
-            additional_instructions=additional_instructions,
-            metadata=metadata,
-        )
+        body = _run_body(assistant_id, tools, instructions, additional_instructions, metadata, stream=False)
         return await self._call(Run, "POST", f"/threads/{_segment(thread_id)}/runs", json=body)
 
     async def stream_run(
@@ -338,14 +351,7 @@ class OpenAIClient:
         metadata: Mapping[str, str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Create a run and stream its events (see ``stream_events`` for the failure modes)."""
-        body = _without_none(
-            assistant_id=assistant_id,
-            tools=tools,
-            instructions=instructions,
-            additional_instructions=additional_instructions,
-            metadata=metadata,
-            stream=True,
-        )
+        body = _run_body(assistant_id, tools, instructions, additional_instructions, metadata, stream=True)
         async for event in self.stream_events("POST", f"/threads/{_segment(thread_id)}/runs", json=body):
             yield event
 

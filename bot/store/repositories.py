@@ -158,7 +158,11 @@ class Store:
                         attempts=0,
                     )
                 )
-        except IntegrityError:
+        except IntegrityError as exc:
+            # Only the (team, event) key makes this a redelivery; any other violation (say, its
+            # conversation purged meanwhile) must fail loudly so that Slack delivers the event again.
+            if await self.get_turn(team_id=team_id, event_id=event_id) is None:
+                raise StoreError("the turn could not be recorded") from exc
             return False
         return True
 
