@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -33,7 +34,7 @@ async def run(
         _env_file=None,  # type: ignore[call-arg]
         slack_bot_token="xoxb-test-token", slack_signing_secret=SECRET, slack_api_url=slack.api_url,
         openai_api_key="sk-bench", openai_base_url=openai.base_url, database_url=database,
-        host="127.0.0.1", port=0, stream_update_seconds=0.2,
+        host="127.0.0.1", port=0, stream_update_seconds=0.2, user_rate_limit=100_000,
     )
     bot = await start_bot(settings)
     url = f"http://127.0.0.1:{bot.port}"
@@ -70,7 +71,8 @@ async def main() -> None:
     try:
         for conversations in CONCURRENCY:
             with tempfile.TemporaryDirectory() as folder:
-                latencies, acks, elapsed = await run(conversations, openai, slack, f"sqlite:///{folder}/bench.sqlite3")
+                database = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{folder}/bench.sqlite3"
+                latencies, acks, elapsed = await run(conversations, openai, slack, database)
             print(
                 f"{conversations:>10} {percentile(acks, 0.95) * 1000:>10.1f} {statistics.median(latencies) * 1000:>16.1f} "
                 f"{percentile(latencies, 0.95) * 1000:>13.1f} {conversations / elapsed:>8.1f}"

@@ -53,7 +53,15 @@ class APIError(BotError):
 
 
 class APIConnectionError(APIError):
-    """The API could not be reached or did not answer."""
+    """The API could not be reached or did not answer.
+
+    ``request_sent`` says the request may have reached the API (the answer was lost): the caller
+    must check whether it took effect before sending a non-idempotent request again.
+    """
+
+    def __init__(self, message: str, *, request_id: str | None = None, request_sent: bool = False) -> None:
+        super().__init__(message, request_id=request_id)
+        self.request_sent = request_sent
 
 
 class APITimeoutError(APIConnectionError):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from answers_seen import BOT, CHANNEL, LONG_ANSWER, bot_texts, eventually, partly_shown, post, user_contents
+from bot.slack.render import render_reply
 from bot.slack.replies import INTERRUPTED
 from bot.store.db import create_engine
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
@@ -95,6 +96,35 @@ async def test_killed_mid_answer_the_next_process_finishes_every_turn_once(
     thread_id = api_thread_of(openai_double, "Ada: count slowly")
     assert user_contents(openai_double, thread_id) == ["Ada: count slowly", "Ada: and then?"]
     assert len(openai_double.runs_of(thread_id)) == 2  # the first run followed by its id, not run again
+
+
+async def test_killed_mid_answer_over_several_messages_every_message_is_taken_over(
+    bot_processes, openai_double, slack_double, tmp_path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    paragraphs = [f"Paragraph {index}: " + " ".join(f"word{index}x{n}" for n in range(18)) + "." for index in range(8)]
+    answer = "\n\n".join(paragraphs)
+    expected = render_reply(answer, limit=300)
+    assert len(expected) >= 4
+    openai_double.script(ScriptedRun(text=answer, chunks=40, chunk_delay=0.15))
+    first = bot_processes(database_url, MAX_MESSAGE_CHARS="300")
+    await first.wait_ready()
+    ts = (await post(first, slack_double, f"<@{BOT}> a long story")).ts
+
+    def two_messages_shown() -> list[str] | None:
+        shown = slack_double.bot_messages(CHANNEL, thread_ts=ts)
+        return [message["ts"] for message in shown] if len(shown) >= 2 else None
+
+    before_kill = await eventually(two_messages_shown, what="an answer spread over two messages")
+    first.kill()
+
+    second = bot_processes(database_url, MAX_MESSAGE_CHARS="300")
+    await second.wait_ready()
+    await all_answered(database_url, 1)
+    shown = slack_double.bot_messages(CHANNEL, thread_ts=ts)
+    # The whole answer once, in order, in the messages the dead process had started: none left half-written.
+    assert [message["text"] for message in shown] == expected
+    assert [message["ts"] for message in shown][: len(before_kill)] == before_kill
 
 
 async def terminated_mid_answer(

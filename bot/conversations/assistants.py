@@ -15,7 +15,7 @@ from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, 
 from bot.errors import APIConnectionError, APITimeoutError, BadRequestError
 from bot.openai_api.client import OpenAIClient
 from bot.openai_api.files import FilesAPI
-from bot.openai_api.models import Run, StreamEvent, ToolOutput
+from bot.openai_api.models import Message, Run, StreamEvent, ToolOutput
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,38 @@ class AssistantsBackend:
     async def _create_message(
         self, api_thread_id: str, content: str | list[dict[str, Any]], *, attachments: list[dict[str, Any]], key: str
     ) -> str:
-        message = await self._client.create_message(
+        try:
+            message = await self._send_message(api_thread_id, content, attachments, key)
+        except APIConnectionError as exc:
+            if not exc.request_sent:
+                raise
+            # The message may have been added before the answer was lost: never add it twice.
+            existing = await self._find_message(api_thread_id, key)
+            if existing is not None:
+                return existing
+            message = await self._send_message(api_thread_id, content, attachments, key)
+        return message.id
+
+    async def _send_message(
+        self, api_thread_id: str, content: str | list[dict[str, Any]], attachments: list[dict[str, Any]], key: str
+    ) -> Message:
+        return await self._client.create_message(
             api_thread_id, content=content, attachments=attachments or None, metadata={"event_id": key}
         )
-        return message.id
+
+    async def _run_started_by_lost_request(self, api_thread_id: str) -> str | None:
+        """The run our lost request created, if it did: the newest run, active or newer than every user message."""
+        runs = await self._client.list_runs(api_thread_id, limit=1)
+        if not runs.data:
+            return None
+        newest = runs.data[0]
+        if newest.status in ACTIVE_RUN_STATUSES:
+            return newest.id
+        messages = await self._client.list_messages(api_thread_id, order="desc", limit=20)
+        last_asked = next((message.created_at for message in messages.data if message.role == "user"), None)
+        if last_asked is None or newest.created_at is None:
+            return None
+        return newest.id if newest.created_at >= last_asked else None
 
     async def _end_leftover_run(self, api_thread_id: str) -> bool:
         """Cancel the thread's active run and wait until it has ended; False if none was active."""
@@ -215,7 +243,12 @@ class AssistantsBackend:
                                 yield TextDelta(text)
                 except APIConnectionError as exc:
                     if run_id is None:
-                        raise
+                        # The request may have started a run whose answer was lost: follow that run.
+                        run_id = await self._run_started_by_lost_request(thread_id) if exc.request_sent else None
+                        if run_id is None:
+                            raise
+                        log.warning("run request lost its answer (%s); following run %s", exc, run_id)
+                        yield RunStarted(run_id)
                     # The stream broke; the run goes on server-side, so follow it instead of re-running.
                     log.warning("run %s stream interrupted (%s); following it by polling", run_id, exc)
                 except TimeoutError:

@@ -45,6 +45,8 @@ from bot.openai_api.models import (
 )
 
 logger = logging.getLogger(__name__)
+# Failures before a request left this machine: sending it again cannot duplicate anything.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 USER_AGENT = "slack-assistant-bot/0.1"
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -216,7 +218,9 @@ class OpenAIClient:
         response = await self._send(method, path, json=json, params=params, files=files, data=data)
         return self._json_object(response)
 
-    async def stream_events(self, method: str, path: str, *, json: Any) -> AsyncIterator[StreamEvent]:
+    async def stream_events(
+        self, method: str, path: str, *, json: Any, retry_when_sent: bool = True
+    ) -> AsyncIterator[StreamEvent]:
         """Send a streaming request and yield its run events until ``done``.
 
         Retries happen only before the response starts. A server that answers with JSON instead
@@ -225,7 +229,7 @@ class OpenAIClient:
         the server, so the caller follows it by polling. Close the iterator when leaving early
         (``contextlib.aclosing``) so the connection is released at once.
         """
-        response = await self._send(method, path, json=json, stream=True)
+        response = await self._send(method, path, json=json, stream=True, retry_when_sent=retry_when_sent)
         try:
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 await response.aread()
@@ -311,7 +315,8 @@ class OpenAIClient:
         metadata: Mapping[str, str] | None = None,
     ) -> Message:
         body = _without_none(role=role, content=content, attachments=attachments, metadata=metadata)
-        return await self._call(Message, "POST", f"/threads/{_segment(thread_id)}/messages", json=body)
+        path = f"/threads/{_segment(thread_id)}/messages"
+        return await self._call(Message, "POST", path, json=body, retry_when_sent=False)
 
     async def list_messages(
         self,
@@ -352,7 +357,8 @@ class OpenAIClient:
     ) -> AsyncIterator[StreamEvent]:
         """Create a run and stream its events (see ``stream_events`` for the failure modes)."""
         body = _run_body(assistant_id, tools, instructions, additional_instructions, metadata, stream=True)
-        async for event in self.stream_events("POST", f"/threads/{_segment(thread_id)}/runs", json=body):
+        path = f"/threads/{_segment(thread_id)}/runs"
+        async for event in self.stream_events("POST", path, json=body, retry_when_sent=False):
             yield event
 
     async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
@@ -376,7 +382,9 @@ class OpenAIClient:
     ) -> AsyncIterator[StreamEvent]:
         """Submit tool outputs and stream the run's further events (see ``stream_events``)."""
         path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
-        async for event in self.stream_events("POST", path, json=self._tool_outputs_body(outputs, stream=True)):
+        body = self._tool_outputs_body(outputs, stream=True)
+        # Outputs submitted twice are refused; a lost answer is settled by following the run instead.
+        async for event in self.stream_events("POST", path, json=body, retry_when_sent=False):
             yield event
 
     async def list_run_steps(
@@ -436,10 +444,14 @@ class OpenAIClient:
         response = await self._send(method, path, **kwargs)
         return self._parse(model, self._json_object(response), request_id=response.headers.get("x-request-id"))
 
-    async def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, stream: bool = False, retry_when_sent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         """The one request path: send, retry what may succeed later, raise a bot.errors exception otherwise.
 
         With ``stream`` the returned response is open (body unread); the caller must close it.
+        Without ``retry_when_sent`` a request whose answer was lost after sending is not sent again:
+        creating twice would duplicate, so the caller checks what happened first.
         """
         headers = {"Accept": "text/event-stream"} if stream else None
         attempt = 0
@@ -450,8 +462,10 @@ class OpenAIClient:
                 response = await self._open(request, stream=stream)
             except httpx.RequestError as exc:
                 cause = exc
-                error: APIError = self._connection_error(exc)
-                retryable, wait, kind = True, None, type(exc).__name__
+                connection_error = self._connection_error(exc)
+                error: APIError = connection_error
+                retryable = retry_when_sent or not connection_error.request_sent
+                wait, kind = None, type(exc).__name__
             else:
                 if response.is_success:
                     return response
@@ -502,7 +516,10 @@ class OpenAIClient:
         error_class = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
         what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         where = f"{exc.request.method} {exc.request.url.path}"
-        return error_class(self._redact(f"{where} {what}: {type(exc).__name__}: {str(exc) or 'no detail'}"))
+        return error_class(
+            self._redact(f"{where} {what}: {type(exc).__name__}: {str(exc) or 'no detail'}"),
+            request_sent=not isinstance(exc, NEVER_SENT),
+        )
 
     def _status_error(self, response: httpx.Response) -> APIStatusError:
         status = response.status_code

@@ -36,6 +36,9 @@ INTERRUPTED = ":warning: Something went wrong while I was answering. I'll try ag
 ASSISTANT_STATUS = "is thinking…"
 # How many messages after an interrupted batch's first one are searched for its unrecorded answer.
 UNRECORDED_SEARCH_LIMIT = 100
+# Metadata on the second and later messages of a long answer, naming the answer's first message,
+# so a worker taking over after a crash finds every message of the answer, not just the first.
+ANSWER_PART_EVENT = "assistant_answer_part"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class SlackReplyStream:
         message_chars: int,
         update_seconds: float,
         resume_ts: str | None = None,
+        resumed_parts: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -71,8 +75,8 @@ class SlackReplyStream:
         self._message_chars = message_chars
         self._update_seconds = update_seconds
         self._clock = clock
-        # (ts, text) of each message, in order; a resumed answer takes over the message already shown.
-        self._posted: list[tuple[str, str]] = [(resume_ts, "")] if resume_ts else []
+        # (ts, text) of each message, in order; a resumed answer takes over the messages already shown.
+        self._posted: list[tuple[str, str]] = [(ts, "") for ts in (resume_ts, *resumed_parts)] if resume_ts else []
         self._markdown = ""
         self._last_shown = float("-inf")
         self.finished = False
@@ -84,8 +88,9 @@ class SlackReplyStream:
     async def open(self) -> None:
         if self._in_assistant_pane and self._thread_ts:
             await self._set_status(ASSISTANT_STATUS)
-        else:
+        elif not self._posted:
             await self._show([THINKING])
+        # A resumed answer keeps what people already see until the new text replaces it.
 
     async def _set_status(self, status: str) -> None:
         try:
@@ -170,7 +175,14 @@ class SlackReplyStream:
         del self._posted[len(chunks):]
 
     async def _post(self, text: str) -> str:
-        response = await self._call("chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text)
+        metadata = (
+            {"event_type": ANSWER_PART_EVENT, "event_payload": {"answer_ts": self._posted[0][0]}}
+            if self._posted
+            else None
+        )
+        response = await self._call(
+            "chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text, metadata=metadata
+        )
         return response["ts"]
 
     async def _update(self, ts: str, text: str) -> str:
@@ -190,6 +202,14 @@ class SlackReplyStream:
             if exc.response.get("error") in ignore:
                 return exc.response
             raise _delivery_error(exc, method.replace("_", ".")) from exc
+
+
+def _is_answer_part(message: dict, *, of: str | None = None) -> bool:
+    """A later message of a long answer (of the answer starting at `of`, when given)."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != ANSWER_PART_EVENT:
+        return False
+    return of is None or (metadata.get("event_payload") or {}).get("answer_ts") == of
 
 
 class SlackPlatform:
@@ -238,28 +258,48 @@ class SlackPlatform:
                 history.append(HistoryMessage(role="user", text=f"{speaker}: {text}"))
         return history
 
+    async def _answer_parts(self, turn: Turn, *, answer_ts: str) -> tuple[str, ...]:
+        """The later messages of a long answer an earlier attempt was showing, in order."""
+        messages = await self._messages_after(turn, after_ts=answer_ts)
+        parts = [
+            message["ts"]
+            for message in messages or []
+            if self._is_ours(message) and _is_answer_part(message, of=answer_ts)
+        ]
+        return tuple(sorted(parts, key=float))
+
+    async def _messages_after(self, turn: Turn, *, after_ts: str) -> list[dict] | None:
+        """Messages of the turn's reply place posted after `after_ts`; None when Slack would not say."""
+        try:
+            if turn.reply_thread_ts:
+                response = await self._client.conversations_replies(
+                    channel=turn.channel_id, ts=turn.reply_thread_ts, oldest=after_ts,
+                    limit=UNRECORDED_SEARCH_LIMIT, include_all_metadata=True,
+                )
+            else:
+                response = await self._client.conversations_history(
+                    channel=turn.channel_id, oldest=after_ts,
+                    limit=UNRECORDED_SEARCH_LIMIT, include_all_metadata=True,
+                )
+        except SlackApiError as exc:
+            log.info("could not look for an interrupted answer: %s", exc.response.get("error"))
+            return None
+        return response.get("messages", [])
+
     async def _unrecorded_answer(self, turn: Turn, *, after_ts: str) -> str | None:
         """The first message an earlier attempt posted but died before recording: 'Thinking…' or a cut-off answer.
 
         A finished answer never looks like either, and only one worker answers a conversation at a
         time, so such a message of ours after the batch's first message is this answer's to take over.
         """
-        try:
-            if turn.reply_thread_ts:
-                response = await self._client.conversations_replies(
-                    channel=turn.channel_id, ts=turn.reply_thread_ts, oldest=after_ts, limit=UNRECORDED_SEARCH_LIMIT
-                )
-            else:
-                response = await self._client.conversations_history(
-                    channel=turn.channel_id, oldest=after_ts, limit=UNRECORDED_SEARCH_LIMIT
-                )
-        except SlackApiError as exc:
-            log.info("could not look for an interrupted answer: %s", exc.response.get("error"))
+        messages = await self._messages_after(turn, after_ts=after_ts)
+        if messages is None:
             return None
         found = [
             message["ts"]
-            for message in response.get("messages", [])
+            for message in messages
             if self._is_ours(message)
+            and not _is_answer_part(message)
             and (message.get("text") == THINKING or message.get("text", "").endswith(INTERRUPTED))
         ]
         return min(found, key=float) if found else None
@@ -273,6 +313,7 @@ class SlackPlatform:
     ) -> AsyncIterator[SlackReplyStream]:
         if resume_ts is None and unrecorded_after is not None:
             resume_ts = await self._unrecorded_answer(turn, after_ts=unrecorded_after)
+        resumed_parts = await self._answer_parts(turn, answer_ts=resume_ts) if resume_ts else ()
         stream = SlackReplyStream(
             self._client,
             channel=turn.channel_id,
@@ -281,6 +322,7 @@ class SlackPlatform:
             message_chars=self._message_chars,
             update_seconds=self._update_seconds,
             resume_ts=resume_ts,
+            resumed_parts=resumed_parts,
         )
         await stream.open()
         try:

@@ -343,6 +343,7 @@ class OpenAIDouble:
             self._generated_images: dict[str, bytes] = {}
             self._scripts: deque[ScriptedRun] = deque()
             self._faults: list[_Fault] = []
+            self._lost_responses: list[tuple[str, re.Pattern[str]]] = []
             self._requests: list[RecordedRequest] = []
             self._violations: list[str] = []
 
@@ -379,6 +380,19 @@ class OpenAIDouble:
         )
         with self._lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_regex), error, times))
+
+    def lose_response_next(self, method: str, path_regex: str) -> None:
+        """Carry out the next matching request, then hang up without answering (a lost response)."""
+        with self._lock:
+            self._lost_responses.append((method.upper(), re.compile(path_regex)))
+
+    def _response_lost(self, method: str, path: str) -> bool:
+        with self._lock:
+            for lost in self._lost_responses:
+                if lost[0] == method and lost[1].search(path):
+                    self._lost_responses.remove(lost)
+                    return True
+        return False
 
     # -- inspection ---------------------------------------------------------------------------------
 
@@ -492,6 +506,11 @@ class OpenAIDouble:
             crash_report = f"the double crashed on {request.method} {request.path}:\n{traceback.format_exc()}"
             self._record_violations([crash_report])
             reply = _ApiError(500, f"The double crashed: {crash!r}", error_type="server_error").reply()
+        if self._response_lost(request.method, request.path) and request.transport is not None:
+            if isinstance(reply, _StreamReply):
+                self._release_from_stream(reply.run_id)  # the run goes on without anyone listening
+            request.transport.close()
+            return web.Response(status=204)
         if isinstance(reply, _StreamReply):
             return await self._stream(request, reply, request_id)
         if isinstance(reply, _BinaryReply):

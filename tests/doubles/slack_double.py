@@ -994,6 +994,13 @@ class SlackDouble:
         ws.messages.setdefault(channel, []).append(message)
         return message
 
+    def _listed(self, ws: Workspace, message: StoredMessage, params: Params) -> dict[str, Any]:
+        """A message in a history or replies listing: Slack leaves metadata out unless asked for it."""
+        view = self._message_view(ws, message)
+        if not params.flag("include_all_metadata"):
+            view.pop("metadata", None)
+        return view
+
     def _message_view(self, ws: Workspace, message: StoredMessage) -> dict[str, Any]:
         """The message as Slack returns it: stored fields plus a live thread summary on thread roots."""
         view = copy.deepcopy(message.fields)
@@ -1541,12 +1548,12 @@ class SlackDouble:
             self._stored(ws, conversation.id, root)
         except SlackError:
             raise SlackError("thread_not_found") from None
-        thread = [self._message_view(ws, m) for m in self._visible(ws, conversation.id, root)]
+        thread = [self._listed(ws, m, params) for m in self._visible(ws, conversation.id, root)]
         return self._page([m for m in thread if self._within(m["ts"], params)], params, REPLIES_LIMIT)
 
     def conversations_history(self, ws: Workspace, params: Params) -> dict[str, Any]:
         conversation = self._joined_channel(ws, params.text("channel"))
-        newest_first = [self._message_view(ws, m) for m in reversed(self._visible(ws, conversation.id, None))]
+        newest_first = [self._listed(ws, m, params) for m in reversed(self._visible(ws, conversation.id, None))]
         page = self._page([m for m in newest_first if self._within(m["ts"], params)], params, HISTORY_LIMIT)
         return page | {"pin_count": 0}
 
