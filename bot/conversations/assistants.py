@@ -120,20 +120,6 @@ class AssistantsBackend:
             api_thread_id, content=content, attachments=attachments or None, metadata={"event_id": key}
         )
 
-    async def _run_started_by_lost_request(self, api_thread_id: str) -> str | None:
-        """The run our lost request created, if it did: the newest run, active or newer than every user message."""
-        runs = await self._client.list_runs(api_thread_id, limit=1)
-        if not runs.data:
-            return None
-        newest = runs.data[0]
-        if newest.status in ACTIVE_RUN_STATUSES:
-            return newest.id
-        messages = await self._client.list_messages(api_thread_id, order="desc", limit=20)
-        last_asked = next((message.created_at for message in messages.data if message.role == "user"), None)
-        if last_asked is None or newest.created_at is None:
-            return None
-        return newest.id if newest.created_at >= last_asked else None
-
     async def _end_leftover_run(self, api_thread_id: str) -> bool:
         """Cancel the thread's active run and wait until it has ended; False if none was active."""
         run_id = await self._active_run(api_thread_id)
@@ -244,7 +230,7 @@ class AssistantsBackend:
                 except APIConnectionError as exc:
                     if run_id is None:
                         # The request may have started a run whose answer was lost: follow that run.
-                        run_id = await self._run_started_by_lost_request(thread_id) if exc.request_sent else None
+                        run_id = await self._unrecorded_run(thread_id) if exc.request_sent else None
                         if run_id is None:
                             raise
                         log.warning("run request lost its answer (%s); following run %s", exc, run_id)
