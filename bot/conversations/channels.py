@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bot.conversations.retention import ApiObjects
 from bot.conversations.service import AssistantDirectory
@@ -42,10 +43,31 @@ class AssistantSpec:
 
 
 @dataclass(frozen=True)
+class AssistantProfile:
+    """An assistant as people see and choose it, independent of the API's object."""
+
+    id: str
+    name: str | None
+    model: str
+    instructions: str | None
+    tools: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def of(cls, assistant: Assistant) -> AssistantProfile:
+        return cls(
+            id=assistant.id,
+            name=assistant.name,
+            model=assistant.model,
+            instructions=assistant.instructions,
+            tools=tuple(assistant.tools),
+        )
+
+
+@dataclass(frozen=True)
 class ChannelAssistant:
     """The assistant a channel talks to, and whether it is the bot's default."""
 
-    assistant: Assistant
+    assistant: AssistantProfile
     is_default: bool
 
     @property
@@ -112,24 +134,21 @@ class ChannelAssistants:
     async def current(self, *, team_id: str, channel_id: str) -> ChannelAssistant:
         chosen = await self._store.channel_assistant(team_id=team_id, channel_id=channel_id)
         assistant_id = chosen or await self._directory.default_assistant()
-        return ChannelAssistant(await self._client.retrieve_assistant(assistant_id), is_default=chosen is None)
+        assistant = AssistantProfile.of(await self._client.retrieve_assistant(assistant_id))
+        return ChannelAssistant(assistant, is_default=chosen is None)
 
-    async def default(self) -> Assistant:
-        return await self._client.retrieve_assistant(await self._directory.default_assistant())
+    async def default(self) -> AssistantProfile:
+        return AssistantProfile.of(await self._client.retrieve_assistant(await self._directory.default_assistant()))
 
-    async def available(self) -> list[Assistant]:
-        return [assistant async for assistant in self._client.iterate_assistants()]
+    async def available(self) -> list[AssistantProfile]:
+        return [AssistantProfile.of(assistant) async for assistant in self._client.iterate_assistants()]
 
-    async def find(self, reference: str) -> list[Assistant]:
+    async def find(self, reference: str) -> list[AssistantProfile]:
         """The assistant with this id (NotFoundError if none), or every assistant with this name."""
         if reference.startswith("asst_"):
-            return [await self._client.retrieve_assistant(reference)]
+            return [AssistantProfile.of(await self._client.retrieve_assistant(reference))]
         wanted = reference.casefold()
-        return [
-            assistant
-            async for assistant in self._client.iterate_assistants()
-            if (assistant.name or "").casefold() == wanted
-        ]
+        return [assistant for assistant in await self.available() if (assistant.name or "").casefold() == wanted]
 
     async def model_ids(self) -> list[str]:
         return [model.id for model in await self._client.list_models()]
@@ -137,7 +156,7 @@ class ChannelAssistants:
     async def use(self, *, team_id: str, channel_id: str, user_id: str, assistant_id: str) -> None:
         await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="use", to_id=assistant_id)
 
-    async def create(self, *, team_id: str, channel_id: str, user_id: str, spec: AssistantSpec) -> Assistant:
+    async def create(self, *, team_id: str, channel_id: str, user_id: str, spec: AssistantSpec) -> AssistantProfile:
         assistant = await self._client.create_assistant(
             model=spec.model,
             name=spec.name,
@@ -147,11 +166,11 @@ class ChannelAssistants:
         )
         log.info("user %s created assistant %s for channel %s", user_id, assistant.id, channel_id)
         await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="create", to_id=assistant.id)
-        return assistant
+        return AssistantProfile.of(assistant)
 
     async def edit(
         self, *, team_id: str, channel_id: str, user_id: str, assistant_id: str, spec: AssistantSpec
-    ) -> Assistant:
+    ) -> AssistantProfile:
         current = await self._client.retrieve_assistant(assistant_id)
         # Only the built-in tools are edited here; function tools the assistant has stay as they are.
         kept = [tool for tool in current.tools if tool.get("type") not in BUILTIN_TOOLS]
@@ -165,7 +184,7 @@ class ChannelAssistants:
             team_id=team_id, channel_id=channel_id, user_id=user_id, action="edit",
             from_id=assistant_id, to_id=assistant_id,
         )
-        return assistant
+        return AssistantProfile.of(assistant)
 
     async def reset(self, *, team_id: str, channel_id: str, user_id: str) -> None:
         await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="reset", to_id=None)

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.background import BackgroundWork
 from bot.conversations.channels import (
     BUILTIN_TOOLS,
+    AssistantProfile,
     AssistantSpec,
     ChannelAssistants,
     ConversationControl,
@@ -35,7 +36,6 @@ from bot.conversations.images import MAX_PROMPT_CHARS, ImageMaker
 from bot.conversations.service import ConversationService, api_failure_reason
 from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
-from bot.openai_api.models import Assistant
 from bot.slack.directory import UserDirectory
 from bot.slack.text import to_plain_text
 from bot.store.models import Conversation
@@ -514,7 +514,7 @@ class SlackCommands:
 
     # The assistant editor modal ------------------------------------------------------------
 
-    async def _open_editor(self, invocation: Invocation, assistant: Assistant | None) -> None:
+    async def _open_editor(self, invocation: Invocation, assistant: AssistantProfile | None) -> None:
         models = assistant_models(await self._assistants.model_ids())
         view = editor_view(channel_id=invocation.channel_id, models=models, assistant=assistant)
         try:
@@ -557,7 +557,7 @@ class SlackCommands:
         await _show_notice(client, view_id, "Done", f"{verb} {_describe(saved)}. <#{channel_id}> uses it now.")
 
 
-def editor_view(*, channel_id: str, models: list[str], assistant: Assistant | None) -> dict[str, Any]:
+def editor_view(*, channel_id: str, models: list[str], assistant: AssistantProfile | None) -> dict[str, Any]:
     """The create/edit modal; private_metadata carries the channel (and the assistant being edited)."""
     shown_models = models[:MAX_SELECT_OPTIONS]
     if assistant is not None and assistant.model and assistant.model not in shown_models:
@@ -669,7 +669,7 @@ def _notice_view(title: str, text: str) -> dict[str, Any]:
     }
 
 
-def _describe(assistant: Assistant) -> str:
+def _describe(assistant: AssistantProfile) -> str:
     return f"*{assistant.name or 'Unnamed'}* (`{assistant.id}`, model `{assistant.model}`)"
 
 
