@@ -174,10 +174,9 @@ class AssistantsBackend:
         The thread's messages are all in when this is asked, so a newest message written by the newest
         run means that run came after them: following it shows its answer instead of paying for another.
         """
-        runs = await self._client.list_runs(api_thread_id, limit=1)
-        if not runs.data:
+        newest = await self._newest_run(api_thread_id)
+        if newest is None:
             return None
-        newest = runs.data[0]
         if newest.status in ACTIVE_RUN_STATUSES:
             return newest.id
         messages = await self._client.list_messages(api_thread_id, order="desc", limit=1)
@@ -186,10 +185,12 @@ class AssistantsBackend:
         return None
 
     async def _active_run(self, api_thread_id: str) -> str | None:
+        newest = await self._newest_run(api_thread_id)
+        return newest.id if newest is not None and newest.status in ACTIVE_RUN_STATUSES else None
+
+    async def _newest_run(self, api_thread_id: str) -> Run | None:
         page = await self._client.list_runs(api_thread_id, limit=1)
-        if page.data and page.data[0].status in ACTIVE_RUN_STATUSES:
-            return page.data[0].id
-        return None
+        return page.data[0] if page.data else None
 
     async def _tools_for(self, assistant_id: str, registry: ToolRegistry) -> list[dict[str, Any]]:
         """The assistant's own tools plus our functions: a run's `tools` replaces the assistant's."""
