@@ -127,6 +127,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     tools = builtin_tools()
     backend = AssistantsBackend(
         openai,
+        files=files_api,
         poll_max_seconds=settings.run_poll_max_seconds,
         deadline_seconds=settings.run_deadline_seconds,
         queued_deadline_seconds=settings.run_queued_deadline_seconds,
@@ -148,6 +149,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         name=settings.assistant_name,
         instructions=settings.assistant_instructions,
     )
+    moderation_log = ModerationLog(store)
+    api_objects = OpenAIObjects(openai)
     moderator = Moderator(
         openai,
         ModerationPolicy(
@@ -157,7 +160,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
             block_on_error=settings.moderation_on_error == "block",
             keep_text=settings.moderation_keep_text,
         ),
-        ModerationLog(store),
+        moderation_log,
     )
     service = ConversationService(
         store=store,
@@ -212,12 +215,12 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         service=service,
         assistants=channel_assistants,
         control=ConversationControl(
-            client=openai, api_objects=OpenAIObjects(openai), store=store, channel_store=channel_store
+            client=openai, api_objects=api_objects, store=store, channel_store=channel_store
         ),
         images=ImageMaker(
             openai,
             moderator=moderator,
-            moderation_log=ModerationLog(store),
+            moderation_log=moderation_log,
             model=settings.image_model,
             size=settings.image_size,
         ),
@@ -244,7 +247,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     sweeper = asyncio.create_task(service.sweep_forever(), name="recovery-sweep")
     stack.push_async_callback(_cancel, sweeper)
     if settings.retention_days:
-        purger = RetentionPurger(store=store, api=OpenAIObjects(openai), retention_days=settings.retention_days)
+        purger = RetentionPurger(store=store, api=api_objects, retention_days=settings.retention_days)
         purging = asyncio.create_task(purger.purge_forever(), name="retention-purge")
         stack.push_async_callback(_cancel, purging)
     ready = True

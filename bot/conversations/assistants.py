@@ -58,6 +58,7 @@ class AssistantsBackend:
         self,
         client: OpenAIClient,
         *,
+        files: FilesAPI,
         poll_max_seconds: float = 5.0,
         deadline_seconds: float = 600.0,
         queued_deadline_seconds: float = 120.0,
@@ -69,7 +70,7 @@ class AssistantsBackend:
         self._queued_deadline_seconds = queued_deadline_seconds
         self._clock = clock
         self._assistant_tools: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._files = FilesAPI(client)
+        self._files = files
         self._answers = AnswerComposer(self._files)
 
     async def create_thread(self, history: Sequence[HistoryMessage]) -> str:
