@@ -23,18 +23,18 @@ async def _migrate_only(database_url: str) -> None:
 
 
 async def _purge_once(settings: Settings) -> int:
-    from bot.app import openai_client
-    from bot.conversations.retention import OpenAIObjects, RetentionPurger
+    from bot.app import build_backend, openai_client
+    from bot.conversations.retention import RetentionPurger
     from bot.store.db import create_engine, migrate, session_factory
     from bot.store.repositories import Store
 
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
+        store = Store(session_factory(engine))
         async with openai_client(settings) as client:
-            purger = RetentionPurger(
-                store=Store(session_factory(engine)), api=OpenAIObjects(client), retention_days=settings.retention_days
-            )
+            backend = build_backend(settings, client=client, store=store)
+            purger = RetentionPurger(store=store, backend=backend, retention_days=settings.retention_days)
             return await purger.purge_once()
     finally:
         await engine.dispose()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -19,10 +20,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import BackgroundWork
-from bot.conversations.assistants import AssistantsBackend
+from bot.conversations.backend import Backend
+from bot.conversations.backends import BackendDeps, BackendPlugin, assistants, chat, responses
 from bot.conversations.channels import ChannelAssistants, ConversationControl
-from bot.conversations.files import FileDownloadStage, FileUploadStage
+from bot.conversations.files import FileDownloadStage, TranscriptStage
 from bot.conversations.limits import LimitsStage
+from bot.conversations.profiles import Profile, TableProfileCatalog
 from bot.conversations.images import ImageMaker
 from bot.conversations.moderation import (
     ModeratedAnswers,
@@ -31,12 +34,13 @@ from bot.conversations.moderation import (
     Moderator,
     ScreenedHistory,
 )
-from bot.conversations.retention import OpenAIObjects, RetentionPurger
-from bot.conversations.service import AssistantDirectory, ConversationService
+from bot.conversations.retention import RetentionPurger
+from bot.conversations.service import ChannelProfiles, ConversationService
 from bot.conversations.tools import builtin_tools
-from bot.errors import ConfigurationError
+from bot.errors import APIConnectionError, APIStatusError, ConfigurationError
 from bot.openai_api.client import OpenAIClient
 from bot.openai_api.files import FilesAPI
+from bot.openai_api.probe import serves
 from bot.settings import Settings
 from bot.slack.commands import SlackCommands
 from bot.slack.directory import UserDirectory
@@ -50,11 +54,15 @@ from bot.store.db import create_engine, migrate, session_factory
 from bot.store.files import ApiFileRecords
 from bot.store.limits import LimitsRepository
 from bot.store.moderation_log import ModerationLog
+from bot.store.profiles import ProfileRecords
 from bot.store.repositories import Store
 
 log = logging.getLogger(__name__)
 
 SLACK_TIMEOUT_SECONDS = 30
+
+# The model backends by OPENAI_BACKEND name; a new backend is one more entry here.
+BACKENDS: dict[str, BackendPlugin] = {plugin.name: plugin for plugin in (responses.PLUGIN, assistants.PLUGIN, chat.PLUGIN)}
 
 
 @dataclass
@@ -93,6 +101,77 @@ def openai_client(settings: Settings) -> OpenAIClient:
     )
 
 
+def default_profile(settings: Settings) -> Profile:
+    """The profile channels use until someone chooses another, from ASSISTANT_* settings."""
+    return Profile(
+        id="default",
+        name=settings.assistant_name,
+        model=settings.assistant_model,
+        instructions=settings.assistant_instructions,
+    )
+
+
+def build_backend(settings: Settings, *, client: OpenAIClient, store: Store) -> Backend:
+    return chosen_backend(settings).build(
+        BackendDeps(
+            client=client,
+            files=FilesAPI(client),
+            store=store,
+            file_records=ApiFileRecords(store),
+            table_profiles=TableProfileCatalog(ProfileRecords(store), configured_default=default_profile(settings)),
+            settings=settings,
+        )
+    )
+
+
+def chosen_backend(settings: Settings) -> BackendPlugin:
+    plugin = BACKENDS.get(settings.openai_backend.strip().lower())
+    if plugin is None:
+        raise ConfigurationError(f"OPENAI_BACKEND must be one of {', '.join(BACKENDS)}")
+    return plugin
+
+
+async def check_api(client: OpenAIClient, settings: Settings) -> None:
+    """Refuse to start when the server lacks what the settings need; one line names what it does offer.
+
+    Every probe costs no tokens (a missing object, a list, an empty moderation input).
+    """
+    plugin = chosen_backend(settings)
+    host = httpx_host(settings.openai_base_url)
+    try:
+        if not await _serves_all(client, plugin):
+            offered = [name for name, other in BACKENDS.items() if other is not plugin and await _serves_all(client, other)]
+            offer = f"it offers: {', '.join(offered)}" if offered else "it offers none of the backends"
+            raise ConfigurationError(
+                f"the API at {host} does not serve the {plugin.name} backend ({plugin.summary}); {offer}. "
+                "Set OPENAI_BACKEND (or OPENAI_BASE_URL) accordingly"
+            )
+        if settings.moderation != "off" and not await serves(
+            client, "POST", "/moderations", {"input": "", "model": settings.moderation_model}
+        ):
+            raise ConfigurationError(
+                f"the API at {host} does not serve /moderations, which MODERATION={settings.moderation} needs; "
+                "set MODERATION=off or point OPENAI_BASE_URL at a server that has it"
+            )
+    except APIStatusError as exc:
+        raise ConfigurationError(
+            f"the API at {host} refused the bot's credentials (HTTP {exc.status_code}); check OPENAI_API_KEY"
+        ) from None
+    except APIConnectionError:
+        raise ConfigurationError(f"could not reach the API at {host}; check OPENAI_BASE_URL") from None
+
+
+async def _serves_all(client: OpenAIClient, plugin: BackendPlugin) -> bool:
+    for probe in plugin.probes:
+        if not await serves(client, probe.method, probe.path, probe.body):
+            return False
+    return True
+
+
+def httpx_host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
 async def start_bot(settings: Settings) -> Bot:
     """Migrate, connect, register listeners, resume unfinished work and start serving."""
     stack = contextlib.AsyncExitStack()
@@ -105,13 +184,14 @@ async def start_bot(settings: Settings) -> Bot:
 
 async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     ready = False
+    openai = openai_client(settings)
+    stack.push_async_callback(openai.aclose)
+    await check_api(openai, settings)
     engine = create_engine(settings.database_url)
     stack.push_async_callback(engine.dispose)
     await migrate(engine)
     store = Store(session_factory(engine))
 
-    openai = openai_client(settings)
-    stack.push_async_callback(openai.aclose)
     client = slack_client(settings)
     try:
         auth = await client.auth_test()
@@ -125,13 +205,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     stack.push_async_callback(downloader.aclose)
 
     tools = builtin_tools()
-    backend = AssistantsBackend(
-        openai,
-        files=files_api,
-        poll_max_seconds=settings.run_poll_max_seconds,
-        deadline_seconds=settings.run_deadline_seconds,
-        queued_deadline_seconds=settings.run_queued_deadline_seconds,
-    )
+    backend = build_backend(settings, client=openai, store=store)
     users = UserDirectory(client)
     platform = SlackPlatform(
         client,
@@ -140,17 +214,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         message_chars=settings.max_message_chars,
         update_seconds=settings.stream_update_seconds,
     )
-    assistants = AssistantDirectory(
-        store=store,
-        backend=backend,
-        tools=tools,
-        configured_default=settings.openai_assistant_id,
-        model=settings.assistant_model,
-        name=settings.assistant_name,
-        instructions=settings.assistant_instructions,
-    )
+    profiles = ChannelProfiles(store=store, backend=backend)
     moderation_log = ModerationLog(store)
-    api_objects = OpenAIObjects(openai)
     moderator = Moderator(
         openai,
         ModerationPolicy(
@@ -166,7 +231,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         store=store,
         backend=backend,
         platform=ScreenedHistory(platform, moderator),
-        assistants=assistants,
+        profiles=profiles,
         tools=tools,
         input_stages=[
             LimitsStage(
@@ -175,10 +240,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
                 max_files=settings.max_files_per_message,
                 per_minute=settings.user_rate_limit,
             ),
-            FileDownloadStage(source=downloader, files=files_api, transcription_model=settings.transcription_model),
-            # Files are downloaded (and voice clips transcribed) before moderation and uploaded after it.
+            FileDownloadStage(source=downloader, transcriber=files_api, transcription_model=settings.transcription_model),
+            # Files are downloaded (and voice clips transcribed) before moderation; the backend uploads them.
             ModerationStage(moderator),
-            FileUploadStage(files=files_api, records=ApiFileRecords(store)),
+            TranscriptStage(),
         ],
         output_stages=[ModeratedAnswers(moderator, update_seconds=settings.stream_update_seconds)],
         lease_seconds=settings.lease_seconds,
@@ -205,8 +270,9 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     stack.push_async_callback(background.shutdown, settings.shutdown_grace_seconds)
     channel_store = ChannelStore(store)
     channel_assistants = ChannelAssistants(
-        client=openai,
-        directory=assistants,
+        backend=backend,
+        models=openai,
+        profiles=profiles,
         store=store,
         channel_store=channel_store,
         admin_user_ids=settings.admin_user_ids,
@@ -214,9 +280,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     SlackCommands(
         service=service,
         assistants=channel_assistants,
-        control=ConversationControl(
-            client=openai, api_objects=api_objects, store=store, channel_store=channel_store
-        ),
+        control=ConversationControl(backend=backend, store=store, channel_store=channel_store),
         images=ImageMaker(
             openai,
             moderator=moderator,
@@ -247,14 +311,15 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     sweeper = asyncio.create_task(service.sweep_forever(), name="recovery-sweep")
     stack.push_async_callback(_cancel, sweeper)
     if settings.retention_days:
-        purger = RetentionPurger(store=store, api=api_objects, retention_days=settings.retention_days)
+        purger = RetentionPurger(store=store, backend=backend, retention_days=settings.retention_days)
         purging = asyncio.create_task(purger.purge_forever(), name="retention-purge")
         stack.push_async_callback(_cancel, purging)
     ready = True
     log.info(
-        "bot ready (%s, port %d, bot user %s); resumed %d conversations",
+        "bot ready (%s, port %d, %s backend, bot user %s); resumed %d conversations",
         "socket mode" if settings.socket_mode else "HTTP",
         port,
+        backend.name,
         identity.user_id,
         resumed,
     )

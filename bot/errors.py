@@ -16,6 +16,7 @@
     ├── StoreError                the database failed us
     ├── DeliveryError             the chat platform refused our reply (channel gone, not in it)
     ├── ConversationBusy          an answer is being written there now; try the command again later
+    ├── ProfileNotFound           no assistant profile has that id on this backend
     ├── FileRefused               a shared file cannot be used (too big, wrong type, not downloadable)
     └── AnswerWithheld            an answer was stopped before people saw it (e.g. moderation)
 
@@ -131,3 +132,7 @@ class ConversationBusy(BotError):
 
 class AnswerWithheld(BotError):
     """An answer was stopped before people saw it; the run behind it must be cancelled."""
+
+
+class ProfileNotFound(BotError):
+    """No assistant profile has this id on the backend in use."""

@@ -65,11 +65,19 @@ class Settings(BaseSettings):
     # Optional only for servers that need no key or gateways that authenticate another way.
     openai_api_key: SecretStr | None = None
     openai_base_url: str = OPENAI_URL
+    # Which API the bot speaks: Responses + Conversations, the Assistants API, or chat completions.
+    # (The names are the backends in bot.app.BACKENDS; an unknown one is refused at start.)
+    openai_backend: str = "responses"
     openai_assistant_id: str | None = None
     openai_extra_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     openai_extra_query: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     openai_timeout_seconds: float = Field(default=120.0, gt=0)
     openai_max_retries: int = Field(default=4, ge=0, le=10)
+
+    # The chat backend keeps each conversation's history itself and sends at most this much of it.
+    chat_max_history_tokens: int = Field(default=16000, ge=1000)
+    # Embeds the chunks of long documents the chat backend retrieves from.
+    embedding_model: str = "text-embedding-3-small"
 
     assistant_model: str = "gpt-4o-mini"
     assistant_name: str = "Slack Assistant"

@@ -112,7 +112,7 @@ from secret_audit import secret_audit  # noqa: E402,F401
 @pytest.fixture(scope="session")
 def openai_server() -> Iterator[Any]:
     require_specs()
-    from doubles.openai_double import OpenAIDouble
+    from doubles.openai import OpenAIDouble
 
     server = OpenAIDouble(api_key=OPENAI_KEY)
     server.start()
@@ -131,7 +131,7 @@ def openai_double(openai_server: Any) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[Any]:
     require_specs()
-    from doubles.slack_double import SlackDouble
+    from doubles.slack import SlackDouble
 
     server = SlackDouble(bot_token=BOT_TOKEN)
     server.start()
@@ -181,9 +181,31 @@ class RunningBot:
         await self.bot.stop()
 
 
+# Each backend runs against the server shape it is meant for.
+BACKEND_SHAPES = {"responses": "openai", "assistants": "full", "chat": "chat_only"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names, reason): the test applies only to these backends; the others skip with the reason"
+    )
+
+
+@pytest.fixture(params=list(BACKEND_SHAPES))
+def backend(request: pytest.FixtureRequest, openai_double: Any) -> str:
+    """Every end-to-end test runs once per backend, with the OpenAI double shaped like its server."""
+    marker = request.node.get_closest_marker("backends")
+    if marker is not None and request.param not in marker.args:
+        pytest.skip(f"{request.param}: {marker.kwargs.get('reason', 'does not apply to this backend')}")
+    openai_double.shape = BACKEND_SHAPES[request.param]
+    return str(request.param)
+
+
 @pytest.fixture
-async def start_bot(openai_double: Any, slack_double: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Start the bot against the doubles; keyword arguments override settings."""
+async def start_bot(
+    openai_double: Any, slack_double: Any, tmp_path: Path, backend: str
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the bot against the doubles, on each backend; keyword arguments override settings."""
     from bot.app import start_bot as start
     from bot.settings import Settings
 
@@ -196,6 +218,7 @@ async def start_bot(openai_double: Any, slack_double: Any, tmp_path: Path) -> As
             "slack_api_url": slack_double.api_url,
             "openai_api_key": OPENAI_KEY,
             "openai_base_url": openai_double.base_url,
+            "openai_backend": backend,
             "database_url": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
             "host": "127.0.0.1",
             "port": 0,
@@ -205,6 +228,7 @@ async def start_bot(openai_double: Any, slack_double: Any, tmp_path: Path) -> As
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         bot = RunningBot(await start(settings), slack_double)
+        openai_double.forget_requests()  # the start-up check's probes; tests look at what their turns cause
         running.append(bot)
         return bot
 

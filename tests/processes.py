@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from answers_seen import WAIT_SECONDS, eventually
+from support.waiting import WAIT_SECONDS, eventually
 from doubles.slack_events import deliver
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,11 @@ from bot.openai_api.client import OpenAIClient
 from bot.store.channels import ChannelStore
 from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
 from conftest import OPENAI_KEY, SIGNING_SECRET
-from doubles.openai_double import GENERATED_IMAGE_PNG
+from doubles.openai import GENERATED_IMAGE_PNG
 from doubles.slack_events import block_action_body, deliver_form, slash_command_body, view_submission_body
-from test_conversations_e2e import BOT, CHANNEL, DM, bot_texts, user_contents
+from support.api_threads import user_contents
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
 TEAM = "T0TEAM"
 ADMIN = "U0ADA"  # named in ADMIN_USER_IDS where a test needs an admin

@@ -7,25 +7,10 @@ import re
 
 import httpx
 
-from doubles.openai_double import ScriptedRun
-
-CHANNEL = "C0GENERAL"
-DM = "D0ADA"
-BOT = "U0BOT"
-
-
-def bot_texts(slack, channel: str, thread_ts: str | None = None) -> list[str]:
-    return [message["text"] for message in slack.messages(channel, thread_ts=thread_ts) if message.get("bot_id")]
-
-
-def user_contents(openai, thread_id: str) -> list[str]:
-    return [
-        part["text"]["value"]
-        for message in openai.thread_messages(thread_id)
-        if message["role"] == "user"
-        for part in message["content"]
-        if part["type"] == "text"
-    ]
+from doubles.openai import ScriptedRun
+from support.api_threads import user_contents
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
 
 async def test_a_mention_is_answered_in_a_thread_under_it(start_bot, slack_double, openai_double) -> None:

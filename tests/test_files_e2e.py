@@ -9,19 +9,14 @@ import pytest
 from sqlalchemy import select
 
 from bot.store.models import ApiFile, Conversation
-from doubles.openai_double import ScriptedRun
+from doubles.openai import ScriptedRun
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
-CHANNEL = "C0GENERAL"
-DM = "D0ADA"
-BOT = "U0BOT"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-
-
-def bot_texts(slack, channel: str, thread_ts: str | None = None) -> list[str]:
-    return [m["text"] for m in slack.messages(channel, thread_ts=thread_ts) if m.get("bot_id") and m.get("text")]
 
 
 def bot_files(slack, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:

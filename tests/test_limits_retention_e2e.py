@@ -16,17 +16,12 @@ from bot.openai_api.files import FilesAPI
 from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
 from bot.store.repositories import utcnow
 from bot.store.retention import RetentionRepository
-from answers_seen import eventually
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
+from support.slack_view import bot_texts
+from support.waiting import eventually
+from support.workspace import BOT, CHANNEL, DM
 
-CHANNEL = "C0GENERAL"
-DM = "D0ADA"
-BOT = "U0BOT"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def bot_texts(slack, channel: str, thread_ts: str | None = None) -> list[str]:
-    return [message["text"] for message in slack.bot_messages(channel, thread_ts=thread_ts)]
 
 
 def added_messages(openai) -> list:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-from doubles.openai_double import ScriptedRun
-
-CHANNEL = "C0GENERAL"
-BOT = "U0BOT"
+from doubles.openai import ScriptedRun
+from support.workspace import BOT, CHANNEL
 
 
 def thread_of(openai_double) -> str:

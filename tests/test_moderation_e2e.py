@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.store.moderation_log import ModerationLog
-from doubles.openai_double import ScriptedRun
-from test_conversations_e2e import BOT, CHANNEL, DM, bot_texts, user_contents
+from doubles.openai import ScriptedRun
+from support.api_threads import user_contents
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
 MODERATIONS = r"^/v1/moderations$"
 THREAD_MESSAGES = r"^/v1/threads/[^/]+/messages$"

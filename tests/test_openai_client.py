@@ -329,6 +329,34 @@ async def test_retry_after_is_honoured_and_capped(
     assert sleeps == [expected]
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "nan"},
+        {"Retry-After": "NaN"},
+        {"Retry-After": "inf"},
+        {"Retry-After": "1e999"},
+        {"retry-after-ms": "nan"},
+        {"retry-after-ms": "-inf", "Retry-After": "Infinity"},
+    ],
+)
+async def test_a_retry_after_that_is_not_a_finite_number_falls_back_to_backoff(
+    api: FakeAPI, sleeps: list[float], headers: dict[str, str]
+):
+    api.answer(fail(429, headers=headers), reply(assistant_json(1)))
+    async with make_client(api.base_url, backoff_base=10.0, backoff_max=30.0) as openai:
+        await openai.retrieve_assistant("asst_1")
+    assert len(sleeps) == 1 and 5.0 <= sleeps[0] <= 10.0, sleeps  # the first backoff, jittered
+
+
+@pytest.mark.parametrize("headers", [{"Retry-After": "-5"}, {"retry-after-ms": "-2500"}])
+async def test_a_negative_retry_after_retries_at_once(api: FakeAPI, sleeps: list[float], headers: dict[str, str]):
+    api.answer(fail(503, headers=headers), reply(assistant_json(1)))
+    async with make_client(api.base_url, backoff_base=10.0, backoff_max=30.0) as openai:
+        await openai.retrieve_assistant("asst_1")
+    assert sleeps == [0.0]
+
+
 async def test_retry_after_as_a_near_http_date(api: FakeAPI, sleeps: list[float]):
     api.answer(fail(503, headers={"Retry-After": formatdate(time.time() + 20, usegmt=True)}), reply(assistant_json(1)))
     async with make_client(api.base_url, backoff_base=10.0, backoff_max=30.0) as openai:

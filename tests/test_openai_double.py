@@ -7,12 +7,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 
-from doubles.openai_double import OpenAIDouble, ScriptedRun
+from doubles.openai import OpenAIDouble, ScriptedRun
+from doubles.openai.server import ApiCall, Route, ServerCore, StreamEvent, StreamReply
 from doubles.openapi_spec import get_validator, require_spec
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -527,3 +528,204 @@ def test_validator_reports_broken_bodies_with_their_location() -> None:
     assert len(query_problems) == 1 and "'sideways' is not one of ['asc', 'desc']" in query_problems[0]
     assert validator.validate_stream_event("done", "[DONE]") == []
     assert validator.validate_response("GET", "/v1/threads/x", status=500, body={"error": {"message": "x"}}) != []
+
+
+# -- server shapes, what the model saw, and the core's streams ----------------------------------------
+
+
+def test_shapes_refuse_the_families_a_real_server_lacks() -> None:
+    require_spec()
+    headers = {"Authorization": f"Bearer {API_KEY}", **BETA_HEADERS}
+    with OpenAIDouble(API_KEY, shape="openai") as server, httpx.Client(
+        base_url=server.base_url, headers=headers, timeout=10
+    ) as http:
+        no_assistants = http.get("/assistants")
+        no_threads = http.post("/threads", json={})
+        files_served = http.post("/files", files={"file": ("a.txt", b"hi")}, data={"purpose": "user_data"})
+
+        server.shape = "chat_only"
+        no_files = http.get(f"/files/{files_served.json()['id']}")
+        moderated = http.post("/moderations", json={"input": "hello"})
+        server.reset()
+        after_reset = http.get("/assistants")
+
+        assert no_assistants.status_code == 404
+        assert no_assistants.json() == {
+            "error": {
+                "message": "Invalid URL (GET /v1/assistants)",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        assert no_threads.status_code == 404
+        assert no_threads.json()["error"]["message"] == "Invalid URL (POST /v1/threads)"
+        assert files_served.status_code == 200
+        assert no_files.status_code == 404 and no_files.json()["error"]["message"].startswith("Invalid URL (GET")
+        assert moderated.status_code == 200
+        assert server.shape == "openai" and after_reset.status_code == 404
+        assert server.threads() == [], "a refused request must not reach the family"
+        server.assert_no_violations()
+    with pytest.raises(ValueError, match="shape must be one of"):
+        OpenAIDouble(API_KEY, shape="gateway")
+
+
+def test_model_inputs_record_what_the_model_saw(double: OpenAIDouble, client: httpx.Client) -> None:
+    assistant = client.post("/assistants", json={"model": "gpt-4o-mini", "instructions": "Be brief."}).json()
+    thread = client.post("/threads", json={"messages": [{"role": "user", "content": "first"}]}).json()
+    stream(client, f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    client.post(f"/threads/{thread['id']}/messages", json={"role": "user", "content": "second"})
+    double.script(ScriptedRun(tool_calls=[("lookup", {"q": "x"})]))
+    events = stream(client, f"/threads/{thread['id']}/runs", {"assistant_id": assistant["id"]})
+    run = events[-2][1]
+    call_id = run["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"]
+    tool_outputs = {"tool_outputs": [{"tool_call_id": call_id, "output": "found"}]}
+    stream(client, f"/threads/{thread['id']}/runs/{run['id']}/submit_tool_outputs", tool_outputs)
+
+    first_call = [("system", "Be brief."), ("user", "first")]
+    second_call = [*first_call, ("assistant", "Echo: first"), ("user", "second")]
+    assert double.model_inputs() == [first_call, second_call, [*second_call, ("tool", "found")]]
+    assert double.model_inputs("chat") == []
+    assert double.model_calls == 3
+    assert double.user_texts_seen() == ["first", "second"]
+    double.reset()
+    assert double.model_inputs() == [] and double.user_texts_seen() == []
+
+
+class _ListedEvents:
+    """A StreamSource over fixed events that says "wait" once before the first, as a slow job does."""
+
+    def __init__(self, events: list[StreamEvent]) -> None:
+        self._pending: list[StreamEvent | Literal["wait"]] = ["wait", *events]
+        self.chunk_delay = 0.0
+        self.released = False
+
+    def next_event(self) -> StreamEvent | None | Literal["wait"]:
+        return self._pending.pop(0) if self._pending else None
+
+    def release(self) -> None:
+        self._pending = [event for event in self._pending if event != "wait"]
+        self.released = True
+
+
+class _FakeChatFamily:
+    """POST /chat/completions answering the chunks a test gives, as data-only server-sent events."""
+
+    name = "chat"
+
+    def __init__(self, core: ServerCore) -> None:
+        self.chunks: list[dict[str, Any]] = []
+        self.sources: list[_ListedEvents] = []
+
+    def routes(self) -> list[Route]:
+        return [Route.of("POST", "/chat/completions", self._complete)]
+
+    def reset(self) -> None:
+        self.chunks, self.sources = [], []
+
+    def _complete(self, call: ApiCall) -> StreamReply:
+        source = _ListedEvents([StreamEvent(None, chunk) for chunk in self.chunks])
+        self.sources.append(source)
+        return StreamReply(source, done=StreamEvent(None, "[DONE]"), validate_as="chat")
+
+
+def _chunk(content: str, finish_reason: str | None = None) -> dict[str, Any]:
+    delta = {"content": content} if content else {}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+@pytest.fixture
+def chat_core() -> Iterator[tuple[ServerCore, _FakeChatFamily]]:
+    require_spec()
+    core = ServerCore(API_KEY)
+    family = _FakeChatFamily(core)
+    core.register(family)
+    core.start()
+    yield core, family
+    core.stop()
+
+
+def _post_chat(core: ServerCore) -> httpx.Response:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    return httpx.post(f"{core.base_url}/chat/completions", json=body, headers=headers, timeout=10)
+
+
+def test_a_data_only_stream_has_no_event_lines_and_ends_with_done(
+    chat_core: tuple[ServerCore, _FakeChatFamily],
+) -> None:
+    core, family = chat_core
+    family.chunks = [_chunk("Hel"), _chunk("lo"), _chunk("", "stop")]
+
+    response = _post_chat(core)
+
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    blocks = response.text.split("\n\n")
+    assert blocks[-1] == "" and blocks[-2] == "data: [DONE]"
+    assert [json.loads(block.removeprefix("data: ")) for block in blocks[:-2]] == family.chunks
+    assert "event:" not in response.text
+    assert family.sources[0].released, "the core releases a source once its stream ends"
+    assert core.violations == []
+
+
+def test_stream_events_off_the_spec_are_violations(chat_core: tuple[ServerCore, _FakeChatFamily]) -> None:
+    core, family = chat_core
+    family.chunks = [{"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini"}]
+
+    _post_chat(core)
+
+    assert len(core.violations) == 2
+    assert all(problem.startswith("chat completion chunk: at $: ") for problem in core.violations)
+    assert {"'choices' is a required property", "'created' is a required property"} == {
+        problem.split(": ")[-1] for problem in core.violations
+    }
+
+
+def test_a_cut_stream_releases_its_source(chat_core: tuple[ServerCore, _FakeChatFamily]) -> None:
+    core, family = chat_core
+    family.chunks = [_chunk("a"), _chunk("b"), _chunk("", "stop")]
+    core.cut_stream_after = 1
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        _post_chat(core)
+
+    assert family.sources[0].released
+    assert family.sources[0].next_event() == StreamEvent(None, family.chunks[2]), "the core stops pulling at the cut"
+
+
+def test_validator_checks_responses_events_by_their_type() -> None:
+    require_spec()
+    validator = get_validator()
+    delta = {
+        "type": "response.output_text.delta",
+        "item_id": "msg_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "Hi",
+        "sequence_number": 3,
+        "logprobs": [],
+    }
+
+    assert validator.validate_stream_event("response.output_text.delta", delta, api="responses") == []
+    misnamed = validator.validate_stream_event("response.output_text.done", delta, api="responses")
+    assert misnamed == [
+        "response stream event response.output_text.delta: the event line says 'response.output_text.done'"
+    ]
+    without_sequence = {key: value for key, value in delta.items() if key != "sequence_number"}
+    assert validator.validate_stream_event("response.output_text.delta", without_sequence, api="responses") == [
+        "response stream event response.output_text.delta: at $: 'sequence_number' is a required property"
+    ]
+    unknown = validator.validate_stream_event("response.thinking", {"type": "response.thinking"}, api="responses")
+    assert unknown == [
+        "response stream event response.thinking: data type 'response.thinking' is not an event of ResponseStreamEvent"
+    ]
+    assert validator.validate_stream_event(None, "[DONE]", api="chat") == []
+    assert validator.validate_stream_event("message", "[DONE]", api="chat") == [
+        "chat completion chunk: chunks carry no event line, got 'message'"
+    ]

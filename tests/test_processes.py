@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
-from answers_seen import BOT, CHANNEL, LONG_ANSWER, bot_texts, eventually, partly_shown, post, user_contents
+from support.api_threads import user_contents
+from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
+from support.waiting import eventually
+from support.workspace import BOT, CHANNEL
 from bot.slack.render import render_reply
 from bot.slack.replies import INTERRUPTED
 from bot.store.db import create_engine
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
-from doubles.openai_double import ScriptedRun
+from doubles.openai import ScriptedRun
 from processes import BotProcess, start_bot_process
 
 
@@ -148,7 +151,7 @@ async def test_sigterm_lets_the_answer_in_flight_finish_then_exits(
         bot_processes, openai_double, slack_double, database_url, grace="20", chunk_delay=0.1
     )
     assert await process.exited() == 0
-    assert bot_texts(slack_double, ts) == [LONG_ANSWER]
+    assert bot_texts(slack_double, CHANNEL, ts) == [LONG_ANSWER]
     assert await turn_statuses(database_url) == ["answered"]
 
 
@@ -160,7 +163,7 @@ async def test_sigterm_past_the_grace_period_leaves_the_answer_for_the_next_star
         bot_processes, openai_double, slack_double, database_url, grace="0.2", chunk_delay=0.5
     )
     assert await process.exited() == 0
-    assert bot_texts(slack_double, ts)[0].endswith(INTERRUPTED)  # the person sees it will go on
+    assert bot_texts(slack_double, CHANNEL, ts)[0].endswith(INTERRUPTED)  # the person sees it will go on
     assert await turn_statuses(database_url) == ["running"]
 
     again = bot_processes(database_url)
@@ -195,7 +198,7 @@ async def test_two_replicas_answer_every_message_once_and_in_order_even_when_one
         sent = [f"Ada: topic {n} message {m}" for m in range(rounds)]
         thread_id = api_thread_of(openai_double, sent[0])
         assert user_contents(openai_double, thread_id) == sent  # each message once, in order
-        answers = bot_texts(slack_double, root)
+        answers = bot_texts(slack_double, CHANNEL, root)
         echoed = [sent.index(answer.removeprefix("Echo: ")) for answer in answers]
         # Every answer is a finished echo of a message, in order, none twice; the last message is answered.
         assert echoed == sorted(set(echoed)) and echoed[-1] == rounds - 1, answers

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from bot.slack.render import MIN_LIMIT, markdown_to_mrkdwn, render_reply
 from bot.slack.text import mentioned_user_ids, strip_mention, to_plain_text
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
-CHANNEL = "C0GENERAL"
-BOT = "U0BOT"
 SLACK_TEXT_LIMIT = 40_000  # chat.postMessage truncates longer text
 # Each example delivers over HTTP to a running bot, so fewer than the pure-function properties.
 DELIVERY_SETTINGS = settings(
@@ -103,6 +103,7 @@ async def test_no_malformed_or_non_user_event_crashes_the_endpoint_or_gets_an_an
     start_bot, slack_double, openai_double
 ) -> None:
     bot = await start_bot()
+    at_start = len(openai_double.requests)  # the start-up check of the API's routes
     bases = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> a real question").envelopes
     loop = asyncio.get_running_loop()
     statuses: list[int] = []
@@ -118,7 +119,7 @@ async def test_no_malformed_or_non_user_event_crashes_the_endpoint_or_gets_an_an
     await asyncio.to_thread(delivered)
     await bot.settle()
     assert statuses
-    assert openai_double.requests == []
+    assert openai_double.requests[at_start:] == []
     assert [call.method for call in slack_double.calls if call.method.startswith("chat.")] == []
 
 
@@ -202,3 +203,92 @@ def test_any_markdown_renders_to_valid_messages_without_losing_text(markdown: st
     assert not re.search(r"<(?![@#!]|https?:|mailto:)", "".join(chunks))  # every < opens a Slack entity
     assert is_subsequence(readable(markdown), alphanumerics("".join(chunks)))
     assert bool(chunks) == bool(markdown_to_mrkdwn(markdown).strip())
+# Odd events from people: what Slack can send on a person's message -------------------------------
+
+# The fields of a message event the bot reads, and of an assistant_thread_started event.
+MESSAGE_FIELDS = ["text", "user", "ts", "thread_ts", "channel", "channel_type", "subtype", "files", "team", "blocks"]
+THREAD_FIELDS = ["assistant_thread", "event_ts"]
+UNKNOWN_SUBTYPES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=20)
+# Slack delivers up to 40,000 characters of text and more in edge cases; the bot must cope with 100,000.
+HUGE_TEXTS = st.tuples(st.text(min_size=1, max_size=3), st.sampled_from([4_001, 40_000, 100_000])).map(
+    lambda piece_and_length: (piece_and_length[0] * piece_and_length[1])[: piece_and_length[1]]
+)
+# Files as Slack lists them, including external, tombstoned and half-described ones.
+ODD_FILES = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": st.none() | st.text(max_size=12),
+            "name": st.none() | st.text(max_size=20),
+            "title": st.none() | st.text(max_size=20),
+            "mimetype": st.none() | st.text(max_size=20),
+            "filetype": st.none() | st.text(max_size=8),
+            "size": st.none() | st.integers(min_value=0),
+            "url_private_download": st.none() | st.text(max_size=30),
+            "mode": st.sampled_from(["hosted", "external", "tombstone", "snippet"]),
+        },
+    ),
+    max_size=3,
+)
+
+
+def odd_value(field: str) -> st.SearchStrategy[Any]:
+    """A value Slack may send for field: null, empty, huge or unknown (wrong types are the front door's 400)."""
+    empty = st.none() | st.just("")
+    if field == "text":
+        return empty | HUGE_TEXTS | st.text()
+    if field == "subtype":
+        return empty | NON_USER_SUBTYPES | UNKNOWN_SUBTYPES | st.sampled_from(["file_share", "thread_broadcast"])
+    if field == "files":
+        return st.none() | ODD_FILES
+    if field == "blocks":
+        return st.none() | st.lists(st.dictionaries(st.sampled_from(["type", "elements"]), JSON_VALUES), max_size=2)
+    if field == "assistant_thread":
+        # Bolt's own assistant middleware needs channel_id and thread_ts, which Slack always sends.
+        return st.none() | st.fixed_dictionaries(
+            {"channel_id": st.just(DM), "thread_ts": st.just("1.2")},
+            optional={"user_id": empty, "context": st.none() | st.dictionaries(st.text(max_size=10), JSON_SCALARS)},
+        )
+    return empty | st.text(max_size=12)
+
+
+@st.composite
+def odd_person_events(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
+    """A signed envelope of a person's message or assistant thread with fields null, missing, huge or unknown."""
+    envelope = copy.deepcopy(base)
+    envelope["event_id"] = "Ev" + draw(st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=8, max_size=12))
+    event = envelope["event"]
+    fields = THREAD_FIELDS if event.get("type") == "assistant_thread_started" else MESSAGE_FIELDS
+    for field in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=4, unique=True)):
+        if draw(st.booleans()):
+            event.pop(field, None)
+        else:
+            event[field] = draw(odd_value(field))
+    if draw(st.booleans()):
+        del envelope[draw(st.sampled_from(["team_id", "event_id"]))]
+    return envelope
+
+
+async def test_every_odd_event_a_person_can_cause_is_answered_2xx_and_the_bot_keeps_working(
+    start_bot, slack_double, openai_double
+) -> None:
+    bot = await start_bot()
+    channel_post = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> a question")
+    dm_post = slack_double.human_posts(DM, "U0ADA", "hello")
+    dm_thread_post = slack_double.human_posts(DM, "U0ADA", "in a thread", thread_ts=dm_post.ts)
+    bases = [
+        *channel_post.envelopes, *dm_post.envelopes, *dm_thread_post.envelopes,
+        slack_double.assistant_thread_started(DM, "U0ADA"),
+    ]
+    loop = asyncio.get_running_loop()
+
+    @DELIVERY_SETTINGS
+    @given(st.sampled_from(bases).flatmap(odd_person_events))
+    def delivered(envelope: dict[str, Any]) -> None:
+        response = asyncio.run_coroutine_threadsafe(bot.deliver(envelope), loop).result(timeout=60)
+        assert 200 <= response.status_code < 300, (response.status_code, response.text, envelope)
+
+    await asyncio.to_thread(delivered)
+    await bot.settle()
+    ts = await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> still there?")
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Bob: still there?"]

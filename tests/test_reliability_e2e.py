@@ -12,14 +12,17 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from bot.conversations.assistants import QUEUED_TOO_LONG
+from bot.conversations.backends.assistants.backend import QUEUED_TOO_LONG
 from bot.conversations.recovery import GAVE_UP
 from bot.slack.replies import INTERRUPTED
-from answers_seen import BOT, CHANNEL, LONG_ANSWER, bot_texts, eventually, partly_shown, post, user_contents
+from support.api_threads import user_contents
+from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
+from support.waiting import eventually
+from support.workspace import BOT, CHANNEL
 from bot.store.db import create_engine
 from bot.store.models import Conversation
 from bot.store.repositories import utcnow
-from doubles.openai_double import ScriptedRun
+from doubles.openai import ScriptedRun
 
 TEAM = "T0TEAM"
 RUNS = r"^/v1/threads/[^/]+/runs$"
@@ -99,7 +102,7 @@ async def test_messages_sent_during_a_run_wait_and_the_next_run_answers_them(sta
     await post(bot, slack_double, "third", thread_ts=first.ts)
     await bot.settle()
     # One answer covers both waiting messages; no "run is active" error reached anyone.
-    assert bot_texts(slack_double, first.ts) == [LONG_ANSWER, "Echo: Ada: third"]
+    assert bot_texts(slack_double, CHANNEL, first.ts) == [LONG_ANSWER, "Echo: Ada: third"]
     thread_id = thread_of_first_run(openai_double)
     assert user_contents(openai_double, thread_id) == ["Ada: first", "Ada: second", "Ada: third"]
     assert len(openai_double.runs_of(thread_id)) == 2
@@ -113,7 +116,7 @@ async def test_an_answer_cut_off_by_shutdown_is_completed_in_the_same_message_af
     posted = await post(bot, slack_double, f"<@{BOT}> count slowly")
     reply_ts = await partly_shown(slack_double, posted.ts)
     await bot.stop()  # no grace: the answer is cut off mid-stream
-    assert bot_texts(slack_double, posted.ts)[0].endswith(INTERRUPTED)
+    assert bot_texts(slack_double, CHANNEL, posted.ts)[0].endswith(INTERRUPTED)
 
     again = await start_bot()
     await again.settle()
@@ -155,13 +158,13 @@ async def test_a_turn_that_never_finishes_is_given_up_and_the_person_told(start_
 
     again = await start_bot(max_turn_attempts=1)
     await again.settle()
-    assert bot_texts(slack_double, posted.ts) == [f":warning: {GAVE_UP}"]
+    assert bot_texts(slack_double, CHANNEL, posted.ts) == [f":warning: {GAVE_UP}"]
     turn = await again.bot.store.get_turn(team_id=TEAM, event_id=event_id)
     assert (turn.status, turn.error) == ("failed", "gave up after 1 attempts")
     assert len(openai_double.requests_to("POST", rf"/runs/{turn.run_id}/cancel$")) == 1
     # The abandoned run does not block the conversation.
     await again.say(CHANNEL, "U0ADA", "still there?", thread_ts=posted.ts)
-    assert bot_texts(slack_double, posted.ts)[-1] == "Echo: Ada: still there?"
+    assert bot_texts(slack_double, CHANNEL, posted.ts)[-1] == "Echo: Ada: still there?"
 
 
 async def test_a_worker_that_lost_its_lease_stops_and_the_new_holder_finishes_the_answer_once(
@@ -196,7 +199,7 @@ async def test_shutdown_finishes_answers_in_flight_and_refuses_new_events_so_sla
     late = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> too late?")
     statuses = {envelope["event"]["type"]: (await bot.deliver(envelope)).status_code for envelope in late.envelopes}
     await shutting_down
-    assert bot_texts(slack_double, first.ts) == [LONG_ANSWER]
+    assert bot_texts(slack_double, CHANNEL, first.ts) == [LONG_ANSWER]
     assert statuses["app_mention"] == 500  # Slack redelivers a failed event, to whichever replica is up
     assert await bot.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(late)) is None
     await bot.stop()
@@ -205,7 +208,7 @@ async def test_shutdown_finishes_answers_in_flight_and_refuses_new_events_so_sla
     for envelope in late.envelopes:
         assert (await again.deliver(envelope, retry_num=1)).status_code == 200
     await again.settle()
-    assert bot_texts(slack_double, late.ts) == ["Echo: Ada: too late?"]
+    assert bot_texts(slack_double, CHANNEL, late.ts) == ["Echo: Ada: too late?"]
 
 
 # OpenAI faults -----------------------------------------------------------------------------
@@ -216,7 +219,7 @@ async def test_a_stream_cut_mid_answer_is_followed_to_its_end_not_run_again(star
     openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=5))
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> long answer please")
-    assert bot_texts(slack_double, ts) == [LONG_ANSWER]
+    assert bot_texts(slack_double, CHANNEL, ts) == [LONG_ANSWER]
     thread_id = thread_of_first_run(openai_double)
     assert len(openai_double.runs_of(thread_id)) == 1
     run_id = openai_double.runs_of(thread_id)[0]["id"]
@@ -228,16 +231,16 @@ async def test_rate_limits_and_server_errors_are_retried_then_explained(start_bo
     openai_double.fail_next("POST", RUNS, status=429, headers={"Retry-After": "0"})
     bot = await start_bot(openai_max_retries=2)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> through the storm")
-    assert bot_texts(slack_double, ts) == ["Echo: Ada: through the storm"]
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: through the storm"]
     assert len(openai_double.requests_to("POST", r"^/v1/threads$")) == 2
     assert len(openai_double.requests_to("POST", RUNS)) == 2
 
     openai_double.fail_next("POST", RUNS, status=429, headers={"Retry-After": "0"}, times=3)
     await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=ts)
-    assert bot_texts(slack_double, ts)[-1] == ":warning: The assistant is busy right now. Please try again in a minute."
+    assert bot_texts(slack_double, CHANNEL, ts)[-1] == ":warning: The assistant is busy right now. Please try again in a minute."
     assert len(openai_double.requests_to("POST", RUNS)) == 5  # 1 try + 2 retries, then the person is told
     await bot.say(CHANNEL, "U0ADA", "better?", thread_ts=ts)
-    assert bot_texts(slack_double, ts)[-1] == "Echo: Ada: better?"
+    assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: better?"
 
 
 async def test_a_stream_that_times_out_is_followed_by_polling(start_bot, slack_double, openai_double) -> None:
@@ -245,7 +248,7 @@ async def test_a_stream_that_times_out_is_followed_by_polling(start_bot, slack_d
     openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=3, chunk_delay=2.0))
     bot = await start_bot(openai_timeout_seconds=0.5)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slow answer")
-    assert bot_texts(slack_double, ts) == [LONG_ANSWER]
+    assert bot_texts(slack_double, CHANNEL, ts) == [LONG_ANSWER]
     assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
 
 
@@ -253,12 +256,12 @@ async def test_a_run_stuck_in_queued_is_cancelled_and_the_person_told(start_bot,
     openai_double.script(ScriptedRun(stall=True))
     bot = await start_bot(run_queued_deadline_seconds=0.5)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> are you there?")
-    assert bot_texts(slack_double, ts) == [f":warning: {QUEUED_TOO_LONG}"]
+    assert bot_texts(slack_double, CHANNEL, ts) == [f":warning: {QUEUED_TOO_LONG}"]
     thread_id = thread_of_first_run(openai_double)
     run_id = openai_double.runs_of(thread_id)[0]["id"]
     assert len(openai_double.requests_to("POST", rf"/runs/{run_id}/cancel$")) == 1
     await bot.say(CHANNEL, "U0ADA", "try again", thread_ts=ts)
-    assert bot_texts(slack_double, ts)[-1] == "Echo: Ada: try again"
+    assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: try again"
     assert [run["status"] for run in openai_double.runs_of(thread_id)] == ["cancelled", "completed"]
 
 
@@ -270,7 +273,7 @@ async def test_slack_rate_limits_on_posting_and_updating_are_waited_out(start_bo
     slack_double.fail_next("chat.update", status=429, headers={"Retry-After": "0"})
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slowly, Slack")
-    assert bot_texts(slack_double, ts) == ["Echo: Ada: slowly, Slack"]
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: slowly, Slack"]
     assert [call.response["ok"] for call in slack_double.calls_to("chat.postMessage")] == [False, True]
     assert [call.response["ok"] for call in slack_double.calls_to("chat.update")][:2] == [False, True]
 
@@ -303,7 +306,7 @@ async def test_a_channel_the_bot_cannot_post_in_closes_the_turn_with_a_clear_log
     assert any(CHANNEL in line and slack_error in line and "unanswered" in line for line in logged), logged
     assert openai_double.requests_to("POST", RUNS) == []  # nothing was asked that nobody could see
     await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=posted.ts)
-    assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: and now?"]
+    assert bot_texts(slack_double, CHANNEL, posted.ts) == ["Echo: Ada: and now?"]
 
 
 # Database faults ---------------------------------------------------------------------------
@@ -320,7 +323,7 @@ async def test_a_failed_database_write_loses_no_turn_and_shows_the_answer_once(
     await run_sql(database_url, ALLOW_ANSWERED[dialect(database_url)])
     await turn_answered(bot, posted, what="the turn answered after the database recovered")
     await bot.settle()
-    assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: write this down"]
+    assert bot_texts(slack_double, CHANNEL, posted.ts) == ["Echo: Ada: write this down"]
     assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
 
 
@@ -336,7 +339,7 @@ async def test_an_event_whose_write_fails_is_refused_so_slack_redelivers_it(
     for envelope in posted.envelopes:
         assert (await bot.deliver(envelope, retry_num=1)).status_code == 200
     await bot.settle()
-    assert bot_texts(slack_double, posted.ts) == ["Echo: Ada: are you writing?"]
+    assert bot_texts(slack_double, CHANNEL, posted.ts) == ["Echo: Ada: are you writing?"]
 
 
 @pytest.mark.postgres
@@ -357,4 +360,4 @@ async def test_dropped_database_connections_are_reestablished(start_bot, databas
         await admin.close()
     assert dropped >= 1  # the bot's pooled connections are gone
     await bot.say(CHANNEL, "U0ADA", "after", thread_ts=ts)
-    assert bot_texts(slack_double, ts) == ["Echo: Ada: before", "Echo: Ada: after"]
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: before", "Echo: Ada: after"]

@@ -13,20 +13,15 @@ from bot.store.models import ApiFile, Conversation, TurnRecord
 from conftest import OPENAI_KEY, SIGNING_SECRET
 from doubles.slack_events import block_action_body, deliver_form, slash_command_body
 from secret_audit import record_text, find_leaks
-from test_conversations_e2e import user_contents
+from support.api_threads import user_contents
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
-CHANNEL = "C0GENERAL"
-DM = "D0ADA"
-BOT = "U0BOT"
 TEAM = "T0TEAM"
 OTHER_TEAM = "T0OTHER"
 OTHER_TOKEN = "xoxb-other-team-token-93b1"
 OTHER_BOT = "U0BOT2"
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-
-
-def bot_texts(slack, channel: str, thread_ts: str | None = None, *, team_id: str | None = None) -> list[str]:
-    return [m["text"] for m in slack.bot_messages(channel, thread_ts=thread_ts, team_id=team_id) if m.get("text")]
 
 
 # Signatures -------------------------------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -22,10 +21,10 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from doubles.slack_double import (
+from doubles.slack import SlackDouble
+from doubles.slack.methods import METHODS, web_api
+from doubles.slack.references import (
     EVENT_WRAPPER_SCHEMA,
-    METHODS,
-    SlackDouble,
     event_sample_path,
     require_specs,
     response_shape,
@@ -41,6 +40,7 @@ from doubles.slack_events import (
     slash_command_body,
     view_submission_body,
 )
+from support.waiting import eventually
 
 require_specs()
 
@@ -81,14 +81,6 @@ async def slack_error(call: Any) -> str:
     with pytest.raises(SlackApiError) as raised:
         await call
     return raised.value.response["error"]
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-    return result
 
 
 def assert_like_samples(envelope: dict[str, Any]) -> None:
@@ -494,6 +486,12 @@ def test_required_arguments_cover_the_swagger_spec() -> None:
         declared = {p["name"] for p in parameters if p.get("required") and p["name"] != "token"}
         enforced = {n for requirement in method.requires for n in requirement.names}
         assert declared <= enforced, name
+
+
+def test_a_web_api_method_is_registered_by_one_module_only() -> None:
+    with pytest.raises(ValueError, match="chat.postMessage"):
+        web_api("chat.postMessage")(lambda slack, ws, params: {})
+    assert METHODS["chat.postMessage"].handler.__module__ == "doubles.slack.chat"
 
 
 def test_reset_forgets_everything_but_the_first_workspace(slack) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-BOT = "U0BOT"
+from support.workspace import BOT
 
 
 async def test_socket_mode_answers_a_mention_and_serves_only_health(start_bot, slack_double) -> None:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from sqlalchemy import text
+
+from bot.store.channels import ChannelStore
 from bot.store.db import create_engine, migrate, session_factory
 from bot.store.models import Base, TurnStatus
 from bot.store.repositories import Store
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    engine = create_engine(database_url)
-    await migrate(engine)
-    yield Store(session_factory(engine))
-    await engine.dispose()
+from support.store import store  # noqa: F401  (the migrated store on SQLite and PostgreSQL)
 
 
 async def test_migrations_build_exactly_the_models(database_url: str) -> None:
@@ -65,8 +59,9 @@ async def test_conversations_are_found_by_team_channel_and_thread(store: Store) 
     assert await store.find_conversation(team_id="T1", channel_id="C1", thread_key="100.1") is not None
     assert await store.find_conversation(team_id="T2", channel_id="C1", thread_key="100.1") is None
     assert await store.find_conversation(team_id="T1", channel_id="C2", thread_key="100.1") is None
-    await store.set_api_thread(created.id, api_thread_id="thread_abc", assistant_id="asst_1")
-    assert (await store.get_conversation(created.id)).api_thread_id == "thread_abc"
+    await store.set_backend_state(created.id, backend="responses", state={"conversation_id": "conv_abc"})
+    stored = await store.get_conversation(created.id)
+    assert (stored.backend, stored.backend_state) == ("responses", {"conversation_id": "conv_abc"})
 
 
 async def test_concurrent_creation_yields_one_conversation(store: Store) -> None:
@@ -96,9 +91,9 @@ async def test_turns_move_through_their_states(store: Store) -> None:
     await _record(store, conversation.id, "Ev2")
     turns = await store.open_turns(conversation.id)
     await store.start_turns([turns[0].id])
-    await store.update_turns([turns[0].id], run_id="run_1")
+    await store.record_progress([turns[0].id], {"response_id": "resp_1"})
     running = await store.get_turn(team_id="T1", event_id="Ev1")
-    assert (running.status, running.attempts, running.run_id) == ("running", 1, "run_1")
+    assert (running.status, running.attempts, running.backend_progress) == ("running", 1, {"response_id": "resp_1"})
     await store.update_turns([turns[0].id], status=TurnStatus.ANSWERED.value, reply_ts="5.5")
     done = await store.get_turn(team_id="T1", event_id="Ev1")
     assert done.status == "answered" and done.finished_at is not None and done.reply_ts == "5.5"
@@ -106,11 +101,50 @@ async def test_turns_move_through_their_states(store: Store) -> None:
 
 
 async def test_channel_settings_and_app_state(store: Store) -> None:
-    assert await store.channel_assistant(team_id="T1", channel_id="C1") is None
-    await store.set_channel_assistant(team_id="T1", channel_id="C1", assistant_id="asst_x", updated_by="U1")
-    await store.set_channel_assistant(team_id="T1", channel_id="C1", assistant_id="asst_y", updated_by="U2")
-    assert await store.channel_assistant(team_id="T1", channel_id="C1") == "asst_y"
-    assert await store.channel_assistant(team_id="T2", channel_id="C1") is None
+    assert await store.channel_profile(team_id="T1", channel_id="C1") is None
+    await store.set_channel_profile(team_id="T1", channel_id="C1", profile_id="asst_x", updated_by="U1")
+    await store.set_channel_profile(team_id="T1", channel_id="C1", profile_id="prof_y", updated_by="U2")
+    assert await store.channel_profile(team_id="T1", channel_id="C1") == "prof_y"
+    assert await store.channel_profile(team_id="T2", channel_id="C1") is None
     assert await store.put_state_once("default_assistant_id", "asst_first") == "asst_first"
     assert await store.put_state_once("default_assistant_id", "asst_second") == "asst_first"
     assert await store.get_state("default_assistant_id") == "asst_first"
+
+
+async def test_assistants_rows_from_before_the_backends_keep_working(database_url: str) -> None:
+    """Rows written by the Assistants-only bot (migration 0002) become `assistants` backend state and progress."""
+    engine = create_engine(database_url)
+    await migrate(engine, "0002")
+    async with engine.begin() as connection:
+        await connection.execute(text(
+            "INSERT INTO conversations (id, team_id, channel_id, thread_key, surface, api_thread_id, assistant_id,"
+            " vector_store_id) VALUES (1, 'T1', 'C1', '1.0', 'channel', 'thread_old', 'asst_1', 'vs_1'),"
+            " (2, 'T1', 'C1', '2.0', 'channel', NULL, NULL, NULL)"
+        ))
+        await connection.execute(text(
+            "INSERT INTO turns (id, team_id, event_id, conversation_id, channel_id, user_id, message_ts, payload,"
+            " status, api_message_id, run_id, attempts) VALUES"
+            " (1, 'T1', 'Ev1', 1, 'C1', 'U1', '1.0', '{}', 'running', 'msg_1', 'run_1', 1)"
+        ))
+        await connection.execute(text(
+            "INSERT INTO retired_threads (conversation_id, team_id, api_thread_id, vector_store_id)"
+            " VALUES (1, 'T1', 'thread_older', NULL)"
+        ))
+        await connection.execute(text(
+            "INSERT INTO channel_settings (team_id, channel_id, assistant_id) VALUES ('T1', 'C1', 'asst_9')"
+        ))
+    await migrate(engine)
+    store = Store(session_factory(engine))
+    migrated = await store.get_conversation(1)
+    assert (migrated.backend, migrated.backend_state) == ("assistants", {"thread_id": "thread_old", "vector_store_id": "vs_1"})
+    untouched = await store.get_conversation(2)
+    assert (untouched.backend, untouched.backend_state) == (None, None)
+    turn = await store.get_turn(team_id="T1", event_id="Ev1")
+    assert turn.backend_progress == {"message_ids": {"Ev1": "msg_1"}, "run_id": "run_1"}
+    memories = await ChannelStore(store).backend_states(1)
+    assert [(memory.backend, memory.state) for memory in memories] == [
+        ("assistants", {"thread_id": "thread_old", "vector_store_id": "vs_1"}),
+        ("assistants", {"thread_id": "thread_older"}),
+    ]
+    assert await store.channel_profile(team_id="T1", channel_id="C1") == "asst_9"
+    await engine.dispose()

@@ -1,4 +1,4 @@
-"""Per-channel assistants (who may choose, choosing, the audit trail, usage) and conversation control (new, forget)."""
+"""Per-channel assistant profiles (who may choose, choosing, the audit trail, usage) and conversation control."""
 
 from __future__ import annotations
 
@@ -7,21 +7,19 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Protocol
 
-from bot.conversations.retention import ApiObjects
-from bot.conversations.service import AssistantDirectory
-from bot.errors import ConversationBusy
-from bot.openai_api.client import OpenAIClient
-from bot.openai_api.models import Assistant
-from bot.store.channels import ApiObjectIds, ChannelStore, TokenUsage
+from bot.conversations.backend import Backend
+from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileOrigin, ProfileSpec
+from bot.conversations.retention import forget_memories
+from bot.conversations.service import ChannelProfiles
+from bot.errors import ConversationBusy, ProfileNotFound
+from bot.store.channels import ChannelStore, TokenUsage
 from bot.store.models import Conversation
 from bot.store.repositories import Store, utcnow
 
 log = logging.getLogger(__name__)
 
-# The tools a channel's assistant may be given from Slack; our own functions are added to every run anyway.
-BUILTIN_TOOLS = ("file_search", "code_interpreter")
 USAGE_WINDOWS_DAYS = (7, 30)
 # Models no assistant can run on, left out of the model picker.
 NON_CHAT_MODEL_WORDS = (
@@ -33,46 +31,11 @@ FORGET_LEASE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
-class AssistantSpec:
-    """What a person fills in to create or edit an assistant."""
-
-    name: str
-    model: str
-    instructions: str | None  # None when the form could not hold them: they stay as they are
-    tools: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AssistantProfile:
-    """An assistant as people see and choose it, independent of the API's object."""
-
-    id: str
-    name: str | None
-    model: str
-    instructions: str | None
-    tools: tuple[dict[str, Any], ...]
-
-    @classmethod
-    def of(cls, assistant: Assistant) -> AssistantProfile:
-        return cls(
-            id=assistant.id,
-            name=assistant.name,
-            model=assistant.model,
-            instructions=assistant.instructions,
-            tools=tuple(assistant.tools),
-        )
-
-
-@dataclass(frozen=True)
 class ChannelAssistant:
-    """The assistant a channel talks to, and whether it is the bot's default."""
+    """The profile a channel talks to, and whether it is the bot's default."""
 
-    assistant: AssistantProfile
+    assistant: Profile
     is_default: bool
-
-    @property
-    def tool_types(self) -> list[str]:
-        return [tool.get("type", "?") for tool in self.assistant.tools]
 
 
 @dataclass(frozen=True)
@@ -110,92 +73,89 @@ def group_models(model_ids: Sequence[str]) -> list[ModelGroup]:
 
 
 class ChannelAssistants:
-    """Choosing the assistant a channel talks to: lookups, the permission rule, and audited changes."""
+    """Choosing the profile a channel talks to: lookups, the permission rule, and audited changes."""
 
     def __init__(
         self,
         *,
-        client: OpenAIClient,
-        directory: AssistantDirectory,
+        backend: Backend,
+        models: ModelLister,
+        profiles: ChannelProfiles,
         store: Store,
         channel_store: ChannelStore,
         admin_user_ids: Collection[str],
     ) -> None:
-        self._client = client
-        self._directory = directory
+        self._backend = backend
+        self._models = models
+        self._profiles = profiles
         self._store = store
         self._channel_store = channel_store
         self._admin_user_ids = frozenset(admin_user_ids)
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    def builtin_tools(self) -> tuple[str, ...]:
+        """The built-in tools the backend in use can run, which a profile may switch on."""
+        return tuple(tool for tool in BUILTIN_TOOLS if self._backend.capabilities.supports(tool))
 
     def may_change(self, *, user_id: str, is_workspace_admin: bool) -> bool:
         """Workspace admins and owners, and the operator's ADMIN_USER_IDS, may change a channel's assistant."""
         return is_workspace_admin or user_id in self._admin_user_ids
 
     async def current(self, *, team_id: str, channel_id: str) -> ChannelAssistant:
-        chosen = await self._store.channel_assistant(team_id=team_id, channel_id=channel_id)
-        assistant_id = chosen or await self._directory.default_assistant()
-        assistant = AssistantProfile.of(await self._client.retrieve_assistant(assistant_id))
-        return ChannelAssistant(assistant, is_default=chosen is None)
+        profile, is_default = await self._profiles.for_channel(team_id=team_id, channel_id=channel_id)
+        return ChannelAssistant(profile, is_default=is_default)
 
-    async def default(self) -> AssistantProfile:
-        return AssistantProfile.of(await self._client.retrieve_assistant(await self._directory.default_assistant()))
+    async def default(self) -> Profile:
+        return await self._backend.profiles.default()
 
-    async def available(self) -> list[AssistantProfile]:
-        return [AssistantProfile.of(assistant) async for assistant in self._client.iterate_assistants()]
+    async def available(self) -> list[Profile]:
+        return await self._backend.profiles.list()
 
-    async def find(self, reference: str) -> list[AssistantProfile]:
-        """The assistant with this id (NotFoundError if none), or every assistant with this name."""
-        if reference.startswith("asst_"):
-            return [AssistantProfile.of(await self._client.retrieve_assistant(reference))]
-        wanted = reference.casefold()
-        return [assistant for assistant in await self.available() if (assistant.name or "").casefold() == wanted]
+    async def find(self, reference: str) -> list[Profile]:
+        """The profile with this id, else every profile with this name (case-insensitive)."""
+        try:
+            return [await self._backend.profiles.get(reference)]
+        except ProfileNotFound:
+            wanted = reference.casefold()
+            return [profile for profile in await self.available() if profile.name.casefold() == wanted]
 
     async def model_ids(self) -> list[str]:
-        return [model.id for model in await self._client.list_models()]
+        return await self._models.model_ids()
 
     async def use(self, *, team_id: str, channel_id: str, user_id: str, assistant_id: str) -> None:
         await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="use", to_id=assistant_id)
 
-    async def create(self, *, team_id: str, channel_id: str, user_id: str, spec: AssistantSpec) -> AssistantProfile:
-        assistant = await self._client.create_assistant(
-            model=spec.model,
-            name=spec.name,
-            instructions=spec.instructions or None,
-            tools=[{"type": tool} for tool in spec.tools],
-            metadata={"created_by": user_id, "channel": channel_id},
+    async def create(self, *, team_id: str, channel_id: str, user_id: str, spec: ProfileSpec) -> Profile:
+        profile = await self._backend.profiles.create(
+            spec, origin=ProfileOrigin(team_id=team_id, channel_id=channel_id, user_id=user_id)
         )
-        log.info("user %s created assistant %s for channel %s", user_id, assistant.id, channel_id)
-        await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="create", to_id=assistant.id)
-        return AssistantProfile.of(assistant)
+        log.info("user %s created profile %s for channel %s", user_id, profile.id, channel_id)
+        await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="create", to_id=profile.id)
+        return profile
 
     async def edit(
-        self, *, team_id: str, channel_id: str, user_id: str, assistant_id: str, spec: AssistantSpec
-    ) -> AssistantProfile:
-        current = await self._client.retrieve_assistant(assistant_id)
-        # Only the built-in tools are edited here; function tools the assistant has stay as they are.
-        kept = [tool for tool in current.tools if tool.get("type") not in BUILTIN_TOOLS]
-        fields = {"name": spec.name, "model": spec.model, "tools": kept + [{"type": tool} for tool in spec.tools]}
-        if spec.instructions is not None:
-            fields["instructions"] = spec.instructions
-        assistant = await self._client.update_assistant(assistant_id, **fields)
-        log.info("user %s edited assistant %s from channel %s", user_id, assistant_id, channel_id)
+        self, *, team_id: str, channel_id: str, user_id: str, assistant_id: str, spec: ProfileSpec
+    ) -> Profile:
+        profile = await self._backend.profiles.update(assistant_id, spec)
+        log.info("user %s edited profile %s from channel %s", user_id, assistant_id, channel_id)
         # The channel keeps using what it used (its own choice, or the default that was just edited).
         await self._channel_store.record_assistant_change(
             team_id=team_id, channel_id=channel_id, user_id=user_id, action="edit",
             from_id=assistant_id, to_id=assistant_id,
         )
-        return AssistantProfile.of(assistant)
+        return profile
 
     async def reset(self, *, team_id: str, channel_id: str, user_id: str) -> None:
         await self._bind(team_id=team_id, channel_id=channel_id, user_id=user_id, action="reset", to_id=None)
 
     async def _bind(self, *, team_id: str, channel_id: str, user_id: str, action: str, to_id: str | None) -> None:
         """Point the channel at to_id (None: the default) and record who did it, from what, to what."""
-        default_id = await self._directory.default_assistant()
-        from_id = await self._store.channel_assistant(team_id=team_id, channel_id=channel_id) or default_id
-        await self._store.set_channel_assistant(
-            team_id=team_id, channel_id=channel_id, assistant_id=to_id, updated_by=user_id
-        )
+        default_id = (await self.default()).id
+        from_id = await self._profiles.chosen_id(team_id=team_id, channel_id=channel_id) or default_id
+        await self._store.set_channel_profile(team_id=team_id, channel_id=channel_id, profile_id=to_id, updated_by=user_id)
         await self._channel_store.record_assistant_change(
             team_id=team_id, channel_id=channel_id, user_id=user_id, action=action,
             from_id=from_id, to_id=to_id or default_id,
@@ -219,14 +179,22 @@ class ChannelAssistants:
         return windows
 
 
+class ModelLister(Protocol):
+    async def model_ids(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What forgetting a conversation deleted."""
+
+    memories: int  # backend states (current and retired) whose server objects were deleted
+
+
 class ConversationControl:
     """`new` and `forget` for the conversation a command means (see `conversation_for`)."""
 
-    def __init__(
-        self, *, client: OpenAIClient, api_objects: ApiObjects, store: Store, channel_store: ChannelStore
-    ) -> None:
-        self._client = client
-        self._api_objects = api_objects
+    def __init__(self, *, backend: Backend, store: Store, channel_store: ChannelStore) -> None:
+        self._backend = backend
         self._store = store
         self._channel_store = channel_store
         self._owner = f"command-{uuid.uuid4().hex[:12]}"
@@ -241,15 +209,17 @@ class ConversationControl:
         async with self._store.transaction() as session:
             return await session.get(Conversation, conversation_id)
 
-    async def start_fresh(self, conversation: Conversation) -> str:
-        """Give the conversation a new, empty API thread; the old one is kept as retired. Returns the new id."""
-        thread = await self._client.create_thread(metadata={"conversation": str(conversation.id)})
-        await self._channel_store.replace_api_thread(conversation, new_thread_id=thread.id)
-        log.info("conversation %s: new API thread %s (was %s)", conversation.id, thread.id, conversation.api_thread_id)
-        return thread.id
+    async def start_fresh(self, conversation: Conversation, *, since_ts: str) -> bool:
+        """The conversation's next answer starts a fresh memory knowing only what is said after ``since_ts``;
+        the old one is kept as retired. False when it had no memory yet."""
+        if not conversation.backend_state:
+            return False
+        await self._channel_store.retire_state(conversation.id, since_ts=since_ts)
+        log.info("conversation %s: memory on %s retired; starting fresh", conversation.id, conversation.backend)
+        return True
 
-    async def forget(self, conversation_id: int) -> ApiObjectIds:
-        """Delete the conversation's API threads, vector stores and files, then its rows.
+    async def forget(self, conversation_id: int) -> Forgotten:
+        """Delete what the backend keeps for the conversation (current and retired), then its rows.
 
         The lease keeps workers away meanwhile; if the API refuses a deletion the rows stay, so
         that nothing is left on the API without a record, and forgetting can be tried again.
@@ -259,19 +229,11 @@ class ConversationControl:
         ):
             raise ConversationBusy(f"conversation {conversation_id} is being answered")
         try:
-            objects = await self._channel_store.api_objects(conversation_id)
-            for thread_id in objects.thread_ids:
-                await self._api_objects.delete_thread(thread_id)
-            for vector_store_id in objects.vector_store_ids:
-                await self._api_objects.delete_vector_store(vector_store_id)
-            for file_id in objects.file_ids:
-                await self._api_objects.delete_file(file_id)
+            memories = await self._channel_store.backend_states(conversation_id)
+            await forget_memories(self._backend, memories)
         except BaseException:
             await self._store.release_conversation(conversation_id, owner=self._owner)
             raise
         await self._channel_store.delete_conversation(conversation_id)
-        log.info(
-            "conversation %s forgotten: %d threads, %d vector stores, %d files deleted",
-            conversation_id, len(objects.thread_ids), len(objects.vector_store_ids), len(objects.file_ids),
-        )
-        return objects
+        log.info("conversation %s forgotten: %d backend memories deleted", conversation_id, len(memories))
+        return Forgotten(memories=len(memories))

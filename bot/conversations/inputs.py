@@ -1,36 +1,24 @@
-"""A turn's message on its way into the API thread, and the stages it passes through."""
+"""A turn's message on its way to the backend, and the stages it passes through."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from bot.conversations.backend import ConversationRef, FileKind, InputFile, UserInput
 from bot.conversations.ports import ReplyStream
-from bot.conversations.turn import SharedFile, Turn
-from bot.store.models import Conversation
-
-
-@dataclass
-class Download:
-    """A shared file's bytes, fetched from the chat platform."""
-
-    file: SharedFile
-    data: bytes
-    kind: str  # "image", "document", "data" or "audio"
+from bot.conversations.turn import Turn
 
 
 @dataclass
 class PreparedInput:
-    """One turn's message as it will be added to the API thread; stages refine it in order."""
+    """One turn's message as it will reach the backend; stages refine it in order."""
 
     turn: Turn
     text: str  # what the assistant reads: speaker-prefixed text, plus transcripts
-    downloads: list[Download] = field(default_factory=list)
+    files: list[InputFile] = field(default_factory=list)
     transcripts: list[tuple[str, str]] = field(default_factory=list)  # (file name, transcript)
-    content_parts: list[dict[str, Any]] = field(default_factory=list)  # e.g. image_file parts
-    attachments: list[dict[str, Any]] = field(default_factory=list)  # file_search / code_interpreter
-    vector_store_id: str | None = None  # the conversation's store, which the API thread must search
-    blocked: bool = False  # refused (e.g. by moderation): nothing of it may reach the API
+    blocked: bool = False  # refused (e.g. by moderation): nothing of it may reach the backend
 
     @classmethod
     def of(cls, turn: Turn) -> PreparedInput:
@@ -38,19 +26,20 @@ class PreparedInput:
 
     @property
     def is_empty(self) -> bool:
-        return not self.text.strip() and not self.content_parts and not self.attachments
+        return not self.text.strip() and not self.files
 
-    def message_content(self) -> str | list[dict[str, Any]]:
-        if not self.content_parts:
-            return self.text
-        text_part = [{"type": "text", "text": self.text}] if self.text.strip() else []
-        return [*text_part, *self.content_parts]
+    @property
+    def images(self) -> list[InputFile]:
+        return [file for file in self.files if file.kind is FileKind.IMAGE]
+
+    def user_input(self) -> UserInput:
+        return UserInput(key=self.turn.event_id, text=self.text, files=tuple(self.files))
 
 
 class InputStage(Protocol):
-    """One step between Slack and the API thread (file download, moderation, upload, ...)."""
+    """One step between Slack and the backend (limits, file download, moderation, ...)."""
 
-    async def process(self, item: PreparedInput, *, conversation: Conversation, reply: ReplyStream) -> None:
+    async def process(self, item: PreparedInput, *, conversation: ConversationRef, reply: ReplyStream) -> None:
         """Refine `item` in place; tell the person through `reply` about anything refused."""
         ...
 
@@ -59,4 +48,3 @@ class OutputStage(Protocol):
     """A filter between the backend's answer and what people see."""
 
     def wrap(self, reply: ReplyStream, *, turn: Turn) -> ReplyStream: ...
-

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from bot.conversations.backend import ConversationRef
 from bot.conversations.inputs import PreparedInput
 from bot.conversations.ports import ReplyStream
 from bot.store.limits import LimitsRepository
-from bot.store.models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class LimitsStage:
         self._max_files = max_files
         self._per_minute = per_minute
 
-    async def process(self, item: PreparedInput, *, conversation: Conversation, reply: ReplyStream) -> None:
+    async def process(self, item: PreparedInput, *, conversation: ConversationRef, reply: ReplyStream) -> None:
         refusal = await self.refusal(item)
         if refusal is None:
             return

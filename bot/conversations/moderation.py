@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -10,7 +9,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bot.conversations.inputs import Download, PreparedInput
+from bot.conversations.backend import ConversationRef, InputFile
+from bot.conversations.inputs import PreparedInput
 from bot.conversations.ports import Platform, ReplyStream
 from bot.conversations.turn import (
     HistoryMessage,
@@ -23,7 +23,6 @@ from bot.conversations.turn import (
 )
 from bot.errors import AnswerWithheld, APIError, ConfigurationError
 from bot.openai_api.models import ModerationResponse, ModerationResult
-from bot.store.models import Conversation
 from bot.store.moderation_log import Flag, ModerationLog
 
 log = logging.getLogger(__name__)
@@ -198,17 +197,12 @@ class Moderator:
         )
 
 
-def data_url(download: Download) -> str:
-    mimetype = download.file.mimetype if download.file.mimetype.startswith("image/") else "image/png"
-    return f"data:{mimetype};base64,{base64.b64encode(download.data).decode('ascii')}"
-
-
-def moderation_content(text: str, images: list[Download]) -> ModerationContent | None:
+def moderation_content(text: str, images: list[InputFile]) -> ModerationContent | None:
     """One request's input: the text alone, or text and images together; None if there is nothing."""
     if not images:
         return text if text.strip() else None
     text_part = [{"type": "text", "text": text}] if text.strip() else []
-    return [*text_part, *({"type": "image_url", "image_url": {"url": data_url(image)}} for image in images)]
+    return [*text_part, *({"type": "image_url", "image_url": {"url": image.data_url()}} for image in images)]
 
 
 class ModerationStage:
@@ -217,10 +211,10 @@ class ModerationStage:
     def __init__(self, moderator: Moderator) -> None:
         self._moderator = moderator
 
-    async def process(self, item: PreparedInput, *, conversation: Conversation, reply: ReplyStream) -> None:
+    async def process(self, item: PreparedInput, *, conversation: ConversationRef, reply: ReplyStream) -> None:
         if not self._moderator.policy.checks_input:
             return
-        content = moderation_content(item.text, [download for download in item.downloads if download.kind == "image"])
+        content = moderation_content(item.text, item.images)
         if content is None:
             return
         verdict = await self._moderator.check(content)
@@ -242,14 +236,14 @@ class ModerationStage:
 
 
 class ScreenedHistory:
-    """The platform, with the earlier messages that seed a new API thread moderated like any input."""
+    """The platform, with the earlier messages that seed a new conversation moderated like any input."""
 
     def __init__(self, platform: Platform, moderator: Moderator) -> None:
         self._platform = platform
         self._moderator = moderator
 
-    async def history(self, turn: Turn) -> list[HistoryMessage]:
-        history = await self._platform.history(turn)
+    async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
+        history = await self._platform.history(turn, since_ts=since_ts)
         said = [index for index, message in enumerate(history) if message.role == "user" and message.text.strip()]
         if not said or not self._moderator.policy.checks_input:
             return history
@@ -258,7 +252,7 @@ class ScreenedHistory:
             index for index, verdict in zip(said, verdicts, strict=True) if self._moderator.policy.refuses(verdict)
         }
         if refused:
-            log.info("left %d of %d earlier messages out of a new API thread (moderation)", len(refused), len(history))
+            log.info("left %d of %d earlier messages out of a new conversation (moderation)", len(refused), len(history))
         return [message for index, message in enumerate(history) if index not in refused]
 
     def reply(

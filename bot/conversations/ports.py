@@ -26,8 +26,8 @@ class ReplyStream(Protocol):
 class Platform(Protocol):
     """The chat platform as the conversation service sees it."""
 
-    async def history(self, turn: Turn) -> list[HistoryMessage]:
-        """Messages of the conversation before this turn, for a conversation the bot joins late."""
+    async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
+        """Messages of the conversation before this turn (and after ``since_ts``), to seed a new memory."""
         ...
 
     def reply(

@@ -1,18 +1,16 @@
-"""Data retention: conversations idle longer than RETENTION_DAYS are purged, API objects first."""
+"""Data retention: conversations idle longer than RETENTION_DAYS are purged, server objects first."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from bot.errors import APIError, NotFoundError, StoreError
-from bot.openai_api.client import OpenAIClient
-from bot.openai_api.files import FilesAPI
-from bot.store.channels import ApiObjectIds, ChannelStore
+from bot.conversations.backend import Backend
+from bot.errors import APIError, StoreError
+from bot.store.channels import BackendMemory, ChannelStore
 from bot.store.repositories import Store, utcnow
 from bot.store.retention import IdleConversation, RetentionRepository
 
@@ -24,58 +22,30 @@ BATCH_SIZE = 100
 PURGE_LEASE_SECONDS = 600.0
 
 
-class ApiObjects(Protocol):
-    """Deleting what the API keeps for a conversation; an object already gone counts as deleted."""
+async def forget_memories(backend: Backend, memories: Sequence[BackendMemory]) -> None:
+    """Delete what the backend keeps for each memory; stops at the first failure.
 
-    async def delete_thread(self, thread_id: str) -> None: ...
-
-    async def delete_vector_store(self, vector_store_id: str) -> None: ...
-
-    async def delete_file(self, file_id: str) -> None: ...
-
-
-async def delete_api_objects(api: ApiObjects, objects: ApiObjectIds) -> None:
-    """Delete a conversation's threads, vector stores and files on the API; stops at the first failure."""
-    for thread_id in objects.thread_ids:
-        await api.delete_thread(thread_id)
-    for vector_store_id in objects.vector_store_ids:
-        await api.delete_vector_store(vector_store_id)
-    for file_id in objects.file_ids:
-        await api.delete_file(file_id)
-
-
-class OpenAIObjects:
-    """ApiObjects over the Assistants API client."""
-
-    def __init__(self, client: OpenAIClient) -> None:
-        self._client = client
-        self._files = FilesAPI(client)
-
-    async def delete_thread(self, thread_id: str) -> None:
-        await self._unless_gone(self._client.delete_thread(thread_id))
-
-    async def delete_vector_store(self, vector_store_id: str) -> None:
-        await self._unless_gone(self._files.delete_vector_store(vector_store_id))
-
-    async def delete_file(self, file_id: str) -> None:
-        await self._unless_gone(self._files.delete(file_id))
-
-    @staticmethod
-    async def _unless_gone(deletion: Awaitable[object]) -> None:
-        try:
-            await deletion
-        except NotFoundError as exc:
-            log.info("retention: already deleted on the API (%s)", exc)
+    A memory another backend wrote (before the deployment switched) cannot be reached through this
+    one: it is logged for the operator and its rows go; the server objects stay where they are.
+    """
+    for memory in memories:
+        if memory.backend != backend.name:
+            log.warning(
+                "a conversation memory on the %s backend cannot be deleted through the %s backend; "
+                "its server objects are left", memory.backend, backend.name,
+            )
+            continue
+        await backend.forget(memory.state)
 
 
 class RetentionPurger:
-    """Deletes idle conversations: their API threads, vector stores and files, then their rows."""
+    """Deletes idle conversations: what the backend keeps for them, then their rows."""
 
-    def __init__(self, *, store: Store, api: ApiObjects, retention_days: int) -> None:
+    def __init__(self, *, store: Store, backend: Backend, retention_days: int) -> None:
         self._store = store
         self._repository = RetentionRepository(store)
         self._channels = ChannelStore(store)
-        self._api = api
+        self._backend = backend
         self._retention = timedelta(days=retention_days)
         self._owner = f"retention-{uuid.uuid4().hex[:12]}"
 
@@ -111,13 +81,13 @@ class RetentionPurger:
 
     async def _purge(self, conversation: IdleConversation, cutoff: datetime) -> bool:
         """True when the conversation is gone; False leaves it (busy, woke up, or the API failed)."""
-        # The lease keeps workers off the conversation while its API thread is being deleted.
+        # The lease keeps workers off the conversation while its server objects are being deleted.
         if not await self._store.claim_conversation(
             conversation.id, owner=self._owner, lease_seconds=PURGE_LEASE_SECONDS
         ):
             return False
         try:
-            await delete_api_objects(self._api, await self._channels.api_objects(conversation.id))
+            await forget_memories(self._backend, await self._channels.backend_states(conversation.id))
         except APIError as exc:
             log.warning(
                 "retention: conversation %s (team %s, channel %s) kept for now; the API refused a deletion: %s",

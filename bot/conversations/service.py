@@ -8,12 +8,25 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from bot.conversations.backend import Backend, RunRequest, RunStarted, Usage
+from bot.conversations.backend import (
+    AnswerRequest,
+    Backend,
+    BackendState,
+    Checkpoint,
+    ConversationRef,
+    InputNotice,
+    Progress,
+    StateChanged,
+    ToolActivity,
+    Usage,
+)
+from bot.conversations.files import refusal
 from bot.conversations.inputs import InputStage, OutputStage, PreparedInput
 from bot.conversations.ports import Platform, ReplyStream
+from bot.conversations.profiles import Profile
 from bot.conversations.recovery import GAVE_UP, RememberedReply, earlier_reply_ts
 from bot.conversations.tools import ToolContext, ToolRegistry
-from bot.conversations.turn import ReplyCompleted, ReplyFailed, ReplyWithdrawn, Surface, Turn
+from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, ReplyWithdrawn, Surface, Turn
 from bot.errors import (
     AnswerWithheld,
     APIError,
@@ -21,6 +34,7 @@ from bot.errors import (
     BotError,
     DeliveryError,
     InsufficientQuotaError,
+    ProfileNotFound,
     StoreError,
 )
 from bot.store.models import Conversation, TurnRecord, TurnStatus
@@ -28,8 +42,12 @@ from bot.store.repositories import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ASSISTANT_KEY = "default_assistant_id"
 NOTHING_TO_ANSWER = "Hi! What can I help you with? Write your question after the mention."
+
+
+def batch_progress(records: Sequence[TurnRecord]) -> Progress | None:
+    """What the backend checkpointed for a batch (every turn of it carries the same progress)."""
+    return next((record.backend_progress for record in reversed(records) if record.backend_progress), None)
 
 
 def api_failure_reason(error: APIError) -> str:
@@ -45,39 +63,28 @@ def api_failure_reason(error: APIError) -> str:
     return "I couldn't reach the assistant just now. Please try again in a moment."
 
 
-class AssistantDirectory:
-    """Which assistant a channel talks to: its own choice, or the default one."""
+class ChannelProfiles:
+    """Which profile a channel talks to: its own choice, or the backend's default."""
 
-    def __init__(
-        self, *, store: Store, backend: Backend, tools: ToolRegistry, configured_default: str | None,
-        model: str, name: str, instructions: str,
-    ) -> None:
+    def __init__(self, *, store: Store, backend: Backend) -> None:
         self._store = store
         self._backend = backend
-        self._tools = tools
-        self._configured_default = configured_default
-        self._model = model
-        self._name = name
-        self._instructions = instructions
-        self._lock = asyncio.Lock()
 
-    async def default_assistant(self) -> str:
-        """OPENAI_ASSISTANT_ID, or the assistant the bot created once and remembered."""
-        if self._configured_default:
-            return self._configured_default
-        async with self._lock:
-            remembered = await self._store.get_state(DEFAULT_ASSISTANT_KEY)
-            if remembered:
-                return remembered
-            created = await self._backend.create_assistant(
-                model=self._model, name=self._name, instructions=self._instructions, tools=self._tools
-            )
-            log.info("created default assistant %s (model %s)", created, self._model)
-            return await self._store.put_state_once(DEFAULT_ASSISTANT_KEY, created)
+    async def chosen_id(self, *, team_id: str, channel_id: str) -> str | None:
+        return await self._store.channel_profile(team_id=team_id, channel_id=channel_id)
 
-    async def for_channel(self, *, team_id: str, channel_id: str) -> str:
-        chosen = await self._store.channel_assistant(team_id=team_id, channel_id=channel_id)
-        return chosen or await self.default_assistant()
+    async def for_channel(self, *, team_id: str, channel_id: str) -> tuple[Profile, bool]:
+        """The channel's profile, and whether it is the default (no choice, or a choice that is gone)."""
+        chosen = await self.chosen_id(team_id=team_id, channel_id=channel_id)
+        if chosen is not None:
+            try:
+                return await self._backend.profiles.get(chosen), False
+            except ProfileNotFound:
+                log.warning(
+                    "channel %s/%s uses profile %s, which the %s backend does not have; using the default",
+                    team_id, channel_id, chosen, self._backend.name,
+                )
+        return await self._backend.profiles.default(), True
 
 
 class ConversationService:
@@ -89,7 +96,7 @@ class ConversationService:
         store: Store,
         backend: Backend,
         platform: Platform,
-        assistants: AssistantDirectory,
+        profiles: ChannelProfiles,
         tools: ToolRegistry,
         input_stages: Sequence[InputStage] = (),
         output_stages: Sequence[OutputStage] = (),
@@ -100,7 +107,7 @@ class ConversationService:
         self._store = store
         self._backend = backend
         self._platform = platform
-        self._assistants = assistants
+        self._profiles = profiles
         self._tools = tools
         self._input_stages = list(input_stages)
         self._output_stages = list(output_stages)
@@ -221,10 +228,10 @@ class ConversationService:
                 if exhausted:
                     await self._give_up(conversation_id, exhausted)
                     records = [record for record in records if record.attempts < self._max_attempts]
-                sent = [record for record in records if record.run_id or record.api_message_id]
+                sent = [record for record in records if record.backend_progress is not None]
                 if sent:
-                    # What a dead worker already sent to the API is finished first, by its own run if it
-                    # started one; turns that came after get a run of their own.
+                    # What a dead worker already sent to the backend is finished first, as the batch it was;
+                    # turns that came after get an answer of their own.
                     records = sent
                 if records:
                     await self._answer(conversation_id, records)
@@ -278,7 +285,7 @@ class ConversationService:
                 reply = RememberedReply(shown, store=self._store, turn_ids=ids, stored_ts=resume_ts)
                 await reply.remember()
                 try:
-                    outcome_status, error = await self._run(conversation_id, records, turns, reply, recovering)
+                    outcome_status, error = await self._run(conversation_id, records, turns, reply)
                 except APIError as exc:
                     log.warning("conversation %s: API error: %s", conversation_id, exc)
                     error = str(exc)
@@ -299,13 +306,13 @@ class ConversationService:
             "conversation %s: giving up on %d turn(s) after %d attempts each",
             conversation_id, len(ids), self._max_attempts,
         )
-        conversation = await self._store.get_conversation(conversation_id)
-        run_id = next((record.run_id for record in records if record.run_id), None)
-        if run_id is not None and conversation.api_thread_id is not None:
+        progress = batch_progress(records)
+        if progress is not None:
+            conversation = await self._store.get_conversation(conversation_id)
             try:
-                await self._backend.cancel(conversation.api_thread_id, run_id)
+                await self._backend.cancel(self._state_of(conversation), progress)
             except APIError as exc:
-                log.warning("conversation %s: could not cancel run %s: %s", conversation_id, run_id, exc)
+                log.warning("conversation %s: could not cancel the abandoned answer: %s", conversation_id, exc)
         resume_ts = earlier_reply_ts(records)
         error = f"gave up after {self._max_attempts} attempts"
         try:
@@ -317,82 +324,94 @@ class ConversationService:
             log.error("conversation %s: could not tell the person we gave up: %s", conversation_id, exc)
         await self._store.update_turns(ids, status=TurnStatus.FAILED.value, error=error, reply_ts=resume_ts)
 
+    def _state_of(self, conversation: Conversation) -> BackendState | None:
+        """The conversation's state on the backend in use; a state another backend wrote is not ours."""
+        return conversation.backend_state if conversation.backend == self._backend.name else None
+
     async def _run(
         self,
         conversation_id: int,
         records: Sequence[TurnRecord],
         turns: Sequence[Turn],
         reply: ReplyStream,
-        recovering: bool,
     ) -> tuple[TurnStatus, str | None]:
         latest = turns[-1]
         conversation = await self._store.get_conversation(conversation_id)
-        pending = [(record, turn) for record, turn in zip(records, turns, strict=True) if record.api_message_id is None]
+        ref = ConversationRef(
+            id=conversation.id,
+            team_id=conversation.team_id,
+            channel_id=conversation.channel_id,
+            thread_key=conversation.thread_key,
+        )
+        progress = batch_progress(records)
         prepared = []
-        for record, turn in pending:
+        for turn in turns:
             item = PreparedInput.of(turn)
             for stage in self._input_stages:
                 if item.blocked:
                     break
-                await stage.process(item, conversation=conversation, reply=reply)
-            prepared.append((record, item))
-        to_add = [(record, item) for record, item in prepared if not item.blocked and not item.is_empty]
-        if not to_add and len(pending) == len(records):
-            if any(item.blocked for _, item in prepared):
+                await stage.process(item, conversation=ref, reply=reply)
+            prepared.append(item)
+        inputs = tuple(item.user_input() for item in prepared if not item.blocked and not item.is_empty)
+        if not inputs and progress is None:
+            if any(item.blocked for item in prepared):
                 await reply.send(ReplyWithdrawn())  # the refused were told why; no "Thinking…" is left for them
             else:
                 await reply.send(ReplyCompleted(NOTHING_TO_ANSWER))  # e.g. a bare mention
             return TurnStatus.ANSWERED, None
-        assistant_id = await self._assistants.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
-        thread_id = conversation.api_thread_id
-        if thread_id is None:
-            thread_id = await self._backend.create_thread(await self._platform.history(turns[0]))
-            await self._store.set_api_thread(conversation_id, api_thread_id=thread_id, assistant_id=assistant_id)
-        for vector_store_id in {item.vector_store_id for _, item in to_add if item.vector_store_id}:
-            await self._backend.use_vector_store(thread_id, vector_store_id)
-        for record, item in to_add:
-            message_id = await self._backend.add_message(
-                thread_id,
-                item.message_content(),
-                attachments=item.attachments,
-                key=item.turn.event_id,
-                recovering=recovering,
-            )
-            await self._store.update_turns([record.id], api_message_id=message_id)
-        request = RunRequest(
-            api_thread_id=thread_id, assistant_id=assistant_id, tools=self._tools, tool_context=ToolContext(latest)
-        )
-        known_run = next((record.run_id for record in records if record.run_id), None)
-        events = (
-            self._backend.follow(request, known_run)
-            if known_run
-            else self._backend.run(request, recovering=recovering)
+        profile, _ = await self._profiles.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
+        state = self._state_of(conversation)
+        since_ts = conversation.history_since
+
+        async def history() -> Sequence[HistoryMessage]:
+            return await self._platform.history(turns[0], since_ts=since_ts)
+
+        request = AnswerRequest(
+            conversation=ref,
+            state=state,
+            progress=progress,
+            inputs=inputs,
+            history=history,
+            profile=profile,
+            tools=self._tools,
+            tool_context=ToolContext(latest),
+            attempt=max(record.attempts for record in records) + 1,
         )
         ids = [record.id for record in records]
         shown = self._wrap_output(reply, latest)
-        run_id = known_run
+        noticed = False
         try:
-            async for event in events:
-                if isinstance(event, RunStarted):
-                    if event.run_id != known_run:
-                        run_id = event.run_id
-                        await self._store.update_turns(ids, run_id=event.run_id)
-                    continue
-                if isinstance(event, Usage):
+            async for event in self._backend.answer(request):
+                if isinstance(event, StateChanged):
+                    state = event.state
+                    await self._store.set_backend_state(conversation_id, backend=self._backend.name, state=state)
+                elif isinstance(event, Checkpoint):
+                    progress = event.progress
+                    await self._store.record_progress(ids, progress)
+                elif isinstance(event, Usage):
+                    # Counted once, on the batch's newest turn: usage reports add turns up.
                     await self._store.update_turns(
-                        ids, prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens
+                        ids[-1:], prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens
                     )
-                    continue
-                await shown.send(event)
-                if isinstance(event, ReplyCompleted):
+                elif isinstance(event, InputNotice):
+                    log.info("conversation %s: file %r not used: %s", conversation_id, event.file_name, event.reason)
+                    await reply.notice(refusal(event.file_name, event.reason))
+                    noticed = True
+                elif isinstance(event, ToolActivity):
+                    log.debug("conversation %s: tool %s %s %s", conversation_id, event.tool, event.name, event.status)
+                elif isinstance(event, ReplyCompleted) and noticed and not event.text.strip() and not event.files:
+                    await reply.send(ReplyWithdrawn())  # nothing usable was shared: the notes are the whole reply
                     return TurnStatus.ANSWERED, None
-                if isinstance(event, ReplyFailed):
-                    return TurnStatus.FAILED, event.reason
+                else:
+                    await shown.send(event)
+                    if isinstance(event, ReplyCompleted):
+                        return TurnStatus.ANSWERED, None
+                    if isinstance(event, ReplyFailed):
+                        return TurnStatus.FAILED, event.reason
         except AnswerWithheld as exc:
-            if run_id is not None:
-                await self._backend.cancel(thread_id, run_id)
+            await self._backend.cancel(state, progress)
             return TurnStatus.FAILED, f"answer withheld: {exc}"
-        raise APIError("the run ended without an answer")
+        raise APIError("the backend ended without an answer")
 
     def _wrap_output(self, reply: ReplyStream, turn: Turn) -> ReplyStream:
         for stage in self._output_stages:

@@ -90,8 +90,18 @@ class AnswerFile:
 
     name: str
     data: bytes
-    # The answer's dead sandbox link to this file, replaced by the shared file's link once it is shared.
+    # The text in the answer that points at this file (e.g. a code interpreter's sandbox link), which the
+    # platform replaces with a link to the shared file.
     link: str | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source the answer cites: its text carries ``[number]`` where the source is used."""
+
+    number: int
+    title: str  # a file's name or a page's title
+    url: str | None = None  # for web sources
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class ReplyCompleted:
 
     text: str
     files: tuple[AnswerFile, ...] = ()
+    citations: tuple[Citation, ...] = ()
 
 
 @dataclass(frozen=True)

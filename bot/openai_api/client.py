@@ -1,15 +1,16 @@
-"""Async client of the OpenAI Assistants API: one retrying request path, SSE run streams, typed errors."""
+"""Async client of the OpenAI API: one retrying request path, server-sent event streams, typed errors."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 USER_AGENT = "slack-assistant-bot/0.1"
+# The Assistants API (and the vector stores it shares) wants its beta header; the other APIs do not.
+ASSISTANTS_BETA_PATHS = ("/assistants", "/threads", "/vector_stores")
+ASSISTANTS_BETA_HEADER = {"OpenAI-Beta": "assistants=v2"}
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # Values shorter than this are not treated as secrets when scrubbing messages: replacing
 # every "1" or "v2" in an error message would destroy it and hide nothing.
@@ -64,6 +68,13 @@ STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class SSEvent(NamedTuple):
+    """One server-sent event: its name (None where the stream names none) and its JSON data."""
+
+    event: str | None
+    data: Any
 
 _RUN_EVENTS = ("created", "queued", "in_progress", "requires_action", "completed", "incomplete", "failed",
                "cancelling", "cancelled", "expired")
@@ -126,25 +137,36 @@ class _RedactingFilter(logging.Filter):
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    """The wait the server asks for, from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
+    """The wait the server asks for, from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date).
+
+    A value that is not a finite number ("nan", "inf") is ignored, so the usual backoff applies:
+    ``asyncio.sleep(nan)`` never returns. A negative wait means now.
+    """
+    milliseconds = _finite_seconds(headers.get("retry-after-ms"))
     if milliseconds is not None:
-        try:
-            return max(float(milliseconds) / 1000, 0.0)
-        except ValueError:
-            pass
+        return max(milliseconds / 1000, 0.0)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(moment.timestamp() - time.time(), 0.0)
+
+
+def _finite_seconds(value: str | None) -> float | None:
+    """The header's number, or None when it is absent, not a number, or infinite."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class OpenAIClient:
@@ -167,7 +189,7 @@ class OpenAIClient:
         backoff_max: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"OpenAI-Beta": "assistants=v2", "User-Agent": USER_AGENT}
+        headers = {"User-Agent": USER_AGENT}
         # Gateways that authenticate with a query token reject a Bearer header they cannot check.
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -250,6 +272,44 @@ class OpenAIClient:
             f"{response.request.method} {response.request.url.path}: the event stream ended before its done event",
             request_id=response.headers.get("x-request-id"),
         )
+
+    async def stream_sse(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+        retry_when_sent: bool = True,
+    ) -> AsyncIterator[SSEvent]:
+        """Send a streaming request and yield its events, parsed as JSON, until the stream ends.
+
+        Events without an ``event:`` line (chat-completion chunks) come with ``event`` None; a
+        ``[DONE]`` data line ends the stream. Once the server has answered 200 the request counts as
+        sent: a stream that breaks raises APIConnectionError with ``request_sent``. A server that
+        answers JSON instead of a stream yields that one body as an event named ``json``.
+        """
+        response = await self._send(
+            method, path, json=json, params=params, stream=True, retry_when_sent=retry_when_sent
+        )
+        request_id = response.headers.get("x-request-id")
+        try:
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                await response.aread()
+                yield SSEvent("json", self._json_object(response))
+                return
+            async for sse in EventSource(response).aiter_sse():
+                if sse.data == "[DONE]" or sse.event == "done":
+                    return
+                if not sse.data:
+                    continue
+                try:
+                    data = sse.json()
+                except ValueError as exc:
+                    raise APIConnectionError(
+                        f"the event stream sent a malformed {sse.event or 'data'} event",
+                        request_id=request_id, request_sent=True,
+                    ) from exc
+                yield SSEvent(sse.event if sse.event != "message" else None, data)
+        except httpx.RequestError as exc:
+            raise self._connection_error(exc, sent=True) from exc
+        finally:
+            await response.aclose()
 
     # ---- assistants ---------------------------------------------------------------------------
 
@@ -398,6 +458,9 @@ class OpenAIClient:
     async def list_models(self) -> list[Model]:
         return (await self._call(Page[Model], "GET", "/models")).data
 
+    async def model_ids(self) -> list[str]:
+        return [model.id for model in await self.list_models()]
+
     async def create_moderation(self, input: str | list[dict[str, Any]], *, model: str) -> ModerationResponse:
         return await self._call(ModerationResponse, "POST", "/moderations", json={"input": input, "model": model})
 
@@ -453,7 +516,9 @@ class OpenAIClient:
         Without ``retry_when_sent`` a request whose answer was lost after sending is not sent again:
         creating twice would duplicate, so the caller checks what happened first.
         """
-        headers = {"Accept": "text/event-stream"} if stream else None
+        headers = {"Accept": "text/event-stream"} if stream else {}
+        if path.startswith(ASSISTANTS_BETA_PATHS):
+            headers.update(ASSISTANTS_BETA_HEADER)
         attempt = 0
         while True:
             request = self._http.build_request(method, path, headers=headers, **kwargs)
@@ -512,13 +577,14 @@ class OpenAIClient:
             text = text.replace(secret, "***")
         return text
 
-    def _connection_error(self, exc: httpx.RequestError) -> APIConnectionError:
+    def _connection_error(self, exc: httpx.RequestError, *, sent: bool = False) -> APIConnectionError:
+        """``sent``: the server had already answered, so the request certainly reached it."""
         error_class = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
         what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         where = f"{exc.request.method} {exc.request.url.path}"
         return error_class(
             self._redact(f"{where} {what}: {type(exc).__name__}: {str(exc) or 'no detail'}"),
-            request_sent=not isinstance(exc, NEVER_SENT),
+            request_sent=sent or not isinstance(exc, NEVER_SENT),
         )
 
     def _status_error(self, response: httpx.Response) -> APIStatusError:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -23,9 +24,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import BackgroundWork
 from bot.conversations.channels import (
-    BUILTIN_TOOLS,
-    AssistantProfile,
-    AssistantSpec,
     ChannelAssistants,
     ConversationControl,
     assistant_models,
@@ -33,6 +31,7 @@ from bot.conversations.channels import (
     is_fine_tuned,
 )
 from bot.conversations.images import MAX_PROMPT_CHARS, ImageMaker
+from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileSpec
 from bot.conversations.service import ConversationService, api_failure_reason
 from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
@@ -46,7 +45,12 @@ log = logging.getLogger(__name__)
 EDITOR_CALLBACK = "assistant_editor"
 FORGET_CONFIRM = "forget_confirm"
 FORGET_CANCEL = "forget_cancel"
-TOOL_LABELS = {"file_search": "File search", "code_interpreter": "Code interpreter"}
+TOOL_LABELS = {
+    "file_search": "File search",
+    "code_interpreter": "Code interpreter",
+    "web_search": "Web search",
+    "image_generation": "Image generation",
+}
 # Slack's limits: a plain_text_input holds 3000 characters, a select 100 options.
 MAX_INPUT_CHARS = 3000
 MAX_SELECT_OPTIONS = 100
@@ -83,6 +87,8 @@ class Invocation:
     trigger_id: str
     respond: AsyncRespond
     client: AsyncWebClient
+    # When it was run, as a Slack ts: slash commands carry no message ts of their own.
+    sent_ts: str = field(default_factory=lambda: f"{time.time():.6f}")
 
     @property
     def is_dm(self) -> bool:
@@ -133,7 +139,7 @@ class SlackCommands:
         self._subcommands = {
             "help": Subcommand("/assistant help", "this list", self._help),
             "show": Subcommand(
-                "/assistant show", "the assistant this channel uses, and this conversation's API thread id", self._show
+                "/assistant show", "the assistant this channel uses, and what this conversation remembers", self._show
             ),
             "list": Subcommand("/assistant list", "the assistants on the API account", self._list),
             "use": Subcommand(
@@ -145,11 +151,11 @@ class SlackCommands:
             "reset": Subcommand("/assistant reset", "this channel goes back to the default assistant (admins)",
                                 self._reset),
             "new": Subcommand(
-                "/assistant new", "this conversation continues on a fresh API thread (the old one is kept)", self._new
+                "/assistant new", "this conversation starts afresh, forgetting what came before (kept until forgotten)", self._new
             ),
             "forget": Subcommand(
                 "/assistant forget",
-                "delete this conversation's API thread, files and vector store, and my records of it (asks first)",
+                "delete what the API keeps of this conversation (its memory, files and search index) and my records of it (asks first)",
                 self._forget,
             ),
             "models": Subcommand("/assistant models", "the models available, fine-tuned ones marked", self._models),
@@ -344,15 +350,17 @@ class SlackCommands:
             instructions = instructions[:INSTRUCTIONS_SUMMARY_CHARS].rstrip() + "…"
         conversation = await self._this_conversation(invocation)
         if conversation is None:
-            thread = "no conversation with me here yet"
+            memory = "no conversation with me here yet"
+        elif conversation.backend_state and conversation.backend == self._assistants.backend_name:
+            memory = f"kept on the {conversation.backend} API"
         else:
-            thread = f"`{conversation.api_thread_id}`" if conversation.api_thread_id else "none yet"
+            memory = "nothing yet; its next message starts it"
         lines = [
             f"*This channel uses {assistant.name or 'an unnamed assistant'}* (`{assistant.id}`, {origin})",
             f"Model: `{assistant.model}`",
-            f"Tools: {', '.join(current.tool_types) or 'none'}",
+            f"Tools: {', '.join(TOOL_LABELS.get(tool, tool) for tool in assistant.tools) or 'none'}",
             f"Instructions: {instructions}",
-            f"This conversation's API thread: {thread}",
+            f"This conversation's memory: {memory}",
         ]
         await self._reply(invocation.respond, "\n".join(lines))
 
@@ -374,14 +382,10 @@ class SlackCommands:
     async def _use(self, invocation: Invocation, reference: str) -> None:
         if not await self._may_change(invocation):
             return
-        try:
-            found = await self._assistants.find(reference)
-        except NotFoundError:
-            text = f"There is no assistant `{reference}` on this account. `/assistant list` shows them."
-            await self._reply(invocation.respond, text)
-            return
+        found = await self._assistants.find(reference)
         if not found:
-            await self._reply(invocation.respond, f"No assistant is named “{reference}”. `/assistant list` shows them.")
+            text = f"No assistant has the id or name “{reference}”. `/assistant list` shows them."
+            await self._reply(invocation.respond, text)
             return
         if len(found) > 1:
             ids = ", ".join(f"`{assistant.id}`" for assistant in found)
@@ -430,15 +434,14 @@ class SlackCommands:
         conversation = await self._existing_conversation(invocation)
         if conversation is None:
             return
-        if conversation.api_thread_id is None:
-            text = "This conversation has no API thread yet; its next message starts a fresh one anyway."
+        if not await self._control.start_fresh(conversation, since_ts=invocation.sent_ts):
+            text = "This conversation has no memory yet; its next message starts a fresh one anyway."
             await self._reply(invocation.respond, text)
             return
-        fresh = await self._control.start_fresh(conversation)
         await self._reply(
             invocation.respond,
-            f"Done: the next message in this conversation starts on a fresh API thread (`{fresh}`). "
-            f"The old one (`{conversation.api_thread_id}`) is kept until the conversation is forgotten.",
+            "Done: the next message in this conversation starts afresh, without what was said before. "
+            "The old memory is kept on the API until the conversation is forgotten.",
         )
 
     async def _forget(self, invocation: Invocation, _: str) -> None:
@@ -446,8 +449,8 @@ class SlackCommands:
         if conversation is None:
             return
         question = (
-            "Forget this conversation? This deletes its API thread(s), the files uploaded for it and its vector "
-            "store on the API, and my records of it. The Slack messages stay. This cannot be undone."
+            "Forget this conversation? This deletes what the API keeps of it (its memory, the files uploaded "
+            "for it, its search index) and my records of it. The Slack messages stay. This cannot be undone."
         )
         await invocation.respond(
             text=question,
@@ -480,8 +483,8 @@ class SlackCommands:
         deleted = await self._control.forget(conversation.id)
         await self._reply(
             respond,
-            f"Forgotten: deleted {len(deleted.thread_ids)} API thread(s), {len(deleted.file_ids)} file(s), "
-            f"{len(deleted.vector_store_ids)} vector store(s), and my records of the conversation.",
+            f"Forgotten: deleted {deleted.memories} conversation memor{'y' if deleted.memories == 1 else 'ies'} "
+            "on the API, with their files, and my records of the conversation.",
             replace_original=True,
         )
 
@@ -514,9 +517,12 @@ class SlackCommands:
 
     # The assistant editor modal ------------------------------------------------------------
 
-    async def _open_editor(self, invocation: Invocation, assistant: AssistantProfile | None) -> None:
+    async def _open_editor(self, invocation: Invocation, assistant: Profile | None) -> None:
         models = assistant_models(await self._assistants.model_ids())
-        view = editor_view(channel_id=invocation.channel_id, models=models, assistant=assistant)
+        view = editor_view(
+            channel_id=invocation.channel_id, models=models, assistant=assistant,
+            tools=self._assistants.builtin_tools(),
+        )
         try:
             await invocation.client.views_open(trigger_id=invocation.trigger_id, view=view)
         except SlackApiError as exc:
@@ -532,7 +538,7 @@ class SlackCommands:
         team_id: str,
         user_id: str,
         target: dict[str, Any],
-        spec: AssistantSpec,
+        spec: ProfileSpec,
     ) -> None:
         channel_id = str(target.get("channel_id") or "")
         assistant_id = target.get("assistant_id")
@@ -557,7 +563,9 @@ class SlackCommands:
         await _show_notice(client, view_id, "Done", f"{verb} {_describe(saved)}. <#{channel_id}> uses it now.")
 
 
-def editor_view(*, channel_id: str, models: list[str], assistant: AssistantProfile | None) -> dict[str, Any]:
+def editor_view(
+    *, channel_id: str, models: list[str], assistant: Profile | None, tools: tuple[str, ...]
+) -> dict[str, Any]:
     """The create/edit modal; private_metadata carries the channel (and the assistant being edited)."""
     shown_models = models[:MAX_SELECT_OPTIONS]
     if assistant is not None and assistant.model and assistant.model not in shown_models:
@@ -579,7 +587,7 @@ def editor_view(*, channel_id: str, models: list[str], assistant: AssistantProfi
     tools_input: dict[str, Any] = {
         "type": "checkboxes",
         "action_id": "value",
-        "options": [_option(TOOL_LABELS[tool], tool) for tool in BUILTIN_TOOLS],
+        "options": [_option(TOOL_LABELS[tool], tool) for tool in tools],
     }
     instructions_input: dict[str, Any] = {
         "type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": MAX_INPUT_CHARS
@@ -590,7 +598,7 @@ def editor_view(*, channel_id: str, models: list[str], assistant: AssistantProfi
             name_input["initial_value"] = assistant.name[:256]
         if assistant.model:
             model_select["initial_option"] = _option(assistant.model, assistant.model)
-        chosen = [tool["type"] for tool in assistant.tools if tool.get("type") in BUILTIN_TOOLS]
+        chosen = [tool for tool in assistant.tools if tool in tools]
         if chosen:
             tools_input["initial_options"] = [_option(TOOL_LABELS[tool], tool) for tool in chosen]
         editable_instructions = len(assistant.instructions or "") <= MAX_INPUT_CHARS
@@ -622,7 +630,7 @@ def editor_view(*, channel_id: str, models: list[str], assistant: AssistantProfi
     }
 
 
-def _read_editor(view: dict[str, Any]) -> tuple[AssistantSpec | None, dict[str, str]]:
+def _read_editor(view: dict[str, Any]) -> tuple[ProfileSpec | None, dict[str, str]]:
     """The submitted form as a spec, or the errors to show next to its fields."""
     values = (view.get("state") or {}).get("values") or {}
 
@@ -631,21 +639,21 @@ def _read_editor(view: dict[str, Any]) -> tuple[AssistantSpec | None, dict[str, 
 
     name = (field("name").get("value") or "").strip()
     model = (field("model").get("selected_option") or {}).get("value") or ""
-    tools = tuple(option.get("value") for option in field("tools").get("selected_options") or [])
+    tools = tuple(str(option.get("value")) for option in field("tools").get("selected_options") or [])
     errors = {}
     if not name:
         errors["name"] = "Give the assistant a name."
     if not model:
         errors["model"] = "Choose a model."
     if any(tool not in BUILTIN_TOOLS for tool in tools):
-        errors["tools"] = "Choose file search and/or code interpreter."
+        errors["tools"] = "Choose only the tools listed."
     if errors:
         return None, errors
     instructions = (field("instructions").get("value") or "").strip() if "instructions" in values else None
-    return AssistantSpec(name=name, model=model, instructions=instructions, tools=tools), {}  # type: ignore[arg-type]
+    return ProfileSpec(name=name, model=model, instructions=instructions, tools=tools), {}
 
 
-def _save_failure(error: APIError, spec: AssistantSpec) -> str:
+def _save_failure(error: APIError, spec: ProfileSpec) -> str:
     if isinstance(error, APIStatusError) and error.code == "model_not_found":
         return f"The model `{spec.model}` is not available to this account. Choose another one and try again."
     if isinstance(error, NotFoundError):
@@ -669,7 +677,7 @@ def _notice_view(title: str, text: str) -> dict[str, Any]:
     }
 
 
-def _describe(assistant: AssistantProfile) -> str:
+def _describe(assistant: Profile) -> str:
     return f"*{assistant.name or 'Unnamed'}* (`{assistant.id}`, model `{assistant.model}`)"
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations.service import ConversationService
 from bot.conversations.turn import SharedFile, Surface, Turn
@@ -25,19 +28,59 @@ SUGGESTED_PROMPTS = [
 ]
 
 
-def is_person_speaking(event: dict[str, Any], identity: BotIdentity) -> bool:
-    """True for a message a human wrote now (not the bot, another bot, an edit, a join or a malformed event)."""
+@dataclass(frozen=True)
+class PersonMessage:
+    """The fields of a message a person wrote now, each checked once so that no later step meets a null."""
+
+    team_id: str
+    user_id: str
+    channel_id: str
+    ts: str
+    text: str
+    thread_ts: str | None
+    channel_type: str | None
+    files: tuple[SharedFile, ...]
+
+
+def person_message(body: dict[str, Any], event: dict[str, Any], identity: BotIdentity) -> PersonMessage | None:
+    """The message a human wrote now, or None for the bot, another bot, an edit, a join or a malformed event.
+
+    Slack sends nulls, missing fields and subtypes added later; they are ignored here rather than left
+    to fail further on, where a 500 would only make Slack resend the same event.
+    """
     subtype, files = event.get("subtype"), event.get("files") or []
-    # Wrong types are ignored here, not left to fail later: a 500 would only make Slack resend the same event.
-    return (
-        isinstance(subtype, str | None)
-        and subtype in USER_MESSAGE_SUBTYPES
-        and not event.get("bot_id")
-        and all(isinstance(event.get(key), str) and event[key] for key in ("user", "channel", "ts"))
-        and event.get("user") != identity.user_id
-        and all(isinstance(event.get(key) or "", str) for key in ("text", "thread_ts"))
-        and isinstance(files, list)
-        and all(isinstance(item, dict) for item in files)
+    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    text, thread_ts, channel_type = event.get("text") or "", event.get("thread_ts") or None, event.get("channel_type")
+    if not (isinstance(subtype, str | None) and subtype in USER_MESSAGE_SUBTYPES) or event.get("bot_id"):
+        return None
+    if not (isinstance(user, str) and user and user != identity.user_id):
+        return None
+    if not (isinstance(channel, str) and channel and isinstance(ts, str) and ts):
+        return None
+    if not (isinstance(text, str) and isinstance(thread_ts, str | None) and isinstance(channel_type, str | None)):
+        return None
+    if not isinstance(files, list):
+        return None
+    shared = tuple(shared for shared in map(shared_file, files) if shared is not None)
+    return PersonMessage(_team_id(body, event), user, channel, ts, text, thread_ts, channel_type, shared)
+
+
+def shared_file(item: Any) -> SharedFile | None:
+    """A file as Slack lists it in a message; None for one without an id. Odd fields fall back to defaults."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+        return None
+
+    def text(*keys: str) -> str:
+        return next((item[key] for key in keys if isinstance(item.get(key), str) and item[key]), "")
+
+    size = item.get("size")
+    return SharedFile(
+        file_id=item["id"],
+        name=text("name", "title") or item["id"],
+        mimetype=text("mimetype"),
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0,
+        filetype=text("filetype"),
+        download_url=text("url_private_download"),
     )
 
 
@@ -68,97 +111,97 @@ class SlackListeners:
         app.event("message")(self.on_message)
 
     async def on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not is_person_speaking(event, self._identity):
+        message = person_message(body, event, self._identity)
+        if message is None:
             return
-        thread_key = event.get("thread_ts") or event["ts"]
-        await self._accept(body, event, surface=Surface.CHANNEL, thread_key=thread_key, reply_thread_ts=thread_key)
+        thread_key = message.thread_ts or message.ts
+        await self._accept(body, message, surface=Surface.CHANNEL, thread_key=thread_key, reply_thread_ts=thread_key)
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not is_person_speaking(event, self._identity):
+        message = person_message(body, event, self._identity)
+        if message is None:
             return
-        if event.get("channel_type") == "im":
+        if message.channel_type == "im":
             # Threads in DMs are taken by the assistant listener; this is the rolling top level.
-            await self._accept(body, event, surface=Surface.DM, thread_key=DM_THREAD_KEY, reply_thread_ts=None)
+            await self._accept(body, message, surface=Surface.DM, thread_key=DM_THREAD_KEY, reply_thread_ts=None)
             return
-        thread_ts = event.get("thread_ts")
-        if f"<@{self._identity.user_id}" in event.get("text", ""):
+        if f"<@{self._identity.user_id}" in message.text:
             return  # the app_mention event for this message answers it
-        if not thread_ts or not self._reply_without_mention:
+        if not message.thread_ts or not self._reply_without_mention:
             return
         conversation = await self._service.find_conversation(
-            team_id=_team_id(body, event), channel_id=event["channel"], thread_key=thread_ts
+            team_id=message.team_id, channel_id=message.channel_id, thread_key=message.thread_ts
         )
         if conversation is not None:
-            await self._accept(body, event, surface=Surface.CHANNEL, thread_key=thread_ts, reply_thread_ts=thread_ts)
+            thread_ts = message.thread_ts
+            await self._accept(body, message, surface=Surface.CHANNEL, thread_key=thread_ts, reply_thread_ts=thread_ts)
 
-    async def on_assistant_thread_started(self, body: dict[str, Any], event: dict[str, Any], say, set_suggested_prompts) -> None:  # type: ignore[no-untyped-def]
-        thread = event.get("assistant_thread") or {}
-        if not thread.get("channel_id") or not thread.get("thread_ts"):
+    async def on_assistant_thread_started(
+        self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        thread = event.get("assistant_thread")
+        if not isinstance(thread, dict):
+            thread = {}
+        channel_id, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
+        if not (isinstance(channel_id, str) and channel_id and isinstance(thread_ts, str) and thread_ts):
             log.warning("assistant_thread_started without channel or thread; ignored")
             return
         await self._service.open_conversation(
-            team_id=_team_id(body, event),
-            channel_id=thread["channel_id"],
-            thread_key=thread["thread_ts"],
-            surface=Surface.ASSISTANT,
+            team_id=_team_id(body, event), channel_id=channel_id, thread_key=thread_ts, surface=Surface.ASSISTANT
         )
-        await say(self._greeting)
-        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
+        try:
+            # Posted where the thread is: Bolt's say() and set_suggested_prompts() guess it from fields this
+            # event may lack, and fail (or are missing) when it does.
+            await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=self._greeting)
+            await client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel_id, thread_ts=thread_ts, prompts=SUGGESTED_PROMPTS
+            )
+        except SlackApiError as exc:
+            # The pane works without a greeting; a 500 would only have Slack resend the event and greet twice.
+            log.warning("could not greet in assistant thread %s/%s: %s", channel_id, thread_ts, exc.response.get("error"))
 
     async def on_assistant_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not is_person_speaking(event, self._identity):
+        message = person_message(body, event, self._identity)
+        if message is None or message.thread_ts is None:
             return
-        thread_ts = event["thread_ts"]
+        thread_ts = message.thread_ts
         conversation = await self._service.find_conversation(
-            team_id=_team_id(body, event), channel_id=event["channel"], thread_key=thread_ts
+            team_id=message.team_id, channel_id=message.channel_id, thread_key=thread_ts
         )
         in_pane = conversation is not None and conversation.surface == Surface.ASSISTANT.value
         surface = Surface.ASSISTANT if in_pane else Surface.DM_THREAD
-        await self._accept(body, event, surface=surface, thread_key=thread_ts, reply_thread_ts=thread_ts)
+        await self._accept(body, message, surface=surface, thread_key=thread_ts, reply_thread_ts=thread_ts)
 
     async def _accept(
-        self, body: dict[str, Any], event: dict[str, Any], *, surface: Surface, thread_key: str, reply_thread_ts: str | None
+        self, body: dict[str, Any], message: PersonMessage, *, surface: Surface, thread_key: str, reply_thread_ts: str | None
     ) -> None:
-        if not body.get("event_id"):
-            log.warning("event without event_id ignored (channel %s)", event.get("channel"))
+        event_id = body.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            log.warning("event without event_id ignored (channel %s)", message.channel_id)
             return
-        turn = await self._to_turn(body, event, surface=surface, thread_key=thread_key, reply_thread_ts=reply_thread_ts)
-        await self._service.accept(turn)
-
-    async def _to_turn(
-        self, body: dict[str, Any], event: dict[str, Any], *, surface: Surface, thread_key: str, reply_thread_ts: str | None
-    ) -> Turn:
-        team_id = _team_id(body, event)
-        speaker = await self._users.get(event["user"], team_id=team_id)
-        raw = strip_mention(event.get("text") or "", self._identity.user_id)
+        team_id = message.team_id
+        speaker = await self._users.get(message.user_id, team_id=team_id)
+        raw = strip_mention(message.text, self._identity.user_id)
         names = await self._users.names(mentioned_user_ids(raw), team_id=team_id)
-        files = tuple(
-            SharedFile(
-                file_id=item["id"],
-                name=item.get("name") or item.get("title") or item["id"],
-                mimetype=item.get("mimetype") or "",
-                size=int(item.get("size") or 0),
-                filetype=item.get("filetype") or "",
-                download_url=item.get("url_private_download") or "",
-            )
-            for item in event.get("files") or []
-            if item.get("id")
-        )
-        return Turn(
-            event_id=body["event_id"],
+        turn = Turn(
+            event_id=event_id,
             team_id=team_id,
-            channel_id=event["channel"],
+            channel_id=message.channel_id,
             thread_key=thread_key,
             surface=surface,
-            user_id=event["user"],
+            user_id=message.user_id,
             user_name=speaker.display_name,
             text=to_plain_text(raw, user_names=names),
-            message_ts=event["ts"],
+            message_ts=message.ts,
             reply_thread_ts=reply_thread_ts,
             user_timezone=speaker.timezone,
-            files=files,
+            files=message.files,
         )
+        await self._service.accept(turn)
 
 
 def _team_id(body: dict[str, Any], event: dict[str, Any]) -> str:
-    return body.get("team_id") or event.get("team") or ""
+    for team_id in (body.get("team_id"), event.get("team")):
+        if isinstance(team_id, str) and team_id:
+            return team_id
+    return ""

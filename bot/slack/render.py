@@ -5,12 +5,15 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 from markdown_to_mrkdwn import SlackMarkdownConverter
 
-__all__ = ["MIN_LIMIT", "markdown_to_mrkdwn", "render_reply", "split_message"]
+from bot.conversations.turn import Citation
+
+__all__ = ["MIN_LIMIT", "footnotes", "markdown_to_mrkdwn", "render_reply", "split_message"]
 
 # Markdown -> mrkdwn
 #
@@ -309,6 +312,17 @@ def split_message(text: str, *, limit: int) -> list[str]:
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT}, got {limit}")
     return _Splitter(text, limit).chunks()
+
+
+def footnotes(citations: Sequence[Citation]) -> str:
+    """The numbered sources under an answer, as Markdown (web sources as links with their titles)."""
+    if not citations:
+        return ""
+    lines = []
+    for citation in citations:
+        title = citation.title.replace("[", "(").replace("]", ")") or citation.url or "a source"
+        lines.append(f"[{citation.number}] [{title}]({citation.url})" if citation.url else f"[{citation.number}] {title}")
+    return "\n\n" + "\n".join(lines)
 
 
 def render_reply(markdown: str, *, limit: int) -> list[str]:

@@ -25,7 +25,7 @@ from bot.conversations.turn import (
 from bot.errors import DeliveryError
 from bot.slack.directory import UserDirectory
 from bot.slack.files import share_answer_files
-from bot.slack.render import render_reply
+from bot.slack.render import footnotes, render_reply
 from bot.slack.text import mentioned_user_ids, to_plain_text
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class SlackReplyStream:
                 await self._show(render_reply(self._markdown, limit=self._message_chars))
         elif isinstance(part, ReplyCompleted):
             text = await self._share_files(part) if part.files else part.text
+            text += footnotes(part.citations)
             self._markdown = text
             await self._show(render_reply(text, limit=self._message_chars) or [EMPTY_ANSWER])
             self.finished = True
@@ -230,7 +231,7 @@ class SlackPlatform:
         self._message_chars = message_chars
         self._update_seconds = update_seconds
 
-    async def history(self, turn: Turn) -> list[HistoryMessage]:
+    async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
         if turn.surface is Surface.DM or turn.thread_key == turn.message_ts:
             return []  # nothing was said before this message in this conversation
         messages: list[dict] = []
@@ -243,7 +244,10 @@ class SlackPlatform:
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor or not response.get("has_more", True):
                 break
-        earlier = [m for m in messages if float(m.get("ts", "0")) < float(turn.message_ts) and m.get("text")]
+        after = float(since_ts) if since_ts else 0.0
+        earlier = [
+            m for m in messages if after < float(m.get("ts", "0")) < float(turn.message_ts) and m.get("text")
+        ]
         speakers = {m["user"] for m in earlier if m.get("user")}
         for m in earlier:
             speakers.update(mentioned_user_ids(m["text"]))

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select
 
-from bot.store.models import ApiFile, AssistantChange, Conversation, RetiredThread, TurnRecord
+from bot.store.models import ApiFile, AssistantChange, Conversation, RetiredState, TurnRecord
 from bot.store.repositories import Store
 
 
 @dataclass(frozen=True)
-class ApiObjectIds:
-    """Everything a conversation created on the API, which forgetting it must delete."""
+class BackendMemory:
+    """One state a conversation has (or had) on a backend, which forgetting it must delete."""
 
-    thread_ids: tuple[str, ...]
-    vector_store_ids: tuple[str, ...]
-    file_ids: tuple[str, ...]
+    backend: str
+    state: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class ChannelStore:
                     channel_id=channel_id,
                     user_id=user_id,
                     action=action,
-                    from_assistant_id=from_id,
-                    to_assistant_id=to_id,
+                    from_profile_id=from_id,
+                    to_profile_id=to_id,
                 )
             )
 
@@ -71,59 +71,53 @@ class ChannelStore:
                 .limit(1)
             )
 
-    async def replace_api_thread(self, conversation: Conversation, *, new_thread_id: str) -> None:
-        """Keep the conversation's current thread (and its vector store) as retired; use the new one from now on."""
-        async with self._store.transaction() as session:
-            if conversation.api_thread_id:
-                session.add(
-                    RetiredThread(
-                        conversation_id=conversation.id,
-                        team_id=conversation.team_id,
-                        api_thread_id=conversation.api_thread_id,
-                        vector_store_id=conversation.vector_store_id,
-                    )
-                )
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation.id)
-                .values(api_thread_id=new_thread_id, vector_store_id=None)
-            )
-
-    async def api_objects(self, conversation_id: int) -> ApiObjectIds:
+    async def retire_state(self, conversation_id: int, *, since_ts: str) -> None:
+        """Keep the conversation's backend state as retired (forgetting deletes it later); it starts afresh,
+        remembering only what is said in the chat after ``since_ts``."""
         async with self._store.transaction() as session:
             conversation = await session.get(Conversation, conversation_id)
-            retired = list(
-                await session.scalars(select(RetiredThread).where(RetiredThread.conversation_id == conversation_id))
+            if conversation is None or conversation.backend is None or not conversation.backend_state:
+                return
+            session.add(
+                RetiredState(
+                    conversation_id=conversation.id,
+                    team_id=conversation.team_id,
+                    backend=conversation.backend,
+                    state=conversation.backend_state,
+                )
             )
-            file_ids = list(
-                await session.scalars(select(ApiFile.api_file_id).where(ApiFile.conversation_id == conversation_id))
+            conversation.backend_state = None
+            conversation.history_since = since_ts
+
+    async def backend_states(self, conversation_id: int) -> list[BackendMemory]:
+        """Every state the conversation has on a backend: its current one, then the retired ones."""
+        async with self._store.transaction() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            retired = await session.scalars(
+                select(RetiredState).where(RetiredState.conversation_id == conversation_id).order_by(RetiredState.id)
             )
-        current_thread = [conversation.api_thread_id] if conversation and conversation.api_thread_id else []
-        current_store = [conversation.vector_store_id] if conversation and conversation.vector_store_id else []
-        return ApiObjectIds(
-            thread_ids=tuple(dict.fromkeys(current_thread + [row.api_thread_id for row in retired])),
-            vector_store_ids=tuple(
-                dict.fromkeys(current_store + [row.vector_store_id for row in retired if row.vector_store_id])
-            ),
-            file_ids=tuple(dict.fromkeys(file_ids)),
-        )
+            memories = [BackendMemory(row.backend, row.state) for row in retired]
+        if conversation is not None and conversation.backend and conversation.backend_state:
+            memories.insert(0, BackendMemory(conversation.backend, conversation.backend_state))
+        return memories
 
     async def delete_conversation(self, conversation_id: int) -> None:
-        """The conversation's rows: its turns, retired threads, uploaded-file records and itself."""
+        """The conversation's rows: its turns, retired states, uploaded-file records and itself."""
         async with self._store.transaction() as session:
             await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))
-            await session.execute(delete(RetiredThread).where(RetiredThread.conversation_id == conversation_id))
+            await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))
             await session.execute(delete(ApiFile).where(ApiFile.conversation_id == conversation_id))
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
 
     async def token_usage(
         self, *, team_id: str, since: datetime, user_id: str | None = None, channel_id: str | None = None
     ) -> TokenUsage:
-        """Tokens of the runs that answered matching turns; a run that answered several turns counts once."""
-        query = select(TurnRecord.run_id, TurnRecord.prompt_tokens, TurnRecord.completion_tokens).where(
+        """Tokens of the answers to matching turns (an answer to a batch counts on the batch's last turn)."""
+        query = select(
+            func.coalesce(func.sum(TurnRecord.prompt_tokens), 0), func.coalesce(func.sum(TurnRecord.completion_tokens), 0)
+        ).where(
             TurnRecord.team_id == team_id,
             TurnRecord.created_at >= since,
-            TurnRecord.run_id.is_not(None),
             TurnRecord.prompt_tokens.is_not(None),
         )
         if user_id is not None:
@@ -131,9 +125,5 @@ class ChannelStore:
         if channel_id is not None:
             query = query.where(TurnRecord.channel_id == channel_id)
         async with self._store.transaction() as session:
-            rows = (await session.execute(query)).all()
-        per_run = {run_id: (prompt or 0, completion or 0) for run_id, prompt, completion in rows}
-        return TokenUsage(
-            prompt_tokens=sum(prompt for prompt, _ in per_run.values()),
-            completion_tokens=sum(completion for _, completion in per_run.values()),
-        )
+            prompt, completion = (await session.execute(query)).one()
+        return TokenUsage(prompt_tokens=int(prompt), completion_tokens=int(completion))

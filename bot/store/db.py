@@ -67,11 +67,25 @@ def alembic_config() -> Config:
 
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply pending migrations over the engine's own connection."""
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-        await connection.run_sync(_upgrade, revision)
+    """Apply pending migrations over the engine's own connection.
+
+    On SQLite, foreign keys are off meanwhile: altering a table there means copying it and dropping
+    the original, and with foreign keys on, dropping a parent table deletes its children's rows.
+    """
+    async with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or it is ignored
+            await connection.commit()
+        try:
+            async with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+                await connection.run_sync(_upgrade, revision)
+        finally:
+            if sqlite:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

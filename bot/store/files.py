@@ -1,11 +1,11 @@
-"""Which Slack files are already on the API (per team and channel), and each conversation's vector store."""
+"""Which Slack files are already on the API, per team and channel, so that sharing one again reuses it."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.models import ApiFile, Conversation
+from bot.store.models import ApiFile
 from bot.store.repositories import Store
 
 
@@ -61,10 +61,4 @@ class ApiFileRecords:
                 delete(ApiFile).where(
                     ApiFile.team_id == team_id, ApiFile.channel_id == channel_id, ApiFile.api_file_id == api_file_id
                 )
-            )
-
-    async def set_vector_store(self, conversation_id: int, vector_store_id: str) -> None:
-        async with self._store.transaction() as session:
-            await session.execute(
-                update(Conversation).where(Conversation.id == conversation_id).values(vector_store_id=vector_store_id)
             )

@@ -47,7 +47,7 @@ class TurnStatus(str, enum.Enum):
 
 
 class Conversation(Timestamped, Base):
-    """One Slack conversation (channel thread, DM, assistant-pane thread) and its API thread."""
+    """One Slack conversation (channel thread, DM, assistant-pane thread) and its memory on a backend."""
 
     __tablename__ = "conversations"
     __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_key"),)
@@ -58,10 +58,12 @@ class Conversation(Timestamped, Base):
     # The Slack thread's ts, or "dm" for the rolling top-level conversation of a DM channel.
     thread_key: Mapped[str] = mapped_column(String(64))
     surface: Mapped[str] = mapped_column(String(16))
-    api_thread_id: Mapped[str | None] = mapped_column(String(128))
-    assistant_id: Mapped[str | None] = mapped_column(String(128))
-    # The vector store holding the documents shared in this conversation (file search).
-    vector_store_id: Mapped[str | None] = mapped_column(String(128))
+    # The backend that holds this conversation's memory, and its opaque state there (a thread id, a
+    # conversation id...). A conversation from another backend starts afresh, seeded from Slack.
+    backend: Mapped[str | None] = mapped_column(String(16))
+    backend_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # After `/assistant new`: a fresh start is seeded only with the chat's messages after this (a Slack ts).
+    history_since: Mapped[str | None] = mapped_column(String(32))
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     # Whoever holds an unexpired lease is the only worker answering this conversation.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
@@ -69,13 +71,13 @@ class Conversation(Timestamped, Base):
 
 
 class ChannelSetting(Timestamped, Base):
-    """Per-channel choices, such as the assistant the channel talks to."""
+    """Per-channel choices, such as the assistant profile the channel talks to."""
 
     __tablename__ = "channel_settings"
 
     team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    assistant_id: Mapped[str | None] = mapped_column(String(128))
+    profile_id: Mapped[str | None] = mapped_column(String(128))
     updated_by: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -99,12 +101,12 @@ class TurnRecord(Timestamped, Base):
     # The serialised domain Turn, so that a restarted bot can finish the work without Slack.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=TurnStatus.PENDING.value, index=True)
-    api_message_id: Mapped[str | None] = mapped_column(String(128))
-    run_id: Mapped[str | None] = mapped_column(String(128))
+    # How far the backend got with the batch this turn is in (opaque to all but that backend).
+    backend_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     reply_ts: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # Token usage of the run that answered this turn (shared by the turns it answered at once).
+    # Token usage of the answer to this turn (shared by the turns it answered at once).
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -119,16 +121,16 @@ class AppState(Timestamped, Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-class RetiredThread(Base):
-    """An API thread a conversation no longer uses (after `/assistant new`); kept until forgotten."""
+class RetiredState(Base):
+    """A backend state a conversation no longer uses (after `/assistant new`); kept until forgotten."""
 
-    __tablename__ = "retired_threads"
+    __tablename__ = "retired_states"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     team_id: Mapped[str] = mapped_column(String(32))
-    api_thread_id: Mapped[str] = mapped_column(String(128))
-    vector_store_id: Mapped[str | None] = mapped_column(String(128))
+    backend: Mapped[str] = mapped_column(String(16))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
     retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -170,8 +172,26 @@ class ModerationEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class StoredProfile(Timestamped, Base):
+    """An assistant profile kept by the bot: made with `/assistant create`, or copied from the API's
+    assistants so that a channel's choice survives a change of backend."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(128))
+    instructions: Mapped[str] = mapped_column(Text)
+    tools: Mapped[list[str]] = mapped_column(JSON)
+    vector_store_ids: Mapped[list[str]] = mapped_column(JSON)
+    # Where it was created (None for profiles copied from the API).
+    team_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
 class AssistantChange(Base):
-    """Who changed which channel's assistant, when, from what to what."""
+    """Who changed which channel's assistant profile, when, from what to what."""
 
     __tablename__ = "assistant_changes"
     __table_args__ = (Index("ix_assistant_changes_team_channel", "team_id", "channel_id"),)
@@ -181,6 +201,44 @@ class AssistantChange(Base):
     channel_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(16))  # use, create, edit, reset
-    from_assistant_id: Mapped[str | None] = mapped_column(String(128))
-    to_assistant_id: Mapped[str | None] = mapped_column(String(128))
+    from_profile_id: Mapped[str | None] = mapped_column(String(128))
+    to_profile_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChatMessage(Base):
+    """One message of a conversation whose history the bot keeps itself (the `chat` backend), oldest first by id."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("history_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    # One history of the conversation (it starts a new one after `/assistant new` or a change of backend),
+    # so that forgetting a retired history leaves the current one alone.
+    history_id: Mapped[str] = mapped_column(String(96))
+    # Unique in the history, so that a resumed batch adds nothing twice: the Slack event id of a user
+    # message, "<batch key>:answer" for an answer, "<batch key>:tool:<call id>" for a tool output...
+    key: Mapped[str] = mapped_column(String(160))
+    role: Mapped[str] = mapped_column(String(16))
+    # The chat-completions message without its role: {"content": ...} and, for tool use, tool_calls / tool_call_id.
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # An offline estimate, for trimming the history to the token budget without an API call.
+    tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DocumentChunk(Base):
+    """A passage of a large shared document and its embedding, for retrieval in a `chat` conversation."""
+
+    __tablename__ = "document_chunks"
+    __table_args__ = (UniqueConstraint("history_id", "file_key", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    history_id: Mapped[str] = mapped_column(String(96))
+    file_key: Mapped[str] = mapped_column(String(64))  # the chat platform's file id
+    file_name: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[list[float]] = mapped_column(JSON)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import StoreError
-from bot.store.models import AppState, ChannelSetting, Conversation, TurnRecord, TurnStatus
+from bot.store.models import AppState, ChannelSetting, Conversation, RetiredState, TurnRecord, TurnStatus
 
 OPEN_STATUSES = (TurnStatus.PENDING.value, TurnStatus.RUNNING.value)
 
@@ -77,13 +77,23 @@ class Store:
                 raise StoreError("conversation vanished while being created") from None
             return found
 
-    async def set_api_thread(self, conversation_id: int, *, api_thread_id: str | None, assistant_id: str | None) -> None:
+    async def set_backend_state(self, conversation_id: int, *, backend: str, state: dict[str, Any] | None) -> None:
+        """The conversation's state on ``backend``; a state another backend wrote is kept as retired, so that
+        forgetting the conversation still finds it."""
         async with self.transaction() as session:
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id)
-                .values(api_thread_id=api_thread_id, assistant_id=assistant_id)
-            )
+            conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is None:
+                raise StoreError(f"conversation {conversation_id} does not exist")
+            if conversation.backend not in (None, backend) and conversation.backend_state:
+                session.add(
+                    RetiredState(
+                        conversation_id=conversation_id,
+                        team_id=conversation.team_id,
+                        backend=conversation.backend,
+                        state=conversation.backend_state,
+                    )
+                )
+            conversation.backend, conversation.backend_state = backend, state
 
     async def claim_conversation(self, conversation_id: int, *, owner: str, lease_seconds: float) -> bool:
         """Take the conversation's lease if it is free, expired or already ours; True if taken."""
@@ -188,6 +198,13 @@ class Store:
         async with self.transaction() as session:
             await session.execute(update(TurnRecord).where(TurnRecord.id.in_(list(turn_ids))).values(**values))
 
+    async def record_progress(self, turn_ids: Sequence[int], progress: dict[str, Any]) -> None:
+        """How far the backend got with the batch of these turns."""
+        async with self.transaction() as session:
+            await session.execute(
+                update(TurnRecord).where(TurnRecord.id.in_(list(turn_ids))).values(backend_progress=progress)
+            )
+
     async def start_turns(self, turn_ids: Sequence[int]) -> None:
         """Mark turns running and count the attempt, so endless crash loops can be seen."""
         async with self.transaction() as session:
@@ -199,27 +216,25 @@ class Store:
 
     # Channel settings --------------------------------------------------------------------
 
-    async def channel_assistant(self, *, team_id: str, channel_id: str) -> str | None:
+    async def channel_profile(self, *, team_id: str, channel_id: str) -> str | None:
         async with self.transaction() as session:
             return await session.scalar(
-                select(ChannelSetting.assistant_id).where(
+                select(ChannelSetting.profile_id).where(
                     and_(ChannelSetting.team_id == team_id, ChannelSetting.channel_id == channel_id)
                 )
             )
 
-    async def set_channel_assistant(
-        self, *, team_id: str, channel_id: str, assistant_id: str | None, updated_by: str | None
+    async def set_channel_profile(
+        self, *, team_id: str, channel_id: str, profile_id: str | None, updated_by: str | None
     ) -> None:
         async with self.transaction() as session:
             setting = await session.get(ChannelSetting, (team_id, channel_id))
             if setting is None:
                 session.add(
-                    ChannelSetting(
-                        team_id=team_id, channel_id=channel_id, assistant_id=assistant_id, updated_by=updated_by
-                    )
+                    ChannelSetting(team_id=team_id, channel_id=channel_id, profile_id=profile_id, updated_by=updated_by)
                 )
             else:
-                setting.assistant_id = assistant_id
+                setting.profile_id = profile_id
                 setting.updated_by = updated_by
 
     # App state ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 
-from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
+from bot.store.models import ApiFile, Conversation, RetiredState, TurnRecord
 from bot.store.repositories import OPEN_STATUSES, Store, utcnow
 
 
@@ -50,21 +50,21 @@ class RetentionRepository:
     async def delete_if_idle(self, conversation_id: int, cutoff: datetime) -> bool:
         """Delete the conversation and its rows, unless a message arrived meanwhile; True if deleted.
 
-        A conversation that woke up keeps its rows but forgets its API objects, which are gone
-        now: its next answer starts a fresh thread seeded from the Slack history.
+        A conversation that woke up keeps its rows but forgets its backend state, whose objects are
+        gone now: its next answer starts afresh, seeded from the Slack history.
         """
         async with self._store.transaction() as session:
             still_idle = await session.scalar(
                 select(Conversation.id).where(Conversation.id == conversation_id, _last_activity() < cutoff)
             )
             # Explicit deletes rather than ON DELETE CASCADE, which SQLite only honours with foreign keys on.
-            await session.execute(delete(RetiredThread).where(RetiredThread.conversation_id == conversation_id))
+            await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))
             await session.execute(delete(ApiFile).where(ApiFile.conversation_id == conversation_id))
             if still_idle is None:
                 await session.execute(
                     update(Conversation)
                     .where(Conversation.id == conversation_id)
-                    .values(api_thread_id=None, vector_store_id=None)
+                    .values(backend_state=None)
                 )
                 return False
             await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))

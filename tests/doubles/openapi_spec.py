@@ -9,7 +9,7 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -211,6 +211,7 @@ class OpenAPIValidator:
         templates = sorted(self._document["paths"], key=lambda template: template.count("{"))
         self._path_patterns = [(template, _template_regex(template)) for template in templates]
         self._stream_event_data = self._stream_event_data_pointers()
+        self._response_stream_events = self._response_stream_event_pointers()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -258,13 +259,38 @@ class OpenAPIValidator:
             return [] if body is None else [f"{where}: the document declares no JSON body for this status"]
         return self._errors(where, response_pointer + _pointer("content", "application/json", "schema"), body)
 
-    def validate_stream_event(self, event: str, data: Any) -> list[str]:
-        """Problems with the data of one Assistants SSE event (thread.run.*, thread.message.*, error, done)."""
+    def validate_stream_event(
+        self, event: str | None, data: Any, *, api: Literal["assistants", "responses", "chat"] = "assistants"
+    ) -> list[str]:
+        """Problems with one SSE event of an Assistants run, a response or a chat completion (None: no event line)."""
+        if api == "responses":
+            return self._response_stream_event_errors(event, data)
+        if api == "chat":
+            return self._chat_chunk_errors(event, data)
         where = f"stream event {event}"
-        data_pointer = self._stream_event_data.get(event)
+        data_pointer = self._stream_event_data.get(event or "")
         if data_pointer is None:
             return [f"{where}: not an event of AssistantStreamEvent"]
         return self._errors(where, data_pointer, data)
+
+    def _response_stream_event_errors(self, event: str | None, data: Any) -> list[str]:
+        """A Responses event names its ResponseStreamEvent alternative twice: `event:` line and data "type"."""
+        event_type = data.get("type") if isinstance(data, dict) else None
+        where = f"response stream event {event_type or event}"
+        schema_pointer = self._response_stream_events.get(event_type or "")
+        if schema_pointer is None:
+            return [f"{where}: data type {event_type!r} is not an event of ResponseStreamEvent"]
+        problems = [] if event == event_type else [f"{where}: the event line says {event!r}"]
+        return problems + self._errors(where, schema_pointer, data)
+
+    def _chat_chunk_errors(self, event: str | None, data: Any) -> list[str]:
+        """Chat chunks are data-only events ending with a literal [DONE]."""
+        where = "chat completion chunk"
+        problems = [] if event is None else [f"{where}: chunks carry no event line, got {event!r}"]
+        if data == "[DONE]":
+            return problems
+        chunk_pointer = _pointer("components", "schemas", "CreateChatCompletionStreamResponse")
+        return problems + self._errors(where, chunk_pointer, data)
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -429,6 +455,18 @@ class OpenAPIValidator:
             event_names = schema.get("properties", {}).get("event", {}).get("enum", [])
             for event_name in event_names:
                 pointers[event_name] = pointer + _pointer("properties", "data")
+        return pointers
+
+    def _response_stream_event_pointers(self) -> dict[str, str]:
+        """Map each ResponseStreamEvent "type" to the pointer of the alternative that describes it."""
+        union_pointer = _pointer("components", "schemas", "ResponseStreamEvent")
+        pointers: dict[str, str] = {}
+        for index, alternative in enumerate(self._resolve_pointer(union_pointer).get("anyOf", [])):
+            schema, pointer = self._dereference(alternative, union_pointer + _pointer("anyOf", index))
+            type_schema = schema.get("properties", {}).get("type", {})
+            for event_type in type_schema.get("enum", [type_schema.get("const")]):
+                if event_type:
+                    pointers[event_type] = pointer
         return pointers
 
 

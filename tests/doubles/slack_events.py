@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from .slack_double import DEFAULT_APP_ID, DEFAULT_VERIFICATION_TOKEN
+from .slack import DEFAULT_APP_ID, DEFAULT_VERIFICATION_TOKEN
 
 EVENTS_PATH = "/slack/events"
 SLACK_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"

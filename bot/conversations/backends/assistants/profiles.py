@@ -1,0 +1,144 @@
+"""The Assistants API's assistants as profiles: the default one, lookups (cached), creation and edits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileCatalog, ProfileOrigin, ProfileSpec
+from bot.conversations.backends.assistants.api import AssistantsAPI
+from bot.errors import NotFoundError, ProfileNotFound, StoreError
+from bot.openai_api.models import Assistant
+from bot.settings import Settings
+from bot.store.repositories import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ASSISTANT_KEY = "default_assistant_id"
+# Every run needs its assistant's tools; a few minutes' staleness after an edit elsewhere is fine.
+ASSISTANT_CACHE_SECONDS = 300.0
+
+
+def profile_of(assistant: Assistant) -> Profile:
+    file_search = (assistant.tool_resources or {}).get("file_search") or {}
+    return Profile(
+        id=assistant.id,
+        name=assistant.name or assistant.id,
+        model=assistant.model or "",
+        instructions=assistant.instructions or "",
+        tools=tuple(tool["type"] for tool in assistant.tools if tool.get("type") in BUILTIN_TOOLS),
+        vector_store_ids=tuple(file_search.get("vector_store_ids") or ()),
+    )
+
+
+class AssistantsProfiles:
+    """A ProfileCatalog over the server's assistants; each one read is copied into our own table too.
+
+    The copy keeps channels' choices meaningful after a switch to a backend without assistants.
+    """
+
+    def __init__(
+        self,
+        api: AssistantsAPI,
+        *,
+        store: Store,
+        settings: Settings,
+        table_profiles: ProfileCatalog,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._settings = settings
+        self._table_profiles = table_profiles
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Assistant]] = {}
+        self._default_lock = asyncio.Lock()
+
+    async def assistant(self, assistant_id: str) -> Assistant:
+        """The assistant as the API has it, at most ASSISTANT_CACHE_SECONDS old; ProfileNotFound if none."""
+        cached = self._cache.get(assistant_id)
+        if cached is not None and self._clock() - cached[0] <= ASSISTANT_CACHE_SECONDS:
+            return cached[1]
+        try:
+            assistant = await self._api.retrieve_assistant(assistant_id)
+        except NotFoundError as exc:
+            self._cache.pop(assistant_id, None)
+            raise ProfileNotFound(f"no assistant {assistant_id} on this server") from exc
+        await self._remember(assistant)
+        return assistant
+
+    async def default_id(self) -> str:
+        """OPENAI_ASSISTANT_ID, or the assistant the bot created once and remembered."""
+        if self._settings.openai_assistant_id:
+            return self._settings.openai_assistant_id
+        async with self._default_lock:
+            remembered = await self._store.get_state(DEFAULT_ASSISTANT_KEY)
+            if remembered:
+                return remembered
+            created = await self._api.create_assistant(
+                {
+                    "model": self._settings.assistant_model,
+                    "name": self._settings.assistant_name,
+                    "instructions": self._settings.assistant_instructions,
+                }
+            )
+            log.info("created default assistant %s (model %s)", created.id, self._settings.assistant_model)
+            await self._remember(created)
+            return await self._store.put_state_once(DEFAULT_ASSISTANT_KEY, created.id)
+
+    async def default(self) -> Profile:
+        return await self.get(await self.default_id())
+
+    async def get(self, profile_id: str) -> Profile:
+        return profile_of(await self.assistant(profile_id))
+
+    async def list(self) -> list[Profile]:
+        found = []
+        async for assistant in self._api.assistants():
+            self._cache[assistant.id] = (self._clock(), assistant)
+            found.append(profile_of(assistant))
+        return found
+
+    async def create(self, spec: ProfileSpec, *, origin: ProfileOrigin) -> Profile:
+        body: dict[str, Any] = {
+            "model": spec.model,
+            "name": spec.name,
+            "tools": [{"type": tool} for tool in spec.tools],
+            "metadata": {"created_by": origin.user_id, "channel": origin.channel_id},
+        }
+        if spec.instructions:
+            body["instructions"] = spec.instructions
+        assistant = await self._api.create_assistant(body)
+        log.info("user %s created assistant %s for channel %s", origin.user_id, assistant.id, origin.channel_id)
+        await self._remember(assistant)
+        return profile_of(assistant)
+
+    async def update(self, profile_id: str, spec: ProfileSpec) -> Profile:
+        try:
+            current = await self._api.retrieve_assistant(profile_id)
+        except NotFoundError as exc:
+            raise ProfileNotFound(f"no assistant {profile_id} on this server") from exc
+        # Only the built-in tools are edited; function tools the assistant has stay as they are.
+        kept = [tool for tool in current.tools if tool.get("type") not in BUILTIN_TOOLS]
+        fields: dict[str, Any] = {
+            "name": spec.name, "model": spec.model, "tools": kept + [{"type": tool} for tool in spec.tools]
+        }
+        if spec.instructions is not None:
+            fields["instructions"] = spec.instructions
+        assistant = await self._api.update_assistant(profile_id, fields)
+        await self._remember(assistant)
+        return profile_of(assistant)
+
+    async def _remember(self, assistant: Assistant) -> None:
+        self._cache[assistant.id] = (self._clock(), assistant)
+        save = getattr(self._table_profiles, "save", None)
+        if save is None:
+            return
+        try:
+            await save(profile_of(assistant), origin=None)
+        except StoreError as exc:
+            # The copy only matters after a switch of backend; this answer must not fail for it.
+            log.warning("could not copy assistant %s into the profiles table: %s", assistant.id, exc)

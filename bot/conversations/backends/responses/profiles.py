@@ -1,0 +1,39 @@
+"""Importing an Assistants API assistant (OPENAI_ASSISTANT_ID) as the default profile of the Responses backend."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.conversations.profiles import BUILTIN_TOOLS, Profile
+from bot.errors import APIError, NotFoundError
+from bot.openai_api.client import OpenAIClient
+
+log = logging.getLogger(__name__)
+
+
+async def import_assistant_profile(client: OpenAIClient, assistant_id: str) -> Profile | None:
+    """The assistant's name, model, instructions and built-in tools as a profile; None when it cannot be read.
+
+    Servers shaped like api.openai.com today no longer serve assistants: that 404 is logged once (the
+    catalog asks once) and the settings' default profile is used instead; it never fails a turn.
+    """
+    try:
+        assistant = await client.retrieve_assistant(assistant_id)
+    except NotFoundError as exc:
+        log.warning("OPENAI_ASSISTANT_ID is not served here (%s); using the configured default profile", exc)
+        return None
+    except APIError as exc:
+        log.warning("could not import the assistant of OPENAI_ASSISTANT_ID (%s); using the configured default", exc)
+        return None
+    if not assistant.model:
+        return None
+    tools = tuple(tool["type"] for tool in assistant.tools if tool.get("type") in BUILTIN_TOOLS)
+    file_search = (assistant.tool_resources or {}).get("file_search") or {}
+    return Profile(
+        id=assistant.id,
+        name=assistant.name or assistant.id,
+        model=assistant.model,
+        instructions=assistant.instructions or "",
+        tools=tools,
+        vector_store_ids=tuple(file_search.get("vector_store_ids") or ()),
+    )

@@ -1,0 +1,351 @@
+"""The responses backend through the answer contract, against the OpenAI double and a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot.conversations.backend import (
+    AnswerRequest,
+    BackendEvent,
+    Checkpoint,
+    Completed,
+    ConversationRef,
+    Failed,
+    StateChanged,
+    TextDelta,
+    ToolActivity,
+    ToolStatus,
+    Usage,
+    UserInput,
+)
+from bot.conversations.backends import BackendDeps
+from bot.conversations.backends.responses import PLUGIN, ResponsesBackend, import_assistant_profile
+from bot.conversations.profiles import Profile
+from bot.conversations.tools import ToolContext, builtin_tools
+from bot.conversations.turn import AnswerFile, Citation, HistoryMessage, Surface, Turn
+from bot.openai_api.client import OpenAIClient
+from bot.openai_api.files import FilesAPI
+from bot.settings import Settings
+from bot.store.db import create_engine, migrate, session_factory
+from bot.store.files import ApiFileRecords
+from bot.store.repositories import Store
+from conftest import OPENAI_KEY
+from doubles.openai import ScriptedAnswer
+
+PROFILE = Profile(id="default", name="Helper", model="gpt-4o-mini", instructions="Be brief.")
+TURN = Turn(
+    event_id="Ev0", team_id="T1", channel_id="C1", thread_key="1.0", surface=Surface.CHANNEL, user_id="U0ADA",
+    user_name="Ada", text="hi", message_ts="1.0", reply_thread_ts="1.0",
+)
+
+
+@dataclass
+class Harness:
+    backend: ResponsesBackend
+    client: OpenAIClient
+    conversation: ConversationRef
+    history: list[HistoryMessage] = field(default_factory=list)
+    history_calls: int = 0
+
+    async def _history(self) -> Sequence[HistoryMessage]:
+        self.history_calls += 1
+        return self.history
+
+    def request(self, *inputs: UserInput, state: dict | None = None, progress: dict | None = None,
+                attempt: int = 1) -> AnswerRequest:
+        return AnswerRequest(
+            conversation=self.conversation, state=state, progress=progress, inputs=inputs, history=self._history,
+            profile=PROFILE, tools=builtin_tools(), tool_context=ToolContext(TURN), attempt=attempt,
+        )
+
+
+@pytest.fixture
+async def harness(openai_double: Any, sqlite_url: str) -> AsyncIterator[Harness]:
+    engine = create_engine(sqlite_url)
+    await migrate(engine)
+    store = Store(session_factory(engine))
+    row = await store.get_or_create_conversation(team_id="T1", channel_id="C1", thread_key="1.0", surface="channel")
+    client = OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=1, backoff_base=0.01)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, slack_bot_token="xoxb-test", openai_api_key=OPENAI_KEY,
+        openai_base_url=openai_double.base_url, run_poll_max_seconds=0.05, run_queued_deadline_seconds=1.0,
+    )
+    deps = BackendDeps(client=client, files=FilesAPI(client), store=store, file_records=ApiFileRecords(store),
+                       table_profiles=None, settings=settings)  # type: ignore[arg-type]
+    backend = PLUGIN.build(deps)
+    assert isinstance(backend, ResponsesBackend)
+    yield Harness(backend, client, ConversationRef(row.id, "T1", "C1", "1.0"))
+    await client.aclose()
+    await engine.dispose()
+
+
+async def collect(events: AsyncIterator[BackendEvent]) -> list[BackendEvent]:
+    return [event async for event in events]
+
+
+def final(events: Sequence[BackendEvent]) -> Completed | Failed:
+    ends = [event for event in events if isinstance(event, (Completed, Failed))]
+    assert len(ends) == 1 and events[-1] is ends[0]
+    return ends[0]
+
+
+def last_state(events: Sequence[BackendEvent]) -> dict:
+    return [event.state for event in events if isinstance(event, StateChanged)][-1]
+
+
+def checkpoints(events: Sequence[BackendEvent]) -> list[dict]:
+    return [event.progress for event in events if isinstance(event, Checkpoint)]
+
+
+def conversation_texts(openai_double: Any, conversation_id: str) -> list[tuple[str, str]]:
+    items = openai_double.core.family("conversations").items_of(conversation_id)
+    return [
+        (item["role"], "\n".join(part.get("text", "") for part in item["content"]))
+        for item in items if item["type"] == "message"
+    ]
+
+
+def said(key: str, text: str) -> UserInput:
+    return UserInput(key=key, text=text)
+
+
+def response_posts(openai_double: Any) -> list[Any]:
+    return openai_double.requests_to("POST", r"/responses$")
+
+
+# Conversations -------------------------------------------------------------------------------------
+
+
+async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: Harness, openai_double: Any) -> None:
+    harness.history = [HistoryMessage("user", f"Ada: point {n}") for n in range(24)]
+    harness.history.append(HistoryMessage("assistant", "Monday is safer."))
+    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: what now?"))))
+
+    assert final(events) == Completed("Echo: Ada: what now?")
+    assert isinstance(events[0], StateChanged) and events[0].state["conversation_id"].startswith("conv_")
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Echo: Ada: what now?"
+    assert harness.history_calls == 1
+    # 26 messages: 20 in POST /conversations, the rest through /items, then the input, then the answer.
+    seen = openai_double.model_inputs("responses")
+    assert len(seen) == 1
+    assert seen[0] == [("system", "Be brief."), *[("user", f"Ada: point {n}") for n in range(24)],
+                       ("assistant", "Monday is safer."), ("user", "Ada: what now?")]
+    body = response_posts(openai_double)[0].body
+    assert body["background"] is True and body["stream"] is True and body["store"] is True
+    assert "input" not in body and body["model"] == "gpt-4o-mini"
+    assert body["tools"][0]["type"] == "function" and body["tools"][0]["name"] == "get_current_time"
+    conversation_id = last_state(events)["conversation_id"]
+    assert conversation_texts(openai_double, conversation_id)[-1] == ("assistant", "Echo: Ada: what now?")
+    usage = [event for event in events if isinstance(event, Usage)]
+    assert len(usage) == 1 and usage[0].prompt_tokens > 0
+
+
+async def test_a_batch_of_two_goes_into_one_response(harness: Harness, openai_double: Any) -> None:
+    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    state = last_state(first)
+    events = await collect(harness.backend.answer(
+        harness.request(said("Ev2", "Ada: one"), said("Ev3", "Bob: two"), state=state)
+    ))
+
+    assert final(events) == Completed("Echo: Bob: two")
+    assert len(response_posts(openai_double)) == 2
+    assert [text for role, text in openai_double.model_inputs("responses")[-1] if role == "user"] == [
+        "Ada: hello", "Ada: one", "Bob: two"
+    ]
+    assert len(checkpoints(events)[0]["input_item_ids"]) == 2
+    assert harness.history_calls == 1
+
+
+async def test_a_tool_loop_answers_after_the_function_output(harness: Harness, openai_double: Any) -> None:
+    openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})],
+                                        text_after_tools="It is late."))
+    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: time?"))))
+
+    assert final(events) == Completed("It is late.")
+    posts = response_posts(openai_double)
+    assert len(posts) == 2
+    output = posts[1].body["input"][0]
+    assert output["type"] == "function_call_output" and '"timezone": "UTC"' in output["output"]
+    assert [(e.tool, e.name, e.status) for e in events if isinstance(e, ToolActivity)] == [
+        ("function", "get_current_time", ToolStatus.STARTED), ("function", "get_current_time", ToolStatus.COMPLETED)
+    ]
+    tool_seen = [text for role, text in openai_double.model_inputs("responses")[-1] if role == "tool"]
+    assert len(tool_seen) == 1 and "UTC" in tool_seen[0]
+
+
+async def test_a_failed_response_is_explained(harness: Harness, openai_double: Any) -> None:
+    openai_double.script(ScriptedAnswer(status="failed", last_error={"code": "rate_limit_exceeded", "message": "slow"}))
+    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hi"))))
+
+    assert final(events) == Failed("The assistant is over its rate limit right now. Please try again in a minute.")
+
+
+async def test_citations_and_made_files_come_with_the_answer(harness: Harness, openai_double: Any) -> None:
+    pdf_id = openai_double.core.family("files").store("plan.pdf", b"%PDF", "assistants")["id"]
+    chart_id = openai_double.add_output_file("chart.png", b"PNG-chart")
+    image_id = openai_double.add_output_file("cat.png", b"PNG-cat")
+    text = "The plan says Friday. See sandbox:/mnt/data/chart.png"
+    openai_double.script(ScriptedAnswer(
+        text=text, image_file_ids=[image_id],
+        annotations=[("file_citation", "Friday.", pdf_id), ("file_path", "sandbox:/mnt/data/chart.png", chart_id)],
+    ))
+    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: when?"))))
+
+    answer = final(events)
+    assert answer == Completed(
+        "The plan says Friday.[1] See sandbox:/mnt/data/chart.png",
+        files=(AnswerFile("image-1.png", b"PNG-cat"),
+               AnswerFile("chart.png", b"PNG-chart", link="sandbox:/mnt/data/chart.png")),
+        citations=(Citation(1, "plan.pdf"),),
+    )
+    tools = {(e.tool, e.status) for e in events if isinstance(e, ToolActivity)}
+    assert ("code_interpreter", ToolStatus.COMPLETED) in tools and ("image_generation", ToolStatus.STARTED) in tools
+
+
+# Stopping and resuming -------------------------------------------------------------------------------
+
+
+async def test_cancel_stops_a_stalled_response(harness: Harness, openai_double: Any) -> None:
+    openai_double.script(ScriptedAnswer(stall=True))
+    events: list[BackendEvent] = []
+    answering = harness.backend.answer(harness.request(said("Ev1", "Ada: hi")))
+    async for event in answering:
+        events.append(event)
+        if isinstance(event, Checkpoint) and "response_id" in event.progress:
+            await harness.backend.cancel(last_state(events), event.progress)
+    assert final(events) == Failed("The run was cancelled before the assistant finished.")
+    assert openai_double.core.family("responses").response_objects()[0]["status"] == "cancelled"
+    # Cancelling again, once it has ended, is not an error.
+    await harness.backend.cancel(last_state(events), checkpoints(events)[-1])
+
+
+async def test_a_resumed_worker_follows_the_checkpointed_response(harness: Harness, openai_double: Any) -> None:
+    openai_double.script(ScriptedAnswer(text="Slow and steady.", chunks=4))
+    crashed: list[BackendEvent] = []
+    answering = harness.backend.answer(harness.request(said("Ev1", "Ada: hi")))
+    async for event in answering:  # the worker dies right after checkpointing the response id
+        crashed.append(event)
+        if isinstance(event, Checkpoint) and "response_id" in event.progress:
+            break
+    await answering.aclose()
+    progress = checkpoints(crashed)[-1]
+
+    events = await collect(harness.backend.answer(
+        harness.request(said("Ev1", "Ada: hi"), state=last_state(crashed), progress=progress, attempt=2)
+    ))
+    assert final(events) == Completed("Slow and steady.")
+    assert len(response_posts(openai_double)) == 1
+    follows = openai_double.requests_to("GET", r"/responses/resp_")
+    assert follows and follows[0].query["stream"] == "true" and "starting_after" in follows[0].query
+    assert len(openai_double.requests_to("POST", r"/items$")) == 1
+
+
+async def test_a_cut_stream_is_followed_by_id(harness: Harness, openai_double: Any) -> None:
+    openai_double.cut_stream_after = 4
+    openai_double.script(ScriptedAnswer(text="Not lost at all.", chunks=5))
+    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hi"))))
+    openai_double.cut_stream_after = None
+
+    assert final(events) == Completed("Not lost at all.")
+    assert len(response_posts(openai_double)) == 1
+
+
+# Lost answers -------------------------------------------------------------------------------------------
+
+
+async def test_items_whose_answer_was_lost_are_not_added_twice(harness: Harness, openai_double: Any) -> None:
+    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    openai_double.lose_response_next("POST", r"/conversations/[^/]+/items$")
+    events = await collect(harness.backend.answer(
+        harness.request(said("Ev2", "Ada: one"), said("Ev3", "Ada: two"), state=last_state(first))
+    ))
+
+    assert final(events) == Completed("Echo: Ada: two")
+    conversation_id = last_state(events)["conversation_id"]
+    users = [text for role, text in conversation_texts(openai_double, conversation_id) if role == "user"]
+    assert users == ["Ada: hello", "Ada: one", "Ada: two"]
+    assert [t for r, t in openai_double.model_inputs("responses")[-1] if r == "user"] == users
+
+
+async def test_a_crash_before_the_items_checkpoint_finds_them(harness: Harness, openai_double: Any) -> None:
+    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    state = last_state(first)
+    # The dead worker added the message but died before its checkpoint was stored.
+    await harness.backend._api.add_items(state["conversation_id"], [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: again"}]}
+    ])
+    events = await collect(harness.backend.answer(harness.request(said("Ev2", "Ada: again"), state=state, attempt=2)))
+
+    assert final(events) == Completed("Echo: Ada: again")
+    users = [t for r, t in openai_double.model_inputs("responses")[-1] if r == "user"]
+    assert users == ["Ada: hello", "Ada: again"]
+
+
+async def test_a_response_whose_answer_was_lost_is_found_in_the_conversation(
+    harness: Harness, openai_double: Any
+) -> None:
+    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    openai_double.lose_response_next("POST", r"/responses$")
+    openai_double.script(ScriptedAnswer(text="Found me."))
+    events = await collect(harness.backend.answer(harness.request(said("Ev2", "Ada: there?"), state=last_state(first))))
+
+    assert final(events) == Completed("Found me.")
+    assert len(response_posts(openai_double)) == 2  # one per batch: the lost one was not sent again
+    assert openai_double.model_calls == 2
+    assert last_state(events)["last_item_id"].startswith("msg_")
+
+
+async def test_a_lost_response_request_with_no_trace_is_sent_once_more(harness: Harness, openai_double: Any) -> None:
+    # The worker died after checkpointing its inputs and before any response existed.
+    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    state = last_state(first)
+    added = await harness.backend._api.add_items(state["conversation_id"], [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: late"}]}
+    ])
+    progress = {"input_item_ids": [added[0]["id"]], "anchor": added[0]["id"], "pending_input": [], "requested": True}
+    events = await collect(harness.backend.answer(
+        harness.request(said("Ev2", "Ada: late"), state=state, progress=progress, attempt=2)
+    ))
+
+    assert final(events) == Completed("Echo: Ada: late")
+    assert len(response_posts(openai_double)) == 2
+    assert [t for r, t in openai_double.model_inputs("responses")[-1] if r == "user"] == ["Ada: hello", "Ada: late"]
+
+
+# Forgetting, probes, profiles -----------------------------------------------------------------------------
+
+
+async def test_forget_deletes_the_conversation_and_tolerates_it_gone(harness: Harness, openai_double: Any) -> None:
+    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hi"))))
+    state = last_state(events)
+    await harness.backend.forget(state)
+    await harness.backend.forget(state)
+    assert openai_double.core.family("conversations").conversations == {}
+
+
+async def test_probes_tell_a_served_api_from_an_unknown_route(harness: Harness, openai_double: Any) -> None:
+    for shape, served in (("openai", True), ("chat_only", False)):
+        openai_double.shape = shape
+        for probe in PLUGIN.probes:
+            response = await harness.client._http.request(probe.method, probe.path.lstrip("/"))
+            assert response.status_code == 404
+            message = response.json()["error"]["message"]
+            assert message.startswith("Invalid URL") is not served
+
+
+async def test_an_assistant_that_is_not_served_is_not_imported(harness: Harness, openai_double: Any) -> None:
+    openai_double.shape = "openai"
+    assert await import_assistant_profile(harness.client, "asst_gone") is None
+    openai_double.shape = "full"
+    assert await import_assistant_profile(harness.client, "asst_missing") is None
+
+
+async def test_text_is_streamed_while_the_response_runs(harness: Harness, openai_double: Any) -> None:
+    openai_double.script(ScriptedAnswer(text="abcdef", chunks=3, chunk_delay=0.01))
+    deltas = [e.text for e in await collect(harness.backend.answer(harness.request(said("Ev1", "x")))) if
+              isinstance(e, TextDelta)]
+    assert deltas == ["ab", "cd", "ef"]
