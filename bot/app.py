@@ -37,7 +37,7 @@ from bot.conversations.moderation import (
 from bot.conversations.retention import RetentionPurger
 from bot.conversations.service import ChannelProfiles, ConversationService
 from bot.conversations.tools import builtin_tools
-from bot.errors import APIConnectionError, APIStatusError, ConfigurationError
+from bot.errors import APIConnectionError, APIStatusError, ConfigurationError, StoreError
 from bot.openai_api.client import OpenAIClient
 from bot.openai_api.files import FilesAPI
 from bot.openai_api.probe import serves
@@ -71,6 +71,7 @@ class Bot:
 
     settings: Settings
     service: ConversationService
+    backend: Backend  # the model backend in use, and through it the profiles channels choose from
     store: Store
     port: int
     background: BackgroundWork  # slow work of slash commands, started after Slack was answered
@@ -191,6 +192,9 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     stack.push_async_callback(engine.dispose)
     await migrate(engine)
     store = Store(session_factory(engine))
+    if engine.dialect.name == "sqlite":
+        # SQLite serves one process: every lease left is a dead process's, and its work can resume at once.
+        await store.free_every_lease()
 
     client = slack_client(settings)
     try:
@@ -250,7 +254,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         sweep_seconds=settings.sweep_seconds,
         max_attempts=settings.max_turn_attempts,
     )
-    stack.push_async_callback(service.shutdown, settings.shutdown_grace_seconds)
+    # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is
+    # taken from a live process; a clean exit then deletes the heartbeat, freeing whatever is left.
+    heartbeat = asyncio.create_task(service.heartbeat_forever(), name="heartbeat")
+    stack.push_async_callback(_stop_heartbeat, heartbeat, store)
 
     bolt_app = AsyncApp(
         client=client,
@@ -267,7 +274,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         greeting=settings.greeting,
     ).register(bolt_app)
     background = BackgroundWork()
-    stack.push_async_callback(background.shutdown, settings.shutdown_grace_seconds)
+    stack.push_async_callback(_finish_work, service, background, settings.shutdown_grace_seconds)
     channel_store = ChannelStore(store)
     channel_assistants = ChannelAssistants(
         backend=backend,
@@ -323,7 +330,22 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         identity.user_id,
         resumed,
     )
-    return Bot(settings=settings, service=service, store=store, port=port, background=background, _stack=stack)
+    return Bot(
+        settings=settings, service=service, backend=backend, store=store, port=port, background=background, _stack=stack
+    )
+
+
+async def _finish_work(service: ConversationService, background: BackgroundWork, grace_seconds: float) -> None:
+    """Answers in progress and slash commands' work share one grace period, so that stopping takes no longer."""
+    await asyncio.gather(service.shutdown(grace_seconds), background.shutdown(grace_seconds))
+
+
+async def _stop_heartbeat(heartbeat: asyncio.Task[None], store: Store) -> None:
+    await _cancel(heartbeat)
+    try:
+        await store.stop_beating()
+    except StoreError as exc:  # the heartbeat goes stale by itself, freeing the leases a little later
+        log.warning("could not remove this process's heartbeat: %s", exc)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

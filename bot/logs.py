@@ -1,12 +1,36 @@
-"""Logging set-up: one line per record, and no secret ever written out."""
+"""Logging set-up: one line per record, and no secret ever written out, in any of its escaped forms."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
+# Shorter values are not treated as secrets: replacing every "1" or "v2" in a line would destroy it and hide nothing.
+MIN_SECRET_LENGTH = 4
+
+
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Every way each secret can appear in text, longest first, so a secret containing another is replaced whole.
+
+    Besides the value itself: Python's and JSON's escaping (an error quoting an illegal header value
+    as ``'sk-...\\n'``) and URL encoding (a query token in a logged URL).
+    """
+    forms: set[str] = set()
+    for secret in secrets:
+        forms |= {
+            secret,
+            repr(secret)[1:-1],
+            repr(secret.encode("utf-8"))[2:-1],
+            json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+            quote(secret, safe=""),
+            quote_plus(secret),
+        }
+    return sorted((form for form in forms if len(form) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -14,8 +38,7 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted({secret for secret in secrets if len(secret) >= 4}, key=len, reverse=True)
+        self._secrets = secret_forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.errors import ConfigurationError
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/bot.sqlite3"
 PLACEHOLDER_SECRETS = {"changeme", "xoxb-your-token", "sk-your-key", "your-signing-secret", "..."}
+SECRET_FIELDS = ("slack_bot_token", "openai_api_key", "slack_signing_secret", "slack_app_token")
+# Tokens, keys and signing secrets are visible ASCII without spaces; anything else cannot be sent in a header.
+SECRET_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+# A header value may hold spaces ("Bearer ..."), never control characters or non-ASCII.
+HEADER_VALUE_CHARACTERS = re.compile(r"[\x20-\x7e]*")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# How repr() shows a value it hides, as pydantic shows a SecretStr.
+MASK = "**********"
 
 
 def _json_object(value: Any, name: str) -> dict[str, str]:
@@ -99,7 +110,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # A worker holds a conversation for LEASE_SECONDS (renewed while it works); a dead worker's lease expires.
     lease_seconds: float = Field(default=60.0, ge=1.0)
-    sweep_seconds: float = Field(default=15.0, gt=0)
+    # Often, as it is one cheap query: a dead process's work is taken up this soon after its heartbeat goes stale.
+    sweep_seconds: float = Field(default=2.0, gt=0)
     max_turn_attempts: int = Field(default=3, ge=1)
     run_queued_deadline_seconds: float = Field(default=120.0, gt=0)
     greeting: str = "Hi! I'm your assistant. Ask me anything, or pick one of these to start."
@@ -119,7 +131,17 @@ class Settings(BaseSettings):
     @field_validator("openai_extra_headers", "openai_extra_query", mode="before")
     @classmethod
     def _parse_json_object(cls, value: Any, info: Any) -> dict[str, str]:
-        return _json_object(value, info.field_name.upper())
+        # Values often come from secret files, with a trailing newline that would break every request.
+        return {key.strip(): item.strip() for key, item in _json_object(value, info.field_name.upper()).items()}
+
+    @field_validator("openai_extra_headers")
+    @classmethod
+    def _headers_can_be_sent(cls, headers: dict[str, str]) -> dict[str, str]:
+        if not all(HEADER_NAME.fullmatch(name) for name in headers):
+            raise ValueError("must name each header with letters, digits and dashes only")
+        if not all(HEADER_VALUE_CHARACTERS.fullmatch(value) for value in headers.values()):
+            raise ValueError("must have header values of printable ASCII characters on one line")
+        return headers
 
     @field_validator("moderation_thresholds", mode="before")
     @classmethod
@@ -162,13 +184,26 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
-    @field_validator("slack_bot_token", "openai_api_key", "slack_signing_secret", "slack_app_token")
+    @field_validator(*SECRET_FIELDS, mode="before")
     @classmethod
-    def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError("is still the placeholder value; set the real secret")
-        if value is not None and not value.get_secret_value().strip():
+    def _strip_secret(cls, value: Any) -> Any:
+        # `kubectl create secret --from-file` and `echo key > file` leave a trailing newline.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if not secret:
             raise ValueError("is empty")
+        if secret.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is still the placeholder value; set the real secret")
+        if not SECRET_CHARACTERS.fullmatch(secret):
+            raise ValueError("must be one line of printable ASCII characters without spaces")
         return value
 
     @property
@@ -176,16 +211,40 @@ class Settings(BaseSettings):
         return self.slack_app_token is not None
 
     def secrets(self) -> list[str]:
-        """Every secret value, so that logs can be scrubbed of them."""
+        """Every secret value, so that logs can be scrubbed of them.
+
+        All extra header and query values count: gateways authenticate with headers of every name
+        (``Ocp-Apim-Subscription-Key``, ``cf-aig-authorization``...), and the API client masks them all too.
+        """
         values = [self.slack_bot_token, self.openai_api_key, self.slack_signing_secret, self.slack_app_token]
         found = [value.get_secret_value() for value in values if value is not None]
-        found += [v for k, v in {**self.openai_extra_query, **self.openai_extra_headers}.items() if _looks_secret(k)]
+        found += [*self.openai_extra_query.values(), *self.openai_extra_headers.values()]
+        found.append(_database_password(self.database_url) or "")
         return [value for value in found if value]
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """pydantic's, with header and query values and the database password masked: a repr may reach a log."""
+        for name, value in super().__repr_args__():
+            if name in ("openai_extra_headers", "openai_extra_query"):
+                value = {key: MASK for key in value}
+            elif name == "database_url":
+                value = _without_password(value)
+            yield name, value
 
-def _looks_secret(key: str) -> bool:
-    lowered = key.lower()
-    return any(word in lowered for word in ("token", "key", "secret", "auth", "password"))
+
+def _database_password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def _without_password(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return MASK  # unreadable, so where a password would be is unknown
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -214,11 +273,3 @@ def get_settings() -> Settings:
         raise ConfigurationError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
     return settings
 
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL, so its folder can be created before first use."""
-    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
-        if url.startswith(prefix):
-            path = url.removeprefix(prefix).split("?", 1)[0]
-            return Path(path) if path and path != ":memory:" else None
-    return None

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bot.conversations.backend import (
-    AnswerRequest,
     BackendEvent,
     Checkpoint,
     Citation,
     Completed,
-    ConversationRef,
     Failed,
     FileKind,
     InputFile,
@@ -25,96 +23,24 @@ from bot.conversations.backend import (
     ToolActivity,
     ToolStatus,
     Usage,
-    UserInput,
 )
-from bot.conversations.backends import BackendDeps
-from bot.conversations.backends.assistants import PLUGIN, AssistantsBackend
+from bot.conversations.backends.assistants import AssistantsBackend
 from bot.conversations.backends.assistants.backend import StepTools
-from bot.conversations.profiles import Profile, ProfileOrigin, ProfileSpec
-from bot.conversations.tools import ToolContext, builtin_tools
-from bot.conversations.turn import HistoryMessage, Surface, Turn
+from bot.conversations.profiles import ProfileOrigin, ProfileSpec
+from bot.conversations.turn import HistoryMessage
 from bot.errors import ProfileNotFound
-from bot.openai_api.client import OpenAIClient
-from bot.openai_api.files import FilesAPI
-from bot.settings import Settings
-from bot.store.files import ApiFileRecords
-from bot.store.repositories import Store
-from conftest import OPENAI_KEY
 from doubles.openai import ScriptedAnswer
-from support.store import store  # noqa: F401  (the migrated store on SQLite and PostgreSQL)
+from support.contract import Harness, backend_harness, final, last_progress, last_state, said
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-TURN = Turn(
-    event_id="Ev0", team_id="T1", channel_id="C1", thread_key="1.0", surface=Surface.CHANNEL, user_id="U0ADA",
-    user_name="Ada", text="hi", message_ts="1.0", reply_thread_ts="1.0",
-)
-
-
-@dataclass
-class TableProfiles:
-    """Our own profiles table, reduced to what this backend writes into it: the copies it saves."""
-
-    saved: list[Profile] = field(default_factory=list)
-
-    async def save(self, profile: Profile, *, origin: ProfileOrigin | None) -> None:
-        self.saved.append(profile)
-
-
-@dataclass
-class Harness:
-    backend: AssistantsBackend
-    store: Store
-    table: TableProfiles
-    conversation: ConversationRef
-    history: list[HistoryMessage] = field(default_factory=list)
-    history_calls: int = 0
-
-    async def _history(self) -> Sequence[HistoryMessage]:
-        self.history_calls += 1
-        return self.history
-
-    async def request(self, *inputs: UserInput, state: dict | None = None, progress: dict | None = None,
-                      attempt: int = 1, profile: Profile | None = None) -> AnswerRequest:
-        return AnswerRequest(
-            conversation=self.conversation, state=state, progress=progress, inputs=inputs, history=self._history,
-            profile=profile or await self.backend.profiles.default(), tools=builtin_tools(),
-            tool_context=ToolContext(TURN), attempt=attempt,
-        )
 
 
 @pytest.fixture
-async def harness(openai_double: Any, store: Store) -> AsyncIterator[Harness]:  # noqa: F811
-    row = await store.get_or_create_conversation(team_id="T1", channel_id="C1", thread_key="1.0", surface="channel")
-    client = OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=1, backoff_base=0.01)
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, slack_bot_token="xoxb-test", openai_api_key=OPENAI_KEY,
-        openai_base_url=openai_double.base_url, run_poll_max_seconds=0.05,
-    )
-    table = TableProfiles()
-    deps = BackendDeps(client=client, files=FilesAPI(client), store=store, file_records=ApiFileRecords(store),
-                       table_profiles=table, settings=settings)  # type: ignore[arg-type]
-    backend = PLUGIN.build(deps)
-    assert isinstance(backend, AssistantsBackend)
-    yield Harness(backend, store, table, ConversationRef(row.id, "T1", "C1", "1.0"))
-    await client.aclose()
-
-
-async def collect(events: AsyncIterator[BackendEvent]) -> list[BackendEvent]:
-    return [event async for event in events]
-
-
-def final(events: Sequence[BackendEvent]) -> Completed | Failed:
-    ends = [event for event in events if isinstance(event, (Completed, Failed))]
-    assert len(ends) == 1 and events[-1] is ends[0]
-    return ends[0]
-
-
-def last_state(events: Sequence[BackendEvent]) -> dict:
-    return [event.state for event in events if isinstance(event, StateChanged)][-1]
-
-
-def last_progress(events: Sequence[BackendEvent]) -> dict:
-    return [event.progress for event in events if isinstance(event, Checkpoint)][-1]
+async def harness(openai_double: Any, database_url: str) -> AsyncIterator[Harness]:
+    """On SQLite and PostgreSQL: this backend keeps its default assistant's id in the store."""
+    async with backend_harness("assistants", openai_double=openai_double, database_url=database_url) as made:
+        assert isinstance(made.backend, AssistantsBackend)
+        yield made
 
 
 def user_texts(openai_double: Any, thread_id: str) -> list[str]:
@@ -125,16 +51,12 @@ def user_texts(openai_double: Any, thread_id: str) -> list[str]:
     ]
 
 
-def said(key: str, text: str, *files: InputFile) -> UserInput:
-    return UserInput(key=key, text=text, files=files)
-
-
 # Conversations -------------------------------------------------------------------------------------
 
 
 async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: Harness, openai_double: Any) -> None:
     harness.history = [HistoryMessage("user", "Ada: ship Friday?"), HistoryMessage("assistant", "Monday is safer.")]
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "Ada: what now?"))))
+    events = await harness.answer(said("Ev1", "Ada: what now?"))
     assert isinstance(events[0], StateChanged)
     thread_id = events[0].state["thread_id"]
     [created] = openai_double.requests_to("POST", r"^/v1/threads$")
@@ -151,9 +73,9 @@ async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: H
 
 
 async def test_a_continued_conversation_neither_seeds_nor_creates_a_thread(harness: Harness, openai_double: Any) -> None:
-    first = await collect(harness.backend.answer(await harness.request(said("Ev1", "one"))))
+    first = await harness.answer(said("Ev1", "one"))
     state = last_state(first)
-    events = await collect(harness.backend.answer(await harness.request(said("Ev2", "two"), state=state)))
+    events = await harness.answer(said("Ev2", "two"), state=state)
     assert final(events) == Completed("Echo: two")
     assert harness.history_calls == 1
     assert len(openai_double.requests_to("POST", r"^/v1/threads$")) == 1
@@ -162,7 +84,7 @@ async def test_a_continued_conversation_neither_seeds_nor_creates_a_thread(harne
 
 
 async def test_a_batch_of_two_messages_gets_one_run(harness: Harness, openai_double: Any) -> None:
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "Ada: one"), said("Ev2", "Bob: two"))))
+    events = await harness.answer(said("Ev1", "Ada: one"), said("Ev2", "Bob: two"))
     thread_id = last_state(events)["thread_id"]
     assert user_texts(openai_double, thread_id) == ["Ada: one", "Bob: two"]
     assert [m["metadata"]["event_id"] for m in openai_double.thread_messages(thread_id) if m["role"] == "user"] == [
@@ -176,7 +98,7 @@ async def test_a_batch_of_two_messages_gets_one_run(harness: Harness, openai_dou
 
 async def test_function_tools_loop_until_the_run_answers(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})]))
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "what time is it?"))))
+    events = await harness.answer(said("Ev1", "what time is it?"))
     [submitted] = openai_double.submitted_tool_outputs
     assert json.loads(submitted["output"])["timezone"] == "UTC"
     activity = [event for event in events if isinstance(event, ToolActivity)]
@@ -193,13 +115,13 @@ async def test_function_tools_loop_until_the_run_answers(harness: Harness, opena
 
 async def test_a_failed_run_is_explained(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(status="failed", last_error={"code": "rate_limit_exceeded", "message": "slow"}))
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "hello"))))
+    events = await harness.answer(said("Ev1", "hello"))
     assert final(events) == Failed("The assistant is over its rate limit right now. Please try again in a minute.")
 
 
 async def test_the_assistant_is_not_fetched_on_every_turn(harness: Harness, openai_double: Any) -> None:
-    state = last_state(await collect(harness.backend.answer(await harness.request(said("Ev1", "one")))))
-    await collect(harness.backend.answer(await harness.request(said("Ev2", "two"), state=state)))
+    state = last_state(await harness.answer(said("Ev1", "one")))
+    await harness.answer(said("Ev2", "two"), state=state)
     assert len(openai_double.requests_to("GET", r"^/v1/assistants/")) <= 1
 
 
@@ -221,7 +143,7 @@ async def test_cancel_stops_the_run_and_the_answer_says_so(harness: Harness, ope
 
 async def test_forget_deletes_the_thread_its_vector_store_and_files(harness: Harness, openai_double: Any) -> None:
     document = InputFile("F1", "report.pdf", FileKind.DOCUMENT, "application/pdf", PDF)
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "read it", document))))
+    events = await harness.answer(said("Ev1", "read it", document))
     state = last_state(events)
     assert state["vector_store_id"] and len(state["file_ids"]) == 1
     await harness.backend.forget(state)
@@ -244,9 +166,9 @@ async def test_a_run_checkpointed_before_a_crash_is_followed_not_started_again(
         if isinstance(event, Checkpoint) and event.progress["run_id"]:
             break  # the worker dies here
     await dying.aclose()
-    resumed = await collect(harness.backend.answer(
-        await harness.request(*inputs, state=last_state(seen), progress=last_progress(seen), attempt=2)
-    ))
+    resumed = await harness.answer(
+        *inputs, state=last_state(seen), progress=last_progress(seen), attempt=2
+    )
     thread_id = last_state(seen)["thread_id"]
     assert len(openai_double.runs_of(thread_id)) == 1
     assert len([m for m in openai_double.thread_messages(thread_id) if m["role"] == "user"]) == 1
@@ -257,9 +179,9 @@ async def test_a_run_started_but_never_checkpointed_is_found_not_started_again(
     harness: Harness, openai_double: Any
 ) -> None:
     inputs = (said("Ev1", "hello"),)
-    first = await collect(harness.backend.answer(await harness.request(*inputs)))
+    first = await harness.answer(*inputs)
     # The worker died after the run was started, before any checkpoint reached the database.
-    resumed = await collect(harness.backend.answer(await harness.request(*inputs, state=last_state(first), attempt=2)))
+    resumed = await harness.answer(*inputs, state=last_state(first), attempt=2)
     thread_id = last_state(first)["thread_id"]
     assert len(openai_double.runs_of(thread_id)) == 1
     assert len(openai_double.requests_to("POST", r"^/v1/threads/[^/]+/messages$")) == 1
@@ -268,7 +190,7 @@ async def test_a_run_started_but_never_checkpointed_is_found_not_started_again(
 
 async def test_a_message_whose_answer_was_lost_is_not_added_twice(harness: Harness, openai_double: Any) -> None:
     openai_double.lose_response_next("POST", r"^/v1/threads/[^/]+/messages$")
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "only once"))))
+    events = await harness.answer(said("Ev1", "only once"))
     thread_id = last_state(events)["thread_id"]
     assert [m["role"] for m in openai_double.thread_messages(thread_id)] == ["user", "assistant"]
     assert len(openai_double.requests_to("POST", r"^/v1/threads/[^/]+/messages$")) == 1
@@ -277,7 +199,7 @@ async def test_a_message_whose_answer_was_lost_is_not_added_twice(harness: Harne
 
 async def test_a_run_whose_answer_was_lost_is_followed_not_started_again(harness: Harness, openai_double: Any) -> None:
     openai_double.lose_response_next("POST", r"^/v1/threads/[^/]+/runs$")
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "one run please"))))
+    events = await harness.answer(said("Ev1", "one run please"))
     thread_id = last_state(events)["thread_id"]
     assert len(openai_double.runs_of(thread_id)) == 1
     assert final(events) == Completed("Echo: one run please")
@@ -287,7 +209,7 @@ async def test_a_run_whose_answer_was_lost_is_followed_not_started_again(harness
 async def test_tool_outputs_whose_answer_was_lost_are_not_submitted_twice(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})]))
     openai_double.lose_response_next("POST", r"/submit_tool_outputs$")
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "what time is it?"))))
+    events = await harness.answer(said("Ev1", "what time is it?"))
     assert len(openai_double.requests_to("POST", r"/submit_tool_outputs$")) == 1
     answer = final(events)
     assert isinstance(answer, Completed) and answer.text.startswith("Tool results:")
@@ -298,7 +220,7 @@ async def test_tool_outputs_whose_answer_was_lost_are_not_submitted_twice(harnes
 
 async def test_a_document_is_searched_and_its_citation_numbered(harness: Harness, openai_double: Any) -> None:
     document = InputFile("F1", "Q3 report.pdf", FileKind.DOCUMENT, "application/pdf", PDF)
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "keep this", document))))
+    events = await harness.answer(said("Ev1", "keep this", document))
     state = last_state(events)
     [store] = openai_double.vector_stores()
     [api_file] = openai_double.files()
@@ -311,13 +233,13 @@ async def test_a_document_is_searched_and_its_citation_numbered(harness: Harness
     marker = "【4:0†source】"
     openai_double.script(ScriptedAnswer(text=f"Revenue grew 5%{marker}.",
                                         annotations=[("file_citation", marker, api_file["id"])]))
-    asked = await collect(harness.backend.answer(await harness.request(said("Ev2", "how did revenue do?"), state=state)))
+    asked = await harness.answer(said("Ev2", "how did revenue do?"), state=state)
     assert final(asked) == Completed("Revenue grew 5%[1].", citations=(Citation(1, "Q3 report.pdf"),))
 
 
 async def test_an_image_goes_up_for_vision_and_into_the_content(harness: Harness, openai_double: Any) -> None:
     image = InputFile("F2", "chart.png", FileKind.IMAGE, "image/png", b"\x89PNG\r\n\x1a\n")
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "what is this?", image))))
+    events = await harness.answer(said("Ev1", "what is this?", image))
     [api_file] = openai_double.files()
     assert api_file["purpose"] == "vision"
     [message] = [m for m in openai_double.thread_messages(last_state(events)["thread_id"]) if m["role"] == "user"]
@@ -327,7 +249,7 @@ async def test_an_image_goes_up_for_vision_and_into_the_content(harness: Harness
 async def test_a_refused_upload_is_a_notice_and_the_text_is_still_answered(harness: Harness, openai_double: Any) -> None:
     openai_double.fail_next("POST", r"^/v1/files$", status=400, code="invalid_file")
     document = InputFile("F1", "broken.pdf", FileKind.DOCUMENT, "application/pdf", PDF)
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "read it", document))))
+    events = await harness.answer(said("Ev1", "read it", document))
     assert InputNotice("broken.pdf", "the assistant found the file invalid or damaged") in events
     assert final(events) == Completed("Echo: read it")
     assert openai_double.files() == [] and openai_double.vector_stores() == []
@@ -337,7 +259,7 @@ async def test_a_made_file_comes_back_with_its_sandbox_link(harness: Harness, op
     table = openai_double.add_output_file("/mnt/data/sales.csv", b"month,total\nJan,10\n")
     link = "sandbox:/mnt/data/sales.csv"
     openai_double.script(ScriptedAnswer(text=f"Done: [table]({link})", annotations=[("file_path", link, table)]))
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "make a table"))))
+    events = await harness.answer(said("Ev1", "make a table"))
     answer = final(events)
     assert isinstance(answer, Completed) and answer.text == f"Done: [table]({link})"
     [made] = answer.files
@@ -352,7 +274,7 @@ async def test_the_default_assistant_is_created_once_and_remembered(harness: Har
     again = await harness.backend.profiles.default()
     assert first == again and len(openai_double.assistants()) == 1
     assert await harness.store.get_state("default_assistant_id") == first.id
-    assert harness.table.saved[0] == first
+    assert await harness.profile_records.get(first.id) == first  # a copy in our own table
 
 
 async def test_profiles_are_the_servers_assistants(harness: Harness, openai_double: Any) -> None:
@@ -368,7 +290,7 @@ async def test_profiles_are_the_servers_assistants(harness: Harness, openai_doub
     edited = await harness.backend.profiles.update(created.id, ProfileSpec("Pirate", "gpt-4o", None, ("code_interpreter",)))
     assert edited == replace(created, tools=("code_interpreter",))
     assert [p.id for p in await harness.backend.profiles.list()] == [created.id]
-    assert harness.table.saved[-1] == edited
+    assert await harness.profile_records.get(edited.id) == edited
     with pytest.raises(ProfileNotFound):
         await harness.backend.profiles.get("asst_missing")
 
@@ -376,7 +298,7 @@ async def test_profiles_are_the_servers_assistants(harness: Harness, openai_doub
 async def test_an_image_the_code_interpreter_made_comes_back_as_a_png(harness: Harness, openai_double: Any) -> None:
     plot = openai_double.add_output_file("/mnt/data/plot", b"\x89PNG\r\n\x1a\n")
     openai_double.script(ScriptedAnswer(text="Here is the plot.", image_file_ids=[plot]))
-    events = await collect(harness.backend.answer(await harness.request(said("Ev1", "plot the sales"))))
+    events = await harness.answer(said("Ev1", "plot the sales"))
     answer = final(events)
     assert isinstance(answer, Completed) and answer.text == "Here is the plot."
     [made] = answer.files

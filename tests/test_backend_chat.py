@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from bot.conversations.backend import (
-    AnswerRequest,
     BackendEvent,
     Completed,
-    ConversationRef,
     Failed,
     FileKind,
     InputFile,
@@ -25,135 +22,41 @@ from bot.conversations.backend import (
     ToolActivity,
     ToolStatus,
     Usage,
-    UserInput,
 )
-from bot.conversations.backends import BackendDeps
 from bot.conversations.backends.chat import PLUGIN, ChatBackend
-from bot.conversations.backends.chat.backend import CUT_SHORT, FILTERED
 from bot.conversations.backends.chat.documents import PDF_WITHOUT_TEXT, UNREADABLE_DATA
 from bot.conversations.backends.chat.history import entry, trimmed
-from bot.conversations.profiles import Profile
-from bot.conversations.tools import Tool, ToolContext, ToolRegistry, builtin_tools
-from bot.conversations.turn import HistoryMessage, Surface, Turn
+from bot.conversations.tools import Tool, ToolContext, ToolRegistry
+from bot.conversations.turn import HistoryMessage
 from bot.errors import APIConnectionError, ServerError
 from bot.openai_api.client import OpenAIClient
-from bot.openai_api.files import FilesAPI
-from bot.settings import Settings
 from bot.store.chat import ChatHistoryRecords, HistoryRef, Passage
 from bot.store.db import create_engine, migrate, session_factory
-from bot.store.files import ApiFileRecords
 from bot.store.repositories import Store
 from conftest import OPENAI_KEY
 from doubles.openai import ScriptedAnswer
+from support.contract import Harness, backend_harness, final, said, state_of
+from support.samples import PNG, pdf_with_text
 
-PROFILE = Profile(id="prof_1", name="Helper", model="gpt-4o-mini", instructions="You are a helpful assistant.")
-TURN = Turn(
-    event_id="Ev0", team_id="T1", channel_id="C1", thread_key="1.0", surface=Surface.CHANNEL, user_id="U0ADA",
-    user_name="Ada", text="hi", message_ts="1.0", reply_thread_ts="1.0",
-)
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
-
-
-class FixedProfiles:
-    """A catalog of one profile: this backend only reads the default."""
-
-    async def default(self) -> Profile:
-        return PROFILE
-
-
-@dataclass
-class Harness:
-    backend: ChatBackend
-    store: Store
-    conversation: ConversationRef
-    history: list[HistoryMessage] = field(default_factory=list)
-    history_calls: int = 0
-    tools: ToolRegistry = field(default_factory=builtin_tools)
-
-    async def _history(self) -> Sequence[HistoryMessage]:
-        self.history_calls += 1
-        return self.history
-
-    def request(self, *inputs: UserInput, state: dict | None = None, attempt: int = 1) -> AnswerRequest:
-        return AnswerRequest(
-            conversation=self.conversation, state=state, progress=None, inputs=inputs, history=self._history,
-            profile=PROFILE, tools=self.tools, tool_context=ToolContext(TURN), attempt=attempt,
-        )
-
-    async def answer(self, *inputs: UserInput, state: dict | None = None, attempt: int = 1) -> list[BackendEvent]:
-        return [event async for event in self.backend.answer(self.request(*inputs, state=state, attempt=attempt))]
+INSTRUCTIONS = "You are a helpful assistant."
 
 
 async def _harness(openai_double: Any, sqlite_url: str, **settings: Any) -> AsyncIterator[Harness]:
-    engine = create_engine(sqlite_url)
-    await migrate(engine)
-    store = Store(session_factory(engine))
-    row = await store.get_or_create_conversation(team_id="T1", channel_id="C1", thread_key="1.0", surface="channel")
-    client = OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=1, backoff_base=0.01)
-    deps = BackendDeps(
-        client=client, files=FilesAPI(client), store=store, file_records=ApiFileRecords(store),
-        table_profiles=FixedProfiles(),  # type: ignore[arg-type]
-        settings=Settings(  # type: ignore[call-arg]
-            _env_file=None, slack_bot_token="xoxb-test", openai_api_key=OPENAI_KEY,
-            openai_base_url=openai_double.base_url, **settings,
-        ),
-    )
-    backend = PLUGIN.build(deps)
-    assert isinstance(backend, ChatBackend)
-    yield Harness(backend, store, ConversationRef(row.id, "T1", "C1", "1.0"))
-    await client.aclose()
-    await engine.dispose()
+    async with backend_harness(
+        "chat", openai_double=openai_double, database_url=sqlite_url, assistant_instructions=INSTRUCTIONS, **settings
+    ) as made:
+        assert isinstance(made.backend, ChatBackend)
+        yield made
 
 
 @pytest.fixture
 async def harness(openai_double: Any, sqlite_url: str) -> AsyncIterator[Harness]:
-    openai_double.shape = "chat_only"
     async for made in _harness(openai_double, sqlite_url):
         yield made
 
 
-def final(events: Sequence[BackendEvent]) -> Completed | Failed:
-    ends = [event for event in events if isinstance(event, (Completed, Failed))]
-    assert len(ends) == 1 and events[-1] is ends[0]
-    return ends[0]
-
-
-def state_of(events: Sequence[BackendEvent]) -> dict:
-    [changed] = [event for event in events if isinstance(event, StateChanged)]
-    return changed.state
-
-
-def said(key: str, text: str, *files: InputFile) -> UserInput:
-    return UserInput(key=key, text=text, files=files)
-
-
 def document(name: str, data: bytes, kind: FileKind = FileKind.DOCUMENT, mimetype: str = "text/plain") -> InputFile:
     return InputFile(key=f"F_{name}", name=name, kind=kind, mimetype=mimetype, data=data)
-
-
-def pdf_with_text(*lines: str) -> bytes:
-    """A one-page PDF whose page shows the lines (a real text layer, as a word processor writes it)."""
-    shown = " ".join(f"({line}) Tj 0 -16 Td" for line in lines)
-    content = f"BT /F1 12 Tf 72 720 Td {shown} ET"
-    objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        "/Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out, offsets = b"%PDF-1.4\n", []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
-    table = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{table}\n%%EOF\n".encode()
-    return out
 
 
 def completion_bodies(openai_double: Any) -> list[dict[str, Any]]:
@@ -240,7 +143,10 @@ async def test_function_tools_loop_until_the_model_answers(harness: Harness, ope
 
 
 @pytest.mark.parametrize(
-    ("details", "reason"), [(None, CUT_SHORT), ({"reason": "content_filter"}, FILTERED)]
+    ("details", "reason"), [
+        (None, "The answer was cut short because it reached the token limit."),
+        ({"reason": "content_filter"}, "The answer was stopped by the content filter."),
+    ]
 )
 async def test_an_answer_cut_short_fails_in_plain_words(
     harness: Harness, openai_double: Any, details: dict | None, reason: str
@@ -268,7 +174,7 @@ async def test_a_server_error_propagates_for_the_service_to_explain(harness: Har
 async def test_a_stream_stopped_midway_leaves_no_answer_in_the_history(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(text="A long answer that will never be finished", chunks=8, chunk_delay=0.05))
     seen: list[BackendEvent] = []
-    async with aclosing(harness.backend.answer(harness.request(said("Ev1", "Ada: tell me")))) as events:
+    async with aclosing(harness.backend.answer(await harness.request(said("Ev1", "Ada: tell me")))) as events:
         async for event in events:
             seen.append(event)
             if isinstance(event, TextDelta):
@@ -284,7 +190,7 @@ async def test_a_resumed_batch_adds_nothing_twice(harness: Harness, openai_doubl
     openai_double.script(ScriptedAnswer(text="First try, cut", chunks=4, chunk_delay=0.05))
     seen: list[BackendEvent] = []
     batch = (said("Ev1", "Ada: hi"), said("Ev2", "Ada: there"))
-    async with aclosing(harness.backend.answer(harness.request(*batch))) as events:
+    async with aclosing(harness.backend.answer(await harness.request(*batch))) as events:
         async for event in events:
             seen.append(event)
             if isinstance(event, TextDelta):
@@ -310,7 +216,7 @@ async def test_a_stream_cut_midway_raises_and_the_next_attempt_answers_once(
     openai_double.cut_stream_after = 2
     seen: list[BackendEvent] = []
     with pytest.raises(APIConnectionError) as raised:
-        async for event in harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))):
+        async for event in harness.backend.answer(await harness.request(said("Ev1", "Ada: hello"))):
             seen.append(event)
     assert raised.value.request_sent
     openai_double.cut_stream_after = None
@@ -331,7 +237,7 @@ async def test_a_resumed_tool_loop_does_not_run_a_finished_tool_again(harness: H
     harness.tools = ToolRegistry([Tool("book_room", "Book a meeting room.", parameters, book_room)])
     openai_double.script(ScriptedAnswer(tool_calls=[("book_room", {"size": 4})], text_after_tools="Room 4 is yours."))
     seen: list[BackendEvent] = []
-    async with aclosing(harness.backend.answer(harness.request(said("Ev1", "Ada: book a room")))) as events:
+    async with aclosing(harness.backend.answer(await harness.request(said("Ev1", "Ada: book a room")))) as events:
         async for event in events:
             seen.append(event)
             if isinstance(event, ToolActivity) and event.status is ToolStatus.COMPLETED:

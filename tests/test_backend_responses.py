@@ -2,103 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bot.conversations.backend import (
-    AnswerRequest,
     BackendEvent,
     Checkpoint,
     Completed,
-    ConversationRef,
     Failed,
     StateChanged,
     TextDelta,
     ToolActivity,
     ToolStatus,
     Usage,
-    UserInput,
 )
-from bot.conversations.backends import BackendDeps
 from bot.conversations.backends.responses import PLUGIN, ResponsesBackend, import_assistant_profile
-from bot.conversations.profiles import Profile
-from bot.conversations.tools import ToolContext, builtin_tools
-from bot.conversations.turn import AnswerFile, Citation, HistoryMessage, Surface, Turn
-from bot.openai_api.client import OpenAIClient
-from bot.openai_api.files import FilesAPI
-from bot.settings import Settings
-from bot.store.db import create_engine, migrate, session_factory
-from bot.store.files import ApiFileRecords
-from bot.store.repositories import Store
-from conftest import OPENAI_KEY
+from bot.conversations.turn import AnswerFile, Citation, HistoryMessage
 from doubles.openai import ScriptedAnswer
-
-PROFILE = Profile(id="default", name="Helper", model="gpt-4o-mini", instructions="Be brief.")
-TURN = Turn(
-    event_id="Ev0", team_id="T1", channel_id="C1", thread_key="1.0", surface=Surface.CHANNEL, user_id="U0ADA",
-    user_name="Ada", text="hi", message_ts="1.0", reply_thread_ts="1.0",
-)
-
-
-@dataclass
-class Harness:
-    backend: ResponsesBackend
-    client: OpenAIClient
-    conversation: ConversationRef
-    history: list[HistoryMessage] = field(default_factory=list)
-    history_calls: int = 0
-
-    async def _history(self) -> Sequence[HistoryMessage]:
-        self.history_calls += 1
-        return self.history
-
-    def request(self, *inputs: UserInput, state: dict | None = None, progress: dict | None = None,
-                attempt: int = 1) -> AnswerRequest:
-        return AnswerRequest(
-            conversation=self.conversation, state=state, progress=progress, inputs=inputs, history=self._history,
-            profile=PROFILE, tools=builtin_tools(), tool_context=ToolContext(TURN), attempt=attempt,
-        )
+from support.contract import Harness, backend_harness, checkpoints, final, last_state, said
 
 
 @pytest.fixture
 async def harness(openai_double: Any, sqlite_url: str) -> AsyncIterator[Harness]:
-    engine = create_engine(sqlite_url)
-    await migrate(engine)
-    store = Store(session_factory(engine))
-    row = await store.get_or_create_conversation(team_id="T1", channel_id="C1", thread_key="1.0", surface="channel")
-    client = OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=1, backoff_base=0.01)
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, slack_bot_token="xoxb-test", openai_api_key=OPENAI_KEY,
-        openai_base_url=openai_double.base_url, run_poll_max_seconds=0.05, run_queued_deadline_seconds=1.0,
-    )
-    deps = BackendDeps(client=client, files=FilesAPI(client), store=store, file_records=ApiFileRecords(store),
-                       table_profiles=None, settings=settings)  # type: ignore[arg-type]
-    backend = PLUGIN.build(deps)
-    assert isinstance(backend, ResponsesBackend)
-    yield Harness(backend, client, ConversationRef(row.id, "T1", "C1", "1.0"))
-    await client.aclose()
-    await engine.dispose()
-
-
-async def collect(events: AsyncIterator[BackendEvent]) -> list[BackendEvent]:
-    return [event async for event in events]
-
-
-def final(events: Sequence[BackendEvent]) -> Completed | Failed:
-    ends = [event for event in events if isinstance(event, (Completed, Failed))]
-    assert len(ends) == 1 and events[-1] is ends[0]
-    return ends[0]
-
-
-def last_state(events: Sequence[BackendEvent]) -> dict:
-    return [event.state for event in events if isinstance(event, StateChanged)][-1]
-
-
-def checkpoints(events: Sequence[BackendEvent]) -> list[dict]:
-    return [event.progress for event in events if isinstance(event, Checkpoint)]
+    async with backend_harness("responses", openai_double=openai_double, database_url=sqlite_url) as made:
+        assert isinstance(made.backend, ResponsesBackend)
+        yield made
 
 
 def conversation_texts(openai_double: Any, conversation_id: str) -> list[tuple[str, str]]:
@@ -107,10 +37,6 @@ def conversation_texts(openai_double: Any, conversation_id: str) -> list[tuple[s
         (item["role"], "\n".join(part.get("text", "") for part in item["content"]))
         for item in items if item["type"] == "message"
     ]
-
-
-def said(key: str, text: str) -> UserInput:
-    return UserInput(key=key, text=text)
 
 
 def response_posts(openai_double: Any) -> list[Any]:
@@ -123,7 +49,7 @@ def response_posts(openai_double: Any) -> list[Any]:
 async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: Harness, openai_double: Any) -> None:
     harness.history = [HistoryMessage("user", f"Ada: point {n}") for n in range(24)]
     harness.history.append(HistoryMessage("assistant", "Monday is safer."))
-    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: what now?"))))
+    events = await harness.answer(said("Ev1", "Ada: what now?"))
 
     assert final(events) == Completed("Echo: Ada: what now?")
     assert isinstance(events[0], StateChanged) and events[0].state["conversation_id"].startswith("conv_")
@@ -145,11 +71,9 @@ async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: H
 
 
 async def test_a_batch_of_two_goes_into_one_response(harness: Harness, openai_double: Any) -> None:
-    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    first = await harness.answer(said("Ev1", "Ada: hello"))
     state = last_state(first)
-    events = await collect(harness.backend.answer(
-        harness.request(said("Ev2", "Ada: one"), said("Ev3", "Bob: two"), state=state)
-    ))
+    events = await harness.answer(said("Ev2", "Ada: one"), said("Ev3", "Bob: two"), state=state)
 
     assert final(events) == Completed("Echo: Bob: two")
     assert len(response_posts(openai_double)) == 2
@@ -163,7 +87,7 @@ async def test_a_batch_of_two_goes_into_one_response(harness: Harness, openai_do
 async def test_a_tool_loop_answers_after_the_function_output(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})],
                                         text_after_tools="It is late."))
-    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: time?"))))
+    events = await harness.answer(said("Ev1", "Ada: time?"))
 
     assert final(events) == Completed("It is late.")
     posts = response_posts(openai_double)
@@ -179,7 +103,7 @@ async def test_a_tool_loop_answers_after_the_function_output(harness: Harness, o
 
 async def test_a_failed_response_is_explained(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(status="failed", last_error={"code": "rate_limit_exceeded", "message": "slow"}))
-    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hi"))))
+    events = await harness.answer(said("Ev1", "Ada: hi"))
 
     assert final(events) == Failed("The assistant is over its rate limit right now. Please try again in a minute.")
 
@@ -193,7 +117,7 @@ async def test_citations_and_made_files_come_with_the_answer(harness: Harness, o
         text=text, image_file_ids=[image_id],
         annotations=[("file_citation", "Friday.", pdf_id), ("file_path", "sandbox:/mnt/data/chart.png", chart_id)],
     ))
-    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: when?"))))
+    events = await harness.answer(said("Ev1", "Ada: when?"))
 
     answer = final(events)
     assert answer == Completed(
@@ -212,7 +136,7 @@ async def test_citations_and_made_files_come_with_the_answer(harness: Harness, o
 async def test_cancel_stops_a_stalled_response(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(stall=True))
     events: list[BackendEvent] = []
-    answering = harness.backend.answer(harness.request(said("Ev1", "Ada: hi")))
+    answering = harness.backend.answer(await harness.request(said("Ev1", "Ada: hi")))
     async for event in answering:
         events.append(event)
         if isinstance(event, Checkpoint) and "response_id" in event.progress:
@@ -226,7 +150,7 @@ async def test_cancel_stops_a_stalled_response(harness: Harness, openai_double: 
 async def test_a_resumed_worker_follows_the_checkpointed_response(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(text="Slow and steady.", chunks=4))
     crashed: list[BackendEvent] = []
-    answering = harness.backend.answer(harness.request(said("Ev1", "Ada: hi")))
+    answering = harness.backend.answer(await harness.request(said("Ev1", "Ada: hi")))
     async for event in answering:  # the worker dies right after checkpointing the response id
         crashed.append(event)
         if isinstance(event, Checkpoint) and "response_id" in event.progress:
@@ -234,9 +158,7 @@ async def test_a_resumed_worker_follows_the_checkpointed_response(harness: Harne
     await answering.aclose()
     progress = checkpoints(crashed)[-1]
 
-    events = await collect(harness.backend.answer(
-        harness.request(said("Ev1", "Ada: hi"), state=last_state(crashed), progress=progress, attempt=2)
-    ))
+    events = await harness.answer(said("Ev1", "Ada: hi"), state=last_state(crashed), progress=progress, attempt=2)
     assert final(events) == Completed("Slow and steady.")
     assert len(response_posts(openai_double)) == 1
     follows = openai_double.requests_to("GET", r"/responses/resp_")
@@ -247,7 +169,7 @@ async def test_a_resumed_worker_follows_the_checkpointed_response(harness: Harne
 async def test_a_cut_stream_is_followed_by_id(harness: Harness, openai_double: Any) -> None:
     openai_double.cut_stream_after = 4
     openai_double.script(ScriptedAnswer(text="Not lost at all.", chunks=5))
-    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hi"))))
+    events = await harness.answer(said("Ev1", "Ada: hi"))
     openai_double.cut_stream_after = None
 
     assert final(events) == Completed("Not lost at all.")
@@ -258,11 +180,9 @@ async def test_a_cut_stream_is_followed_by_id(harness: Harness, openai_double: A
 
 
 async def test_items_whose_answer_was_lost_are_not_added_twice(harness: Harness, openai_double: Any) -> None:
-    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    first = await harness.answer(said("Ev1", "Ada: hello"))
     openai_double.lose_response_next("POST", r"/conversations/[^/]+/items$")
-    events = await collect(harness.backend.answer(
-        harness.request(said("Ev2", "Ada: one"), said("Ev3", "Ada: two"), state=last_state(first))
-    ))
+    events = await harness.answer(said("Ev2", "Ada: one"), said("Ev3", "Ada: two"), state=last_state(first))
 
     assert final(events) == Completed("Echo: Ada: two")
     conversation_id = last_state(events)["conversation_id"]
@@ -272,13 +192,13 @@ async def test_items_whose_answer_was_lost_are_not_added_twice(harness: Harness,
 
 
 async def test_a_crash_before_the_items_checkpoint_finds_them(harness: Harness, openai_double: Any) -> None:
-    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    first = await harness.answer(said("Ev1", "Ada: hello"))
     state = last_state(first)
     # The dead worker added the message but died before its checkpoint was stored.
     await harness.backend._api.add_items(state["conversation_id"], [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: again"}]}
     ])
-    events = await collect(harness.backend.answer(harness.request(said("Ev2", "Ada: again"), state=state, attempt=2)))
+    events = await harness.answer(said("Ev2", "Ada: again"), state=state, attempt=2)
 
     assert final(events) == Completed("Echo: Ada: again")
     users = [t for r, t in openai_double.model_inputs("responses")[-1] if r == "user"]
@@ -288,10 +208,10 @@ async def test_a_crash_before_the_items_checkpoint_finds_them(harness: Harness, 
 async def test_a_response_whose_answer_was_lost_is_found_in_the_conversation(
     harness: Harness, openai_double: Any
 ) -> None:
-    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    first = await harness.answer(said("Ev1", "Ada: hello"))
     openai_double.lose_response_next("POST", r"/responses$")
     openai_double.script(ScriptedAnswer(text="Found me."))
-    events = await collect(harness.backend.answer(harness.request(said("Ev2", "Ada: there?"), state=last_state(first))))
+    events = await harness.answer(said("Ev2", "Ada: there?"), state=last_state(first))
 
     assert final(events) == Completed("Found me.")
     assert len(response_posts(openai_double)) == 2  # one per batch: the lost one was not sent again
@@ -301,15 +221,13 @@ async def test_a_response_whose_answer_was_lost_is_found_in_the_conversation(
 
 async def test_a_lost_response_request_with_no_trace_is_sent_once_more(harness: Harness, openai_double: Any) -> None:
     # The worker died after checkpointing its inputs and before any response existed.
-    first = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hello"))))
+    first = await harness.answer(said("Ev1", "Ada: hello"))
     state = last_state(first)
     added = await harness.backend._api.add_items(state["conversation_id"], [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: late"}]}
     ])
     progress = {"input_item_ids": [added[0]["id"]], "anchor": added[0]["id"], "pending_input": [], "requested": True}
-    events = await collect(harness.backend.answer(
-        harness.request(said("Ev2", "Ada: late"), state=state, progress=progress, attempt=2)
-    ))
+    events = await harness.answer(said("Ev2", "Ada: late"), state=state, progress=progress, attempt=2)
 
     assert final(events) == Completed("Echo: Ada: late")
     assert len(response_posts(openai_double)) == 2
@@ -320,7 +238,7 @@ async def test_a_lost_response_request_with_no_trace_is_sent_once_more(harness: 
 
 
 async def test_forget_deletes_the_conversation_and_tolerates_it_gone(harness: Harness, openai_double: Any) -> None:
-    events = await collect(harness.backend.answer(harness.request(said("Ev1", "Ada: hi"))))
+    events = await harness.answer(said("Ev1", "Ada: hi"))
     state = last_state(events)
     await harness.backend.forget(state)
     await harness.backend.forget(state)
@@ -346,6 +264,5 @@ async def test_an_assistant_that_is_not_served_is_not_imported(harness: Harness,
 
 async def test_text_is_streamed_while_the_response_runs(harness: Harness, openai_double: Any) -> None:
     openai_double.script(ScriptedAnswer(text="abcdef", chunks=3, chunk_delay=0.01))
-    deltas = [e.text for e in await collect(harness.backend.answer(harness.request(said("Ev1", "x")))) if
-              isinstance(e, TextDelta)]
+    deltas = [e.text for e in await harness.answer(said("Ev1", "x")) if isinstance(e, TextDelta)]
     assert deltas == ["ab", "cd", "ef"]

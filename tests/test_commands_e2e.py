@@ -6,21 +6,31 @@ import itertools
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import func, select
 
-from bot.openai_api.client import OpenAIClient
-from bot.store.channels import ChannelStore
-from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
-from conftest import OPENAI_KEY, SIGNING_SECRET
+from bot.conversations.profiles import BUILTIN_TOOLS, ProfileOrigin, ProfileSpec
+from bot.store.channels import BackendMemory, ChannelStore
+from bot.store.models import ApiFile, ChatMessage, Conversation, DocumentChunk, RetiredState, TurnRecord
+from conftest import SIGNING_SECRET
 from doubles.openai import GENERATED_IMAGE_PNG
 from doubles.slack_events import block_action_body, deliver_form, slash_command_body, view_submission_body
-from support.api_threads import user_contents
+from support.model_view import (
+    BUILTIN_TOOLS_OFFERED,
+    answer_models,
+    builtin_tool_names,
+    first_answer_requests,
+    server_memories,
+)
 from support.slack_view import bot_texts
-from support.workspace import BOT, CHANNEL, DM
+from support.workspace import ADA, BOT, CHANNEL, DM
 
 TEAM = "T0TEAM"
-ADMIN = "U0ADA"  # named in ADMIN_USER_IDS where a test needs an admin
+ADMIN = ADA  # named in ADMIN_USER_IDS where a test needs an admin
 NOT_ADMIN = "U0BOB"
+ELSEWHERE = "C0ELSEWHERE"
+# Longer than the chat backend puts inline, so that every backend keeps something of it for the conversation.
+LONG_NOTES = "\n\n".join(f"Private note {number}: the launch code is {number * 7919}." for number in range(600)).encode()
 _triggers = itertools.count(1)
 
 
@@ -47,28 +57,45 @@ def last_ephemeral(slack, channel: str = CHANNEL, user: str = ADMIN) -> str:
     return texts[-1]
 
 
-def api_client(openai) -> OpenAIClient:
-    return OpenAIClient(api_key=OPENAI_KEY, base_url=openai.base_url, max_retries=0)
+async def add_profile(bot, name: str, *, model: str = "gpt-4o") -> str:
+    """A profile an admin made elsewhere (in another channel; on assistants, perhaps on the API's dashboard)."""
+    profile = await bot.bot.backend.profiles.create(
+        ProfileSpec(name=name, model=model, instructions=f"You are {name}.", tools=()),
+        origin=ProfileOrigin(team_id=TEAM, channel_id=ELSEWHERE, user_id=ADMIN),
+    )
+    return profile.id
 
 
-async def create_assistant(openai, name: str, model: str = "gpt-4o") -> str:
-    async with api_client(openai) as client:
-        return (await client.create_assistant(model=model, name=name, instructions=f"You are {name}.")).id
-
-
-def thread_of_run(openai) -> list[tuple[str, str]]:
-    """(thread id, assistant id) of every run, in order."""
-    runs = openai.requests_to("POST", r"^/v1/threads/[^/]+/runs$")
-    return [(run.path.split("/")[3], run.body["assistant_id"]) for run in runs]
+async def default_profile_id(bot) -> str:
+    return (await bot.bot.backend.profiles.default()).id
 
 
 async def changes(bot) -> list[tuple[str, str, str | None, str | None]]:
     rows = await ChannelStore(bot.bot.store).assistant_changes(team_id=TEAM, channel_id=CHANNEL)
-    return [(row.user_id, row.action, row.from_assistant_id, row.to_assistant_id) for row in rows]
+    return [(row.user_id, row.action, row.from_profile_id, row.to_profile_id) for row in rows]
 
 
-async def default_assistant_id(bot) -> str:
-    return await bot.bot.store.get_state("default_assistant_id")
+async def channel_choice(bot) -> str | None:
+    return await bot.bot.store.channel_profile(team_id=TEAM, channel_id=CHANNEL)
+
+
+def instructions_seen(openai) -> str | None:
+    """The instructions the newest model call was given (its system text), if any."""
+    [*_, newest] = openai.model_inputs()
+    return newest[0][1] if newest and newest[0][0] == "system" else None
+
+
+async def memories_of(bot, thread_key: str, channel: str = CHANNEL) -> list[BackendMemory]:
+    """The conversation's memories on the backend: its current one first, then the retired ones."""
+    conversation = await bot.bot.store.find_conversation(team_id=TEAM, channel_id=channel, thread_key=thread_key)
+    return await ChannelStore(bot.bot.store).backend_states(conversation.id)
+
+
+async def row_counts(bot, *models: type) -> dict[str, int]:
+    async with bot.bot.store.transaction() as session:
+        return {
+            model.__name__: await session.scalar(select(func.count()).select_from(model)) for model in models
+        }
 
 
 # /ask ---------------------------------------------------------------------------------------
@@ -89,8 +116,8 @@ async def test_ask_posts_the_question_and_answers_in_its_thread_where_others_fol
         "Echo: Ada: Which release ships on Friday?",
         "Echo: Bob: and on Monday?",
     ]
-    [(thread_id, _), _] = thread_of_run(openai_double)
-    assert user_contents(openai_double, thread_id) == ["Ada: Which release ships on Friday?", "Bob: and on Monday?"]
+    # The follow-up is answered in the question's conversation: the model saw both.
+    assert openai_double.user_texts_seen() == ["Ada: Which release ships on Friday?", "Bob: and on Monday?"]
     assert ephemeral_texts(slack_double) == []
 
 
@@ -105,7 +132,7 @@ async def test_ask_without_a_question_or_where_the_bot_is_not_explains_ephemeral
     assert "I'm not in this channel" in last_ephemeral(slack_double, "C0RANDOM")
     assert slack_double.messages("C0RANDOM") == [] and slack_double.messages(CHANNEL) == []
     assert all(post.body["response_type"] == "ephemeral" for post in slack_double.response_url_posts)
-    assert openai_double.requests_to("POST", r"^/v1/threads") == []
+    assert openai_double.requests == []
 
 
 # /imagine -----------------------------------------------------------------------------------
@@ -170,30 +197,40 @@ async def test_help_lists_every_subcommand_and_bad_input_gets_the_usage(start_bo
     assert openai_double.requests == []
 
 
-async def test_show_names_the_channel_assistant_and_this_conversations_api_thread(
-    start_bot, slack_double, openai_double
+async def test_show_names_the_channel_assistant_and_what_this_conversation_remembers(
+    start_bot, slack_double, openai_double, backend
 ) -> None:
     bot = await start_bot()
     await run_command(bot, slack_double, "/assistant", "show")
     first = last_ephemeral(slack_double)
     assert "*This channel uses Slack Assistant*" in first and "the default assistant" in first
-    assert "Model: `gpt-4o-mini`" in first and "no conversation with me here yet" in first
-    await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> hello")
-    [(thread_id, _)] = thread_of_run(openai_double)
+    assert "Model: `gpt-4o-mini`" in first and "Tools: none" in first
+    assert "This conversation's memory: no conversation with me here yet" in first
+    await bot.say(CHANNEL, ADA, f"<@{BOT}> hello")
     await run_command(bot, slack_double, "/assistant", "show")
-    assert f"This conversation's API thread: `{thread_id}`" in last_ephemeral(slack_double)
+    assert f"This conversation's memory: kept by the {backend} backend" in last_ephemeral(slack_double)
 
 
-async def test_list_pages_through_every_assistant_on_the_account(start_bot, slack_double, openai_double) -> None:
+async def test_list_shows_every_assistant_the_channel_can_use(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot()
-    async with api_client(openai_double) as client:
-        for number in range(104):
-            await client.create_assistant(model="gpt-4o", name=f"Helper {number}")
+    for number in range(104):
+        await add_profile(bot, f"Helper {number}")
     await run_command(bot, slack_double, "/assistant", "list")
     text = last_ephemeral(slack_double)
     assert text.startswith("*Assistants on this account (105)*")  # 104 plus the default one
-    assert "…and 55 more." in text and "← this channel" in text
-    assert len(openai_double.requests_to("GET", r"^/v1/assistants$")) == 2
+    assert "…and 55 more." in text
+    assert f"• *Slack Assistant* (`{await default_profile_id(bot)}`, model `gpt-4o-mini`) ← this channel" in text
+
+
+@pytest.mark.backends("assistants", reason="only the Assistants API keeps the profiles, and lists them in pages")
+async def test_list_pages_through_the_assistants_on_the_api_account(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()
+    for number in range(104):
+        await add_profile(bot, f"Helper {number}")
+    openai_double.forget_requests()
+    await run_command(bot, slack_double, "/assistant", "list")
+    assert last_ephemeral(slack_double).startswith("*Assistants on this account (105)*")
+    assert len(openai_double.requests_to("GET", r"^/v1/assistants$")) == 2  # pages of 100
 
 
 async def test_models_are_grouped_with_fine_tuned_ones_marked(start_bot, slack_double, openai_double) -> None:
@@ -217,28 +254,39 @@ async def test_models_are_grouped_with_fine_tuned_ones_marked(start_bot, slack_d
 # Changing the channel's assistant -------------------------------------------------------------
 
 
-async def test_use_by_name_binds_the_channel_records_the_change_and_runs_use_it(
-    start_bot, slack_double, openai_double
+async def test_use_by_name_binds_the_channel_records_the_change_and_answers_use_it(
+    start_bot, slack_double, openai_double, backend
 ) -> None:
     bot = await start_bot(admin_user_ids=ADMIN)
-    pirate = await create_assistant(openai_double, "Pirate")
+    pirate = await add_profile(bot, "Pirate")
     await run_command(bot, slack_double, "/assistant", "use pirate")
     assert last_ephemeral(slack_double) == f"This channel now uses *Pirate* (`{pirate}`, model `gpt-4o`)."
-    await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> ahoy")
-    assert [assistant for _, assistant in thread_of_run(openai_double)] == [pirate]
-    assert await changes(bot) == [(ADMIN, "use", await default_assistant_id(bot), pirate)]
+    await bot.say(CHANNEL, NOT_ADMIN, f"<@{BOT}> ahoy")
+    assert instructions_seen(openai_double) == "You are Pirate."
+    assert answer_models(openai_double, backend) == ["gpt-4o"]
+    assert await changes(bot) == [(ADMIN, "use", await default_profile_id(bot), pirate)]
     await run_command(bot, slack_double, "/assistant", "show")
     assert "*This channel uses Pirate*" in last_ephemeral(slack_double)
 
 
-async def test_use_by_id_is_validated_against_the_api(start_bot, slack_double, openai_double) -> None:
+async def test_use_of_an_unknown_id_or_name_changes_nothing(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot(admin_user_ids=f'["{ADMIN}"]')
-    await run_command(bot, slack_double, "/assistant", "use asst_doesnotexist")
-    assert last_ephemeral(slack_double).startswith("There is no assistant `asst_doesnotexist` on this account.")
-    await run_command(bot, slack_double, "/assistant", "use Nobody Here")
-    assert last_ephemeral(slack_double).startswith("No assistant is named “Nobody Here”.")
+    for reference in ("asst_doesnotexist", "Nobody Here"):
+        await run_command(bot, slack_double, "/assistant", f"use {reference}")
+        assert last_ephemeral(slack_double) == (
+            f"No assistant has the id or name “{reference}”. `/assistant list` shows them."
+        )
     assert await changes(bot) == []
-    assert await bot.bot.store.channel_assistant(team_id=TEAM, channel_id=CHANNEL) is None
+    assert await channel_choice(bot) is None
+
+
+async def test_a_name_several_assistants_share_asks_for_the_id(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot(admin_user_ids=ADMIN)
+    first, second = await add_profile(bot, "Twin"), await add_profile(bot, "twin")
+    await run_command(bot, slack_double, "/assistant", "use TWIN")
+    text = last_ephemeral(slack_double)
+    assert text.startswith("Several assistants are named “TWIN”") and f"`{first}`" in text and f"`{second}`" in text
+    assert await changes(bot) == [] and await channel_choice(bot) is None
 
 
 async def test_people_who_are_not_admins_are_refused_and_workspace_admins_are_not(
@@ -246,27 +294,30 @@ async def test_people_who_are_not_admins_are_refused_and_workspace_admins_are_no
 ) -> None:
     slack_double.add_user("U0OWNER", name="olga", display_name="Olga", is_owner=True)
     bot = await start_bot(admin_user_ids=ADMIN)
-    pirate = await create_assistant(openai_double, "Pirate")
+    pirate = await add_profile(bot, "Pirate")
     for text in (f"use {pirate}", "create", "edit", "reset"):
         await run_command(bot, slack_double, "/assistant", text, user=NOT_ADMIN)
         assert last_ephemeral(slack_double, user=NOT_ADMIN).startswith("Only workspace admins and owners")
     assert len(ephemeral_texts(slack_double, user=NOT_ADMIN)) == 4
     assert slack_double.calls_to("views.open") == [] and await changes(bot) == []
     await run_command(bot, slack_double, "/assistant", f"use {pirate}", user="U0OWNER")
-    assert await changes(bot) == [("U0OWNER", "use", await default_assistant_id(bot), pirate)]
+    assert await changes(bot) == [("U0OWNER", "use", await default_profile_id(bot), pirate)]
 
 
-async def test_reset_puts_the_channel_back_on_the_default_assistant(start_bot, slack_double, openai_double) -> None:
+async def test_reset_puts_the_channel_back_on_the_default_assistant(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     bot = await start_bot(admin_user_ids=ADMIN)
-    pirate = await create_assistant(openai_double, "Pirate")
+    pirate = await add_profile(bot, "Pirate")
     await run_command(bot, slack_double, "/assistant", f"use {pirate}")
     await run_command(bot, slack_double, "/assistant", "reset")
-    default = await default_assistant_id(bot)
+    default = await default_profile_id(bot)
     assert last_ephemeral(slack_double).startswith("This channel uses the default assistant again: *Slack Assistant*")
-    assert await bot.bot.store.channel_assistant(team_id=TEAM, channel_id=CHANNEL) is None
+    assert await channel_choice(bot) is None
     assert await changes(bot) == [(ADMIN, "use", default, pirate), (ADMIN, "reset", pirate, default)]
-    await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> who are you?")
-    assert [assistant for _, assistant in thread_of_run(openai_double)] == [default]
+    await bot.say(CHANNEL, ADA, f"<@{BOT}> who are you?")
+    assert instructions_seen(openai_double) == bot.bot.settings.assistant_instructions
+    assert answer_models(openai_double, backend) == ["gpt-4o-mini"]
 
 
 # The assistant modal ---------------------------------------------------------------------------
@@ -307,24 +358,41 @@ def view_text(view: dict[str, Any]) -> str:
     return "\n".join(block["text"]["text"] for block in view["blocks"] if block["type"] == "section")
 
 
+def offered_tools(view: dict[str, Any]) -> list[str]:
+    """The built-in tools the form offers as checkboxes (none: no tools field, as Slack refuses empty checkboxes)."""
+    fields = [block for block in view["blocks"] if block.get("block_id") == "tools"]
+    assert all(field["element"]["options"] for field in fields), "checkboxes without options"
+    return [option["value"] for field in fields for option in field["element"]["options"]]
+
+
 async def test_create_opens_a_form_whose_submission_creates_binds_and_records(
-    start_bot, slack_double, openai_double
+    start_bot, slack_double, openai_double, backend
 ) -> None:
     bot = await start_bot(admin_user_ids=ADMIN)
     await run_command(bot, slack_double, "/assistant", "create")
     view = opened_view(slack_double)
     groups = {g["label"]["text"]: [o["value"] for o in g["options"]] for g in view["blocks"][1]["element"]["option_groups"]}
     assert groups == {"Fine-tuned": ["ft:gpt-4o-mini:acme::abc123"], "Models": ["gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"]}
+    assert offered_tools(view) == list(BUILTIN_TOOLS_OFFERED[backend])
+    tools = tuple(tool for tool in ("code_interpreter",) if tool in offered_tools(view))
     values = form_values(name="Release helper", model="ft:gpt-4o-mini:acme::abc123", instructions="Be brief.",
-                         tools=("code_interpreter",))
+                         tools=tools)
     response = await submit(bot, view, values)
     assert response.json()["response_action"] == "update"
-    [created] = [a for a in openai_double.assistants() if a["name"] == "Release helper"]
-    assert created["model"] == "ft:gpt-4o-mini:acme::abc123" and created["instructions"] == "Be brief."
-    assert created["tools"] == [{"type": "code_interpreter"}]
-    assert await bot.bot.store.channel_assistant(team_id=TEAM, channel_id=CHANNEL) == created["id"]
-    assert await changes(bot) == [(ADMIN, "create", await default_assistant_id(bot), created["id"])]
-    assert view_text(current_view(slack_double, view["id"])).startswith("Created *Release helper*")
+    created = await channel_choice(bot)
+    assert await changes(bot) == [(ADMIN, "create", await default_profile_id(bot), created)]
+    assert view_text(current_view(slack_double, view["id"])).startswith(
+        f"Created *Release helper* (`{created}`, model `ft:gpt-4o-mini:acme::abc123`)"
+    )
+    await run_command(bot, slack_double, "/assistant", "show")
+    shown = last_ephemeral(slack_double)
+    assert "*This channel uses Release helper*" in shown and "Instructions: Be brief." in shown
+    assert f"Tools: {'Code interpreter' if tools else 'none'}" in shown
+    await bot.say(CHANNEL, ADA, f"<@{BOT}> when do we ship?")
+    assert instructions_seen(openai_double) == "Be brief."
+    assert answer_models(openai_double, backend) == ["ft:gpt-4o-mini:acme::abc123"]
+    [answer_request] = first_answer_requests(openai_double, backend)
+    assert [tool for tool in builtin_tool_names(answer_request) if tool == "code_interpreter"] == list(tools)
 
 
 async def test_the_form_reports_missing_fields_next_to_them(start_bot, slack_double, openai_double) -> None:
@@ -335,9 +403,23 @@ async def test_the_form_reports_missing_fields_next_to_them(start_bot, slack_dou
         "response_action": "errors",
         "errors": {"name": "Give the assistant a name.", "model": "Choose a model."},
     }
-    assert openai_double.requests_to("POST", r"^/v1/assistants") == [] and await changes(bot) == []
+    assert await changes(bot) == []
+    assert [profile.name for profile in await bot.bot.backend.profiles.list() if profile.name != "Slack Assistant"] == []
 
 
+async def test_the_form_accepts_only_the_tools_it_offers(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot(admin_user_ids=ADMIN)
+    await run_command(bot, slack_double, "/assistant", "create")
+    view = opened_view(slack_double)
+    # A forged or stale submission: tools this backend cannot run, and one no backend has.
+    unoffered = [tool for tool in BUILTIN_TOOLS if tool not in offered_tools(view)] + ["mcp"]
+    for tool in unoffered:
+        response = await submit(bot, view, form_values(name="Helper", model="gpt-4o", tools=(tool,)))
+        assert response.json() == {"response_action": "errors", "errors": {"tools": "Choose only the tools listed."}}
+    assert await changes(bot) == [] and await channel_choice(bot) is None
+
+
+@pytest.mark.backends("assistants", reason="only the Assistants API checks a profile's model when it is saved")
 async def test_a_model_the_api_does_not_know_is_reported_and_nothing_changes(
     start_bot, slack_double, openai_double
 ) -> None:
@@ -352,88 +434,91 @@ async def test_a_model_the_api_does_not_know_is_reported_and_nothing_changes(
         "The model `gpt-4o` is not available to this account. Choose another one and try again."
     )
     assert await changes(bot) == []
-    assert await bot.bot.store.channel_assistant(team_id=TEAM, channel_id=CHANNEL) is None
+    assert await channel_choice(bot) is None
 
 
 async def test_edit_prefills_the_form_and_updates_the_channels_assistant(
-    start_bot, slack_double, openai_double
+    start_bot, slack_double, openai_double, backend
 ) -> None:
     bot = await start_bot(admin_user_ids=ADMIN)
-    pirate = await create_assistant(openai_double, "Pirate")
+    pirate = await add_profile(bot, "Pirate")
     await run_command(bot, slack_double, "/assistant", f"use {pirate}")
     await run_command(bot, slack_double, "/assistant", "edit")
     view = opened_view(slack_double)
     assert view["blocks"][0]["element"]["initial_value"] == "Pirate"
     assert view["blocks"][1]["element"]["initial_option"]["value"] == "gpt-4o"
     assert view["blocks"][2]["element"]["initial_value"] == "You are Pirate."
+    tools = tuple(offered_tools(view)[:1])
     await submit(bot, view, form_values(name="Pirate", model="gpt-4.1-mini", instructions="Talk like a pirate.",
-                                        tools=("file_search",)))
-    [update_request] = openai_double.requests_to("POST", rf"^/v1/assistants/{pirate}$")
-    assert update_request.body == {
-        "name": "Pirate", "model": "gpt-4.1-mini", "tools": [{"type": "file_search"}], "instructions": "Talk like a pirate."
-    }
+                                        tools=tools))
     assert (await changes(bot))[-1] == (ADMIN, "edit", pirate, pirate)
-    assert view_text(current_view(slack_double, view["id"])).startswith("Saved *Pirate*")
+    assert view_text(current_view(slack_double, view["id"])).startswith(f"Saved *Pirate* (`{pirate}`, model `gpt-4.1-mini`)")
+    await run_command(bot, slack_double, "/assistant", "show")
+    shown = last_ephemeral(slack_double)
+    assert "Model: `gpt-4.1-mini`" in shown and "Instructions: Talk like a pirate." in shown
+    assert f"Tools: {'File search' if tools else 'none'}" in shown
+    await bot.say(CHANNEL, ADA, f"<@{BOT}> ahoy")
+    assert instructions_seen(openai_double) == "Talk like a pirate."
+    assert answer_models(openai_double, backend) == ["gpt-4.1-mini"]
 
 
 # new, forget, usage -----------------------------------------------------------------------------
 
 
-async def test_new_moves_the_conversation_to_a_fresh_api_thread_and_keeps_the_old_one(
+async def test_new_starts_the_conversation_afresh_and_keeps_the_old_memory(
     start_bot, slack_double, openai_double
 ) -> None:
     bot = await start_bot()
-    root = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> remember the number 7")
-    [(old_thread, _)] = thread_of_run(openai_double)
+    root = await bot.say(CHANNEL, ADA, f"<@{BOT}> remember the number 7")
+    [old_memory] = await memories_of(bot, root)
     await run_command(bot, slack_double, "/assistant", "new")
-    await bot.say(CHANNEL, "U0ADA", "what was the number?", thread_ts=root)
-    new_thread = thread_of_run(openai_double)[-1][0]
-    assert new_thread != old_thread
-    assert f"fresh API thread (`{new_thread}`)" in last_ephemeral(slack_double)
-    assert user_contents(openai_double, new_thread) == ["Ada: what was the number?"]
-    assert user_contents(openai_double, old_thread) == ["Ada: remember the number 7"]  # kept on the API
-    async with bot.bot.store.transaction() as session:
-        assert list(await session.scalars(select(RetiredThread.api_thread_id))) == [old_thread]
+    assert last_ephemeral(slack_double) == (
+        "Done: the next message in this conversation starts afresh, without what was said before. "
+        "The old memory is kept until the conversation is forgotten."
+    )
+    await bot.say(CHANNEL, ADA, "what was the number?", thread_ts=root)
+    assert openai_double.user_texts_seen() == ["Ada: what was the number?"]
+    assert bot_texts(slack_double, CHANNEL, root)[-1] == "Echo: Ada: what was the number?"
+    new_memory, retired = await memories_of(bot, root)
+    assert retired == old_memory and new_memory != old_memory  # kept, until the conversation is forgotten
+    assert openai_double.requests_to("DELETE", r".") == []
 
 
 async def test_new_in_a_dm_means_the_rolling_conversation(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot()
     await run_command(bot, slack_double, "/assistant", "new", channel=DM)
     assert last_ephemeral(slack_double, DM).startswith("There is no conversation with me here yet")
-    await bot.say(DM, "U0ADA", "hi")
+    await bot.say(DM, ADA, "hi")
     await run_command(bot, slack_double, "/assistant", "new", channel=DM)
-    await bot.say(DM, "U0ADA", "hi again")
-    [first, second] = [thread for thread, _ in thread_of_run(openai_double)]
-    assert first != second and user_contents(openai_double, second) == ["hi again"]
+    await bot.say(DM, ADA, "hi again")
+    [*_, before, after] = openai_double.model_inputs()
+    assert [text for role, text in before if role == "user"] == ["hi"]
+    assert [text for role, text in after if role == "user"] == ["hi again"]
+    assert len(await memories_of(bot, "dm", DM)) == 2
 
 
-async def test_forget_asks_first_then_deletes_on_the_api_and_in_the_database(
-    start_bot, slack_double, openai_double, database_url
+async def test_forget_asks_first_then_deletes_every_memory_and_its_files_and_the_records(
+    start_bot, slack_double, openai_double, backend, database_url
 ) -> None:
     bot = await start_bot(database_url=database_url)
-    await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> something private")
+    notes = slack_double.add_file("notes.md", LONG_NOTES, user=ADA)
+    root = await bot.say(CHANNEL, ADA, f"<@{BOT}> something private", files=[notes])
     await run_command(bot, slack_double, "/assistant", "new")
-    root = slack_double.messages(CHANNEL)[0]["ts"]
-    await bot.say(CHANNEL, "U0ADA", "more private things", thread_ts=root)
-    threads = {thread for thread, _ in thread_of_run(openai_double)}
-    assert len(threads) == 2
-    # What the files flow leaves behind for a conversation: an uploaded file and a vector store.
-    async with api_client(openai_double) as client:
-        file_id = (await client.request("POST", "/files", files={"file": ("notes.txt", b"secret")},
-                                        data={"purpose": "assistants"}))["id"]
-        store_id = (await client.request("POST", "/vector_stores", json={"name": "conversation"}))["id"]
-    conversation = await bot.bot.store.find_conversation(team_id=TEAM, channel_id=CHANNEL, thread_key=root)
-    async with bot.bot.store.transaction() as session:
-        await session.execute(
-            update(Conversation).where(Conversation.id == conversation.id).values(vector_store_id=store_id)
-        )
-        session.add(ApiFile(team_id=TEAM, channel_id=CHANNEL, slack_file_id="F0NOTES", conversation_id=conversation.id,
-                            api_file_id=file_id, purpose="assistants", filename="notes.txt"))
+    await bot.say(CHANNEL, ADA, "more private things", thread_ts=root)
+    assert len(await memories_of(bot, root)) == 2
+    memories_on_server = server_memories(openai_double, backend)
+    assert len(memories_on_server) == (0 if backend == "chat" else 2)  # chat keeps them in the bot's database
+    memory_tables = (Conversation, TurnRecord, RetiredState, ApiFile, ChatMessage, DocumentChunk)
+    kept = await row_counts(bot, *memory_tables)
+    # What the backend keeps of the shared document: uploads and a search index, or embedded passages.
+    assert openai_double.files() + openai_double.vector_stores() or kept["DocumentChunk"]
 
     await run_command(bot, slack_double, "/assistant", "forget")
     question = slack_double.ephemeral(CHANNEL, ADMIN)[-1]
     assert question["text"].startswith("Forget this conversation?")
-    assert {thread["id"] for thread in openai_double.threads()} >= threads  # nothing deleted before the click
+    # Nothing is deleted before the click.
+    assert openai_double.requests_to("DELETE", r".") == [] and await row_counts(bot, *memory_tables) == kept
+    assert server_memories(openai_double, backend) == memories_on_server
     confirm = next(e for e in question["blocks"][1]["elements"] if e["action_id"] == "forget_confirm")
     click_url = slack_double.new_response_url(channel=CHANNEL, user=ADMIN)
     body = block_action_body(
@@ -444,20 +529,19 @@ async def test_forget_asks_first_then_deletes_on_the_api_and_in_the_database(
     await bot.settle()
 
     assert last_ephemeral(slack_double) == (
-        "Forgotten: deleted 2 API thread(s), 1 file(s), 1 vector store(s), and my records of the conversation."
+        "Forgotten: deleted 2 conversation memories, with their files, and my records of the conversation."
     )
     assert slack_double.response_url_posts[-1].body["replace_original"] is True
-    assert not threads & {thread["id"] for thread in openai_double.threads()}
+    assert server_memories(openai_double, backend) == []
     assert openai_double.files() == [] and openai_double.vector_stores() == []
-    async with bot.bot.store.transaction() as session:
-        for model in (Conversation, TurnRecord, RetiredThread, ApiFile):
-            assert await session.scalar(select(func.count()).select_from(model)) == 0
+    assert await row_counts(bot, *memory_tables) == {model.__name__: 0 for model in memory_tables}
     assert len(slack_double.messages(CHANNEL, thread_ts=root)) > 1  # the Slack messages stay
 
 
-async def test_forget_cancelled_deletes_nothing(start_bot, slack_double, openai_double) -> None:
+async def test_forget_cancelled_deletes_nothing(start_bot, slack_double, openai_double, backend) -> None:
     bot = await start_bot()
-    await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> keep this")
+    root = await bot.say(CHANNEL, ADA, f"<@{BOT}> keep this")
+    memories_on_server = server_memories(openai_double, backend)
     await run_command(bot, slack_double, "/assistant", "forget")
     question = slack_double.ephemeral(CHANNEL, ADMIN)[-1]
     body = block_action_body(
@@ -468,7 +552,10 @@ async def test_forget_cancelled_deletes_nothing(start_bot, slack_double, openai_
     await bot.settle()
     assert last_ephemeral(slack_double) == "Nothing was deleted."
     assert openai_double.requests_to("DELETE", r".") == []
-    assert len(openai_double.threads()) == 1
+    assert len(await memories_of(bot, root)) == 1
+    assert server_memories(openai_double, backend) == memories_on_server
+    await bot.say(CHANNEL, ADA, "still there?", thread_ts=root)
+    assert openai_double.user_texts_seen() == ["Ada: keep this", "Ada: still there?"]
 
 
 async def test_usage_counts_each_runs_tokens_for_the_person_and_the_channel(

@@ -1,4 +1,4 @@
-"""End to end: signed Slack events in, answers in the Slack conversation, memory in API threads."""
+"""End to end: signed Slack events in, answers in the Slack conversation, the conversation's memory on every backend."""
 
 from __future__ import annotations
 
@@ -6,32 +6,51 @@ import json
 import re
 
 import httpx
+import pytest
 
-from doubles.openai import ScriptedRun
-from support.api_threads import user_contents
+from bot.conversations.profiles import ProfileOrigin, ProfileSpec
+from conftest import BACKEND_SHAPES, SIGNING_SECRET
+from doubles.openai import ScriptedAnswer
+from doubles.slack_events import deliver_form, slash_command_body
+from support.model_view import (
+    ENDINGS_AS_REPORTED,
+    MESSAGE_REQUESTS,
+    answer_models,
+    answer_polls,
+    answer_requests,
+    conversations_seen,
+    first_answer_requests,
+    function_tool_names,
+    reported_usage,
+)
 from support.slack_view import bot_texts
-from support.workspace import BOT, CHANNEL, DM
+from support.workspace import ADA, BOT, CHANNEL, DM
+
+TEAM = "T0TEAM"
+# The backend a deployment switches to from each: every backend is switched away from, and the two that keep
+# profiles in the bot's own table are switched to.
+SWITCHED_TO = {"assistants": "responses", "responses": "chat", "chat": "assistants"}
 
 
-async def test_a_mention_is_answered_in_a_thread_under_it(start_bot, slack_double, openai_double) -> None:
+async def test_a_mention_is_answered_in_a_thread_under_it(start_bot, slack_double, openai_double, backend) -> None:
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> hello there")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: hello there"]
     assert [m["text"] for m in slack_double.messages(CHANNEL)] == [f"<@{BOT}> hello there"]  # nothing top-level
-    runs = openai_double.requests_to("POST", r"^/v1/threads/[^/]+/runs$")
-    assert len(runs) == 1 and runs[0].body["stream"] is True
-    tool_names = [tool["function"]["name"] for tool in runs[0].body["tools"] if tool["type"] == "function"]
-    assert "get_current_time" in tool_names
+    asked = answer_requests(openai_double, backend)
+    assert len(asked) == 1 and asked[0].body["stream"] is True
+    assert "get_current_time" in function_tool_names(asked[0], backend)
+    assert conversations_seen(openai_double) == [[("user", "Ada: hello there")]]
 
 
-async def test_follow_ups_in_the_thread_need_no_mention_and_share_the_api_thread(start_bot, slack_double, openai_double) -> None:
+async def test_follow_ups_in_the_thread_need_no_mention_and_share_one_conversation(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> first question")
     await bot.say(CHANNEL, "U0BOB", "and a follow-up", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: first question", "Echo: Bob: and a follow-up"]
-    threads = {request.path.split("/")[3] for request in openai_double.requests_to("POST", r"^/v1/threads/[^/]+/messages$")}
-    assert len(threads) == 1
-    assert user_contents(openai_double, threads.pop()) == ["Ada: first question", "Bob: and a follow-up"]
+    assert conversations_seen(openai_double)[-1] == [
+        ("user", "Ada: first question"), ("assistant", "Echo: Ada: first question"), ("user", "Bob: and a follow-up")
+    ]
 
 
 async def test_follow_ups_can_require_a_mention(start_bot, slack_double) -> None:
@@ -54,11 +73,11 @@ async def test_a_mention_inside_an_existing_thread_brings_its_history(start_bot,
     root = slack_double.human_posts(CHANNEL, "U0ADA", "Should we ship on Friday?").ts
     slack_double.human_posts(CHANNEL, "U0BOB", f"I think Monday is safer, right <@U0ADA>?", thread_ts=root)
     await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> what do you think?", thread_ts=root)
-    created = openai_double.requests_to("POST", r"^/v1/threads$")[0].body
-    assert [(m["role"], m["content"]) for m in created["messages"]] == [
+    assert conversations_seen(openai_double) == [[
         ("user", "Ada: Should we ship on Friday?"),
         ("user", "Bob: I think Monday is safer, right @Ada?"),
-    ]
+        ("user", "Ada: what do you think?"),
+    ]]
     assert bot_texts(slack_double, CHANNEL, root) == ["Echo: Ada: what do you think?"]
 
 
@@ -69,8 +88,9 @@ async def test_direct_messages_roll_and_dm_threads_are_their_own(start_bot, slac
     assert bot_texts(slack_double, DM) == ["Echo: hi bot", "Echo: remember me?"]  # top level, no speaker names
     await bot.say(DM, "U0ADA", "a side question", thread_ts=first)
     assert bot_texts(slack_double, DM, first) == ["Echo: a side question"]
-    threads = [request.path.split("/")[3] for request in openai_double.requests_to("POST", r"^/v1/threads/[^/]+/messages$")]
-    assert threads[0] == threads[1] != threads[2]
+    _, rolled, side = conversations_seen(openai_double)
+    assert rolled == [("user", "hi bot"), ("assistant", "Echo: hi bot"), ("user", "remember me?")]
+    assert side == [("user", "Ada: hi bot"), ("user", "a side question")]  # seeded with the message it is under
 
 
 async def test_the_assistant_pane_greets_suggests_and_shows_status(start_bot, slack_double) -> None:
@@ -104,7 +124,7 @@ async def test_long_answers_are_split_without_breaking_code(start_bot, slack_dou
     code = "\n".join(f"line_{index} = {index} * 2" for index in range(400))
     prose = " ".join(f"Sentence number {index} explains the code." for index in range(300))
     answer = f"{prose}\n\n```python\n{code}\n```\n\nThat is all."
-    openai_double.script(ScriptedRun(text=answer, chunks=20))
+    openai_double.script(ScriptedAnswer(text=answer, chunks=20))
     bot = await start_bot(max_message_chars=3000)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> write a lot")
     texts = bot_texts(slack_double, CHANNEL, ts)
@@ -116,7 +136,7 @@ async def test_long_answers_are_split_without_breaking_code(start_bot, slack_dou
 
 
 async def test_answers_stream_into_one_message_updated_in_place(start_bot, slack_double, openai_double) -> None:
-    openai_double.script(ScriptedRun(text="one two three four five six seven eight", chunks=8, chunk_delay=0.05))
+    openai_double.script(ScriptedAnswer(text="one two three four five six seven eight", chunks=8, chunk_delay=0.05))
     bot = await start_bot(stream_update_seconds=0.0)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> count")
     replies = [m for m in slack_double.messages(CHANNEL, thread_ts=ts) if m.get("bot_id")]
@@ -128,43 +148,63 @@ async def test_answers_stream_into_one_message_updated_in_place(start_bot, slack
     assert partial and all("one two three four five six seven eight".startswith(text) for text in partial)
 
 
-async def test_non_streaming_servers_are_polled(start_bot, slack_double, openai_double) -> None:
+async def test_servers_that_do_not_stream_are_answered_all_the_same(start_bot, slack_double, openai_double) -> None:
+    openai_double.streaming = False
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> no stream")
+    await bot.say(CHANNEL, "U0ADA", "and again", thread_ts=ts)
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: no stream", "Echo: Ada: and again"]
+    assert conversations_seen(openai_double)[-1] == [
+        ("user", "Ada: no stream"), ("assistant", "Echo: Ada: no stream"), ("user", "Ada: and again")
+    ]
+
+
+@pytest.mark.backends(
+    "assistants", "responses", reason="a chat completion that is not streamed comes back whole: there is nothing to poll"
+)
+async def test_non_streaming_servers_are_polled(start_bot, slack_double, openai_double, backend) -> None:
     openai_double.streaming = False
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> poll me")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: poll me"]
-    assert len(openai_double.requests_to("GET", r"^/v1/threads/[^/]+/runs/[^/]+$")) >= 2
+    assert len(answer_polls(openai_double, backend)) >= 2
 
 
-async def test_failed_runs_are_explained_and_the_next_message_works(start_bot, slack_double, openai_double) -> None:
-    openai_double.script(
-        ScriptedRun(status="failed", last_error={"code": "server_error", "message": "The model crashed."}),
-        ScriptedRun(status="expired"),
-        ScriptedRun(status="cancelled"),
-        ScriptedRun(status="incomplete", incomplete_details={"reason": "max_completion_tokens"}),
-    )
-    bot = await start_bot()
+async def test_failed_answers_are_explained_and_the_next_message_works(start_bot, slack_double, openai_double, backend) -> None:
+    endings = [
+        ScriptedAnswer(status="failed", last_error={"code": "server_error", "message": "The model crashed."}),
+        ScriptedAnswer(status="expired"),
+        ScriptedAnswer(status="cancelled"),
+        ScriptedAnswer(status="incomplete", incomplete_details={"reason": "max_completion_tokens"}),
+    ]
+    told = {
+        "failed": lambda ending: f":warning: The assistant ran into an error and could not answer: {ending.error['message']}",
+        "expired": lambda _: ":warning: The assistant took too long and the run expired. Please try again.",
+        "cancelled": lambda _: ":warning: The run was cancelled before the assistant finished.",
+        "incomplete": lambda _: ":warning: The answer was cut short because it reached the token limit.",
+        "http_error": lambda _: ":warning: I couldn't reach the assistant just now. Please try again in a moment.",
+    }
+    openai_double.script(*endings)
+    bot = await start_bot(openai_max_retries=0)  # one model call per message: retries have a test of their own
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> one")
     for text in ("two", "three", "four", "five"):
         await bot.say(CHANNEL, "U0ADA", text, thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == [
-        ":warning: The assistant ran into an error and could not answer: The model crashed.",
-        ":warning: The assistant took too long and the run expired. Please try again.",
-        ":warning: The run was cancelled before the assistant finished.",
-        ":warning: The answer was cut short because it reached the token limit.",
+        *(told[ENDINGS_AS_REPORTED[backend][ending.status]](ending) for ending in endings),
         "Echo: Ada: five",
     ]
 
 
-async def test_function_tools_are_called_and_all_outputs_submitted_at_once(start_bot, slack_double, openai_double) -> None:
+async def test_function_tools_are_called_and_all_outputs_submitted_at_once(start_bot, slack_double, openai_double, backend) -> None:
     openai_double.script(
-        ScriptedRun(tool_calls=[("get_current_time", {}), ("no_such_tool", {}), ("get_current_time", {"timezone": "Asia/Tokyo"})])
+        ScriptedAnswer(tool_calls=[("get_current_time", {}), ("no_such_tool", {}), ("get_current_time", {"timezone": "Asia/Tokyo"})])
     )
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> what time is it?")
-    submissions = openai_double.requests_to("POST", r"/submit_tool_outputs$")
-    assert len(submissions) == 1
-    outputs = [json.loads(item["output"]) for item in submissions[0].body["tool_outputs"]]
+    submissions = len(answer_requests(openai_double, backend)) - len(first_answer_requests(openai_double, backend))
+    assert submissions == 1
+    outputs = [json.loads(text) for role, text in openai_double.model_inputs()[-1] if role == "tool"]
+    assert len(outputs) == 3
     assert outputs[0]["timezone"] == "Europe/London"  # Ada's Slack timezone
     assert "unknown function 'no_such_tool'" in outputs[1]["error"]
     assert outputs[2]["timezone"] == "Asia/Tokyo"
@@ -181,7 +221,7 @@ async def test_a_slack_retry_is_not_answered_twice(start_bot, slack_double, open
         assert (await bot.deliver(envelope, retry_num=1)).status_code == 200
     await bot.settle()
     assert bot_texts(slack_double, CHANNEL, post.ts) == ["Echo: Ada: once please"]
-    assert len(openai_double.requests_to("POST", r"^/v1/threads/[^/]+/messages$")) == 1
+    assert conversations_seen(openai_double) == [[("user", "Ada: once please")]]
 
 
 async def test_bad_or_stale_signatures_get_401_and_nothing_happens(start_bot, slack_double, openai_double) -> None:
@@ -204,23 +244,25 @@ async def test_health_and_the_mapping_survive_a_restart(start_bot, slack_double,
     again = await start_bot(database_url=database_url)
     await again.say(CHANNEL, "U0ADA", "do you remember?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: remember this", "Echo: Ada: do you remember?"]
-    assert len(openai_double.requests_to("POST", r"^/v1/threads$")) == 1
-    assert len(openai_double.requests_to("POST", r"^/v1/assistants$")) == 1  # the default assistant, made once
+    assert conversations_seen(openai_double)[-1] == [  # the same conversation, not one seeded anew from Slack
+        ("user", "Ada: remember this"), ("assistant", "Echo: Ada: remember this"), ("user", "Ada: do you remember?")
+    ]
+    assert len(await again.bot.backend.profiles.list()) == 1  # the default profile, made once
 
 
-async def test_api_errors_are_retried_then_explained(start_bot, slack_double, openai_double) -> None:
-    openai_double.fail_next("POST", r"^/v1/threads/[^/]+/messages$", status=500, message="upstream hiccup")
+async def test_api_errors_are_retried_then_explained(start_bot, slack_double, openai_double, backend) -> None:
+    openai_double.fail_next("POST", MESSAGE_REQUESTS[backend], status=500, message="upstream hiccup")
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> through a hiccup")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: through a hiccup"]
     openai_double.fail_next(
-        "POST", r"^/v1/threads/[^/]+/messages$", status=429, code="insufficient_quota", message="You exceeded your quota"
+        "POST", MESSAGE_REQUESTS[backend], status=429, code="insufficient_quota", message="You exceeded your quota"
     )
     await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == (
         ":warning: The assistant's API account is out of quota. Please tell whoever runs this bot."
     )
-    assert len(openai_double.requests_to("POST", r"^/v1/threads/[^/]+/messages$")) == 3  # 2 + 1, never retried
+    assert len(openai_double.requests_to("POST", MESSAGE_REQUESTS[backend])) == 3  # 2 + 1, never retried
     await bot.say(CHANNEL, "U0ADA", "recovered?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: recovered?"
 
@@ -237,8 +279,8 @@ async def test_a_gateway_with_a_query_token_and_extra_headers(start_bot, slack_d
     assert all("authorization" not in request.headers for request in openai_double.requests)
 
 
-async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(start_bot, slack_double, openai_double) -> None:
-    openai_double.script(ScriptedRun(text="## Plan\n**Ship** it, see [docs](https://example.com/d) and `x < y`."))
+async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(start_bot, slack_double, openai_double, backend) -> None:
+    openai_double.script(ScriptedAnswer(text="## Plan\n**Ship** it, see [docs](https://example.com/d) and `x < y`."))
     bot = await start_bot()
     post = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> plan?")
     for envelope in post.envelopes:
@@ -248,12 +290,9 @@ async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(start_bot
         "*Plan*\n*Ship* it, see <https://example.com/d|docs> and `x &lt; y`."
     ]
     event_id = next(envelope["event_id"] for envelope in post.envelopes if envelope["event"]["type"] == "app_mention")
-    turn = await bot.bot.store.get_turn(team_id="T0TEAM", event_id=event_id)
-    thread_id = openai_double.requests_to("POST", r"^/v1/threads/[^/]+/runs$")[0].path.split("/")[3]
-    run = openai_double.runs_of(thread_id)[0]
-    assert (turn.status, turn.prompt_tokens, turn.completion_tokens) == (
-        "answered", run["usage"]["prompt_tokens"], run["usage"]["completion_tokens"]
-    )
+    turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
+    assert reported_usage(openai_double, backend) == [(turn.prompt_tokens, turn.completion_tokens)]
+    assert turn.status == "answered" and turn.prompt_tokens > 0 and turn.completion_tokens > 0
     assert turn.reply_ts == slack_double.bot_messages(CHANNEL, thread_ts=post.ts)[0]["ts"]
 
 
@@ -263,4 +302,36 @@ async def test_a_bare_mention_gets_a_friendly_prompt_and_no_run(start_bot, slack
     assert bot_texts(slack_double, CHANNEL, ts) == [
         "Hi! What can I help you with? Write your question after the mention."
     ]
-    assert openai_double.requests_to("POST", r"/runs$") == []
+    assert openai_double.model_calls == 0
+
+
+async def test_a_switch_of_backend_keeps_the_channels_profile_and_continues_its_conversations(
+    start_bot, slack_double, openai_double, backend, sqlite_url
+) -> None:
+    old = await start_bot(database_url=sqlite_url, admin_user_ids=ADA)
+    pirate = await old.bot.backend.profiles.create(
+        ProfileSpec(name="Pirate", model="gpt-4o", instructions="You are Pirate.", tools=()),
+        origin=ProfileOrigin(team_id=TEAM, channel_id=CHANNEL, user_id=ADA),
+    )
+    response_url = slack_double.new_response_url(channel=CHANNEL, user=ADA)
+    command = slash_command_body(
+        "/assistant", f"use {pirate.id}", team_id=TEAM, channel_id=CHANNEL, user_id=ADA, response_url=response_url,
+        trigger_id="trigger-switch",
+    )
+    assert (await deliver_form(old.url, command, SIGNING_SECRET)).status_code == 200
+    await old.settle()
+    ts = await old.say(CHANNEL, ADA, f"<@{BOT}> remember the number 7")
+    await old.stop()
+
+    switched = SWITCHED_TO[backend]
+    openai_double.shape = BACKEND_SHAPES[switched]
+    new = await start_bot(database_url=sqlite_url, openai_backend=switched)
+    await new.say(CHANNEL, ADA, "what was the number?", thread_ts=ts)
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: remember the number 7", "Echo: Ada: what was the number?"]
+    assert openai_double.model_inputs(switched)[-1] == [  # seeded from the Slack thread, each message once
+        ("system", "You are Pirate."),
+        ("user", "Ada: @Assistant remember the number 7"),  # as Slack shows it
+        ("assistant", "Echo: Ada: remember the number 7"),
+        ("user", "Ada: what was the number?"),
+    ]
+    assert answer_models(openai_double, switched) == ["gpt-4o"]

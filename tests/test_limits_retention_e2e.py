@@ -5,18 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
-from bot.conversations.retention import OpenAIObjects, RetentionPurger
-from bot.openai_api.client import OpenAIClient
-from bot.openai_api.files import FilesAPI
-from bot.store.models import ApiFile, Conversation, RetiredThread, TurnRecord
+from bot.conversations.retention import RetentionPurger
+from bot.store.channels import ChannelStore
+from bot.store.models import ApiFile, AppState, ChatMessage, Conversation, DocumentChunk, RetiredState, TurnRecord
 from bot.store.repositories import utcnow
 from bot.store.retention import RetentionRepository
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
+from support.file_view import KEEPS_FILES_ON_SERVER
+from support.model_view import server_memories
+from support.samples import pdf_with_text
 from support.slack_view import bot_texts
 from support.waiting import eventually
 from support.workspace import BOT, CHANNEL, DM
@@ -24,8 +27,9 @@ from support.workspace import BOT, CHANNEL, DM
 REPO = Path(__file__).resolve().parents[1]
 
 
-def added_messages(openai) -> list:
-    return openai.requests_to("POST", r"^/v1/threads/[^/]+/messages$")
+def newest_user_texts(openai) -> list[str]:
+    """The newest user text of each model call: what each answer was asked, on any backend."""
+    return [[text for role, text in call if role == "user"][-1] for call in openai.model_inputs()]
 
 
 # Limits ---------------------------------------------------------------------------------------
@@ -37,10 +41,10 @@ async def test_a_message_over_the_length_limit_is_refused_without_an_api_call(st
     assert bot_texts(slack_double, CHANNEL, ts) == [
         "Your message is 62 characters long; I can read at most 40. Please shorten it or send it in parts."
     ]
-    assert openai_double.requests == []
+    assert openai_double.model_calls == 0
     await bot.say(CHANNEL, "U0ADA", "short one", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: short one"
-    assert [request.body["content"] for request in added_messages(openai_double)] == ["Ada: short one"]
+    assert newest_user_texts(openai_double) == ["Ada: short one"]
 
 
 async def test_too_many_files_are_refused_before_any_download(start_bot, slack_double, openai_double) -> None:
@@ -56,24 +60,52 @@ async def test_too_many_files_are_refused_before_any_download(start_bot, slack_d
     assert [call.method for call in slack_double.calls if call.method.startswith("files.")] == []
 
 
-async def test_a_person_over_the_rate_limit_is_refused_and_others_are_not(start_bot, slack_double, openai_double) -> None:
+TOO_FAST_FOR_TWO = (
+    "You've sent me more than 2 messages in the last minute, so I'm skipping your messages until you slow down. "
+    "Please wait a moment, then try again."
+)
+
+
+async def test_a_person_over_the_rate_limit_is_told_once_privately_and_others_are_not(
+    start_bot, slack_double, openai_double
+) -> None:
     bot = await start_bot(user_rate_limit=2)
-    for text in ("one", "two", "three"):
+    for text in ("one", "two", "three", "four", "five"):
         await bot.say(DM, "U0ADA", text)
-    assert bot_texts(slack_double, DM) == [
-        "Echo: one",
-        "Echo: two",
-        "You've sent me more than 2 messages in the last minute. Please wait a moment, then try again.",
+    first = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> six, in the channel")
+    assert bot_texts(slack_double, DM) == ["Echo: one", "Echo: two"]  # nothing public for the refused
+    assert bot_texts(slack_double, CHANNEL, first) == []
+    assert [notice["text"] for notice in slack_double.ephemeral(DM) + slack_double.ephemeral(CHANNEL)] == [
+        TOO_FAST_FOR_TWO
     ]
+    assert slack_double.ephemeral(DM, "U0ADA")  # only Ada sees it
     ts = await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> my first")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Bob: my first"]
-    assert [request.body["content"] for request in added_messages(openai_double)] == ["one", "two", "Bob: my first"]
+    assert newest_user_texts(openai_double) == ["one", "two", "Bob: my first"]
     async with bot.bot.store.transaction() as session:
         statuses = list(await session.scalars(select(TurnRecord.status).order_by(TurnRecord.id)))
-    assert statuses == ["answered"] * 4  # refused turns are closed, never left pending for recovery
+    assert statuses == ["answered"] * 7  # refused turns are closed, never left pending for recovery
+
+
+async def test_a_person_still_too_fast_a_window_later_is_told_again_once(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot(user_rate_limit=2)
+    for text in ("one", "two", "three", "four"):
+        await bot.say(DM, "U0ADA", text)
+    assert len(slack_double.ephemeral(DM, "U0ADA")) == 1
+    # A window later (every record of it aged by two minutes), Ada floods again.
+    async with bot.bot.store.transaction() as session:
+        await session.execute(update(TurnRecord).values(created_at=TurnRecord.created_at - timedelta(minutes=2)))
+        told = await session.scalar(select(AppState).where(AppState.key.like("rate-notice:%")))
+        told.value = (datetime.fromisoformat(told.value) - timedelta(minutes=2)).isoformat()
+    for text in ("five", "six", "seven", "eight"):
+        await bot.say(DM, "U0ADA", text)
+    assert bot_texts(slack_double, DM) == ["Echo: one", "Echo: two", "Echo: five", "Echo: six"]
+    assert [notice["text"] for notice in slack_double.ephemeral(DM, "U0ADA")] == [TOO_FAST_FOR_TWO] * 2
 
 
 # Retention ------------------------------------------------------------------------------------
+
+OLD_NOTES = pdf_with_text("Notes from long ago.")
 
 
 async def _age(store, conversation_id: int, days: int) -> None:
@@ -91,28 +123,30 @@ async def _conversation_id(store, thread_key: str) -> int:
     return conversation.id
 
 
-async def _old_conversation_with_everything(bot, openai_double, client: OpenAIClient) -> tuple[str, int, set[str]]:
-    """A mention answered long ago, which also has a retired thread, an uploaded file and a vector store."""
-    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> an old question")
+async def kept_memories(bot, openai_double, backend: str) -> set[str]:
+    """What is kept of conversations' memories, wherever the backend keeps it: threads or conversations,
+    files and vector stores on the server; chat histories and their passages in the bot's database."""
+    objects = [*openai_double.files(), *openai_double.vector_stores()]
+    on_server = {*server_memories(openai_double, backend), *(item["id"] for item in objects)}
+    async with bot.bot.store.transaction() as session:
+        histories = {
+            *await session.scalars(select(ChatMessage.history_id)),
+            *await session.scalars(select(DocumentChunk.history_id)),
+        }
+    return on_server | {f"chat history {history_id}" for history_id in histories}
+
+
+async def _old_conversation_with_everything(bot, slack_double) -> tuple[str, int]:
+    """A mention answered long ago, with a document shared in it, whose first memory was retired (as
+    `/assistant new` does) and a second one begun."""
+    notes = slack_double.add_file("old-notes.pdf", OLD_NOTES, user="U0ADA")
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> an old question", files=[notes])
     store = bot.bot.store
     conversation_id = await _conversation_id(store, ts)
-    retired = await client.create_thread()
-    uploaded = await FilesAPI(client).upload(name="notes.txt", data=b"old notes", mimetype="text/plain", purpose="assistants")
-    vector_store = await FilesAPI(client).create_vector_store(name="old documents", metadata={})
-    async with store.transaction() as session:
-        session.add(RetiredThread(conversation_id=conversation_id, team_id="T0TEAM", api_thread_id=retired.id))
-        session.add(
-            ApiFile(
-                team_id="T0TEAM", channel_id=CHANNEL, slack_file_id="F0OLD", conversation_id=conversation_id,
-                api_file_id=uploaded.id, purpose="assistants", filename="notes.txt",
-            )
-        )
-        await session.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(vector_store_id=vector_store.id)
-        )
+    await ChannelStore(store).retire_state(conversation_id, since_ts=ts)
+    await bot.say(CHANNEL, "U0ADA", "and a second memory", thread_ts=ts)
     await _age(store, conversation_id, days=40)
-    current = (await store.get_conversation(conversation_id)).api_thread_id
-    return ts, conversation_id, {current, retired.id, uploaded.id, vector_store.id}
+    return ts, conversation_id
 
 
 async def _rows_of(store, conversation_id: int) -> dict[str, int]:
@@ -120,52 +154,57 @@ async def _rows_of(store, conversation_id: int) -> dict[str, int]:
     async with store.transaction() as session:
         for name, column in (
             ("conversations", Conversation.id), ("turns", TurnRecord.conversation_id),
-            ("retired_threads", RetiredThread.conversation_id), ("api_files", ApiFile.conversation_id),
+            ("retired_states", RetiredState.conversation_id), ("api_files", ApiFile.conversation_id),
+            ("chat_messages", ChatMessage.conversation_id),
         ):
             counts[name] = await session.scalar(select(func.count()).where(column == conversation_id))
     return counts
 
 
-def _api_object_ids(openai_double) -> set[str]:
-    objects = [*openai_double.threads(), *openai_double.files(), *openai_double.vector_stores()]
-    return {item["id"] for item in objects}
-
-
-async def test_retention_purges_idle_conversations_with_their_api_objects(
-    start_bot, slack_double, openai_double, database_url
+async def test_retention_purges_idle_conversations_with_their_memories(
+    start_bot, slack_double, openai_double, backend, database_url
 ) -> None:
     bot = await start_bot(database_url=database_url)
-    async with OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url) as client:
-        old_ts, old_id, old_objects = await _old_conversation_with_everything(bot, openai_double, client)
-        recent_ts = await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> a recent question")
-        recent_id = await _conversation_id(bot.bot.store, recent_ts)
-        recent_thread = (await bot.bot.store.get_conversation(recent_id)).api_thread_id
-        assert old_objects <= _api_object_ids(openai_double)
+    old_ts, old_id = await _old_conversation_with_everything(bot, slack_double)
+    old_memories = await kept_memories(bot, openai_double, backend)
+    # Its two memories (retired and current) and, where files live on the server, the document's file and store.
+    assert len(old_memories) == (4 if KEEPS_FILES_ON_SERVER[backend] else 2)
+    assert (await _rows_of(bot.bot.store, old_id))["retired_states"] == 1
+    recent_ts = await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> a recent question")
+    recent_id = await _conversation_id(bot.bot.store, recent_ts)
+    recent_memories = await kept_memories(bot, openai_double, backend) - old_memories
+    assert len(recent_memories) == 1
 
-        purger = RetentionPurger(store=bot.bot.store, api=OpenAIObjects(client), retention_days=30)
-        assert await purger.purge_once() == 1
+    purger = RetentionPurger(store=bot.bot.store, backend=bot.bot.backend, retention_days=30)
+    assert await purger.purge_once() == 1
 
-    assert not old_objects & _api_object_ids(openai_double)
-    assert recent_thread in _api_object_ids(openai_double)
-    assert await _rows_of(bot.bot.store, old_id) == {"conversations": 0, "turns": 0, "retired_threads": 0, "api_files": 0}
+    assert await kept_memories(bot, openai_double, backend) == recent_memories
+    assert await _rows_of(bot.bot.store, old_id) == {
+        "conversations": 0, "turns": 0, "retired_states": 0, "api_files": 0, "chat_messages": 0
+    }
     assert (await _rows_of(bot.bot.store, recent_id))["turns"] == 1
     await bot.say(CHANNEL, "U0BOB", "still here?", thread_ts=recent_ts)
     assert bot_texts(slack_double, CHANNEL, recent_ts)[-1] == "Echo: Bob: still here?"
-    assert bot_texts(slack_double, CHANNEL, old_ts) == ["Echo: Ada: an old question"]  # Slack keeps what it showed
+    assert await kept_memories(bot, openai_double, backend) == recent_memories  # it went on in the same memory
+    old_answers = bot_texts(slack_double, CHANNEL, old_ts)  # Slack keeps what it showed
+    assert len(old_answers) == 2 and old_answers[0].startswith("Echo: Ada: an old question")
 
 
+@pytest.mark.backends(
+    "assistants", "responses", reason="chat keeps its memories in the bot's own database: no API deletion to refuse"
+)
 async def test_a_refused_api_deletion_keeps_the_conversation_for_the_next_purge(
-    start_bot, slack_double, openai_double, database_url
+    start_bot, slack_double, openai_double, backend, database_url
 ) -> None:
-    bot = await start_bot(database_url=database_url)
-    async with OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=0) as client:
-        _, old_id, old_objects = await _old_conversation_with_everything(bot, openai_double, client)
-        purger = RetentionPurger(store=bot.bot.store, api=OpenAIObjects(client), retention_days=30)
-        openai_double.fail_next("DELETE", r"^/v1/files/", status=500)
-        assert await purger.purge_once() == 0
-        assert (await _rows_of(bot.bot.store, old_id))["conversations"] == 1
-        assert await purger.purge_once() == 1  # the threads already deleted count as gone (404)
-    assert not old_objects & _api_object_ids(openai_double)
+    bot = await start_bot(database_url=database_url, openai_max_retries=0)
+    _, old_id = await _old_conversation_with_everything(bot, slack_double)
+    assert await kept_memories(bot, openai_double, backend)
+    purger = RetentionPurger(store=bot.bot.store, backend=bot.bot.backend, retention_days=30)
+    openai_double.fail_next("DELETE", r"^/v1/files/", status=500)
+    assert await purger.purge_once() == 0
+    assert (await _rows_of(bot.bot.store, old_id))["conversations"] == 1
+    assert await purger.purge_once() == 1  # what the first purge deleted already counts as gone (404)
+    assert await kept_memories(bot, openai_double, backend) == set()
     assert (await _rows_of(bot.bot.store, old_id))["conversations"] == 0
 
 
@@ -182,7 +221,7 @@ async def test_a_conversation_that_wakes_up_during_the_purge_keeps_its_messages(
     await bot.say(CHANNEL, "U0ADA", "a new message meanwhile", thread_ts=ts)
     assert await repository.delete_if_idle(conversation_id, cutoff) is False
     assert (await _rows_of(bot.bot.store, conversation_id))["turns"] == 2
-    assert (await bot.bot.store.get_conversation(conversation_id)).api_thread_id is None  # the next answer starts afresh
+    assert (await bot.bot.store.get_conversation(conversation_id)).backend_state is None  # the next answer starts afresh
 
 
 def test_the_purge_command_runs_once_and_refuses_without_retention(tmp_path: Path, openai_server, slack_server) -> None:
@@ -211,11 +250,11 @@ def test_the_purge_command_runs_once_and_refuses_without_retention(tmp_path: Pat
         assert secret not in done.stdout + done.stderr + refused.stdout + refused.stderr
 
 
-async def test_a_bot_with_retention_days_purges_on_its_own(start_bot, slack_double, openai_double) -> None:
+async def test_a_bot_with_retention_days_purges_on_its_own(start_bot, slack_double, openai_double, backend) -> None:
     first = await start_bot()
     ts = await first.say(CHANNEL, "U0ADA", f"<@{BOT}> from long ago")
     conversation_id = await _conversation_id(first.bot.store, ts)
-    thread_id = (await first.bot.store.get_conversation(conversation_id)).api_thread_id
+    assert len(await kept_memories(first, openai_double, backend)) == 1
     await _age(first.bot.store, conversation_id, days=40)
     await first.stop()
 
@@ -225,4 +264,4 @@ async def test_a_bot_with_retention_days_purges_on_its_own(start_bot, slack_doub
         return (await _rows_of(again.bot.store, conversation_id))["conversations"] == 0
 
     await eventually(purged, what="the purge at start")
-    assert thread_id not in _api_object_ids(openai_double)
+    assert await kept_memories(again, openai_double, backend) == set()

@@ -11,20 +11,21 @@ import pytest
 
 from bot.store.moderation_log import ModerationLog
 from doubles.openai import ScriptedRun
-from support.api_threads import user_contents
+from support.model_view import answers_stopped, conversations_seen
 from support.slack_view import bot_texts
+from support.waiting import eventually
 from support.workspace import BOT, CHANNEL, DM
 
 MODERATIONS = r"^/v1/moderations$"
-THREAD_MESSAGES = r"^/v1/threads/[^/]+/messages$"
-RUNS = r"^/v1/threads/[^/]+/runs$"
 # The double answers a moderation failure's retries at once when it says so.
 NO_WAIT = {"Retry-After": "0"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def api_thread_of(openai_double) -> str:
-    return openai_double.requests_to("POST", THREAD_MESSAGES)[0].path.split("/")[3]
+def requests_besides_checks(openai_double) -> list[str]:
+    """What the bot asked of the API other than moderation and transcription: uploads, threads, answers..."""
+    checks = ("/v1/moderations", "/v1/audio/transcriptions")
+    return [f"{request.method} {request.path}" for request in openai_double.requests if request.path not in checks]
 
 
 def ephemeral_texts(slack_double, channel: str, user: str) -> list[str]:
@@ -45,8 +46,7 @@ async def test_a_flagged_message_never_reaches_the_assistant_and_the_thread_stay
     assert openai_double.requests_to("POST", MODERATIONS)[0].body == {
         "input": "Ada: how do I hurt someone?", "model": "omni-moderation-latest"
     }
-    assert openai_double.requests_to("POST", THREAD_MESSAGES) == []
-    assert openai_double.requests_to("POST", RUNS) == []
+    assert requests_besides_checks(openai_double) == [] and openai_double.model_calls == 0
     assert bot_texts(slack_double, CHANNEL, ts) == []  # no "Thinking…" left behind
     [notice] = ephemeral_texts(slack_double, CHANNEL, "U0ADA")
     assert "didn't pass your message to the assistant" in notice and "threats and violence" in notice
@@ -60,12 +60,12 @@ async def test_a_flagged_message_never_reaches_the_assistant_and_the_thread_stay
 
     await bot.say(CHANNEL, "U0BOB", "what is the capital of France?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Bob: what is the capital of France?"]
-    # The new API thread is seeded from the Slack thread's history: the flagged message stays out of it.
+    # The new conversation is seeded from the Slack thread's history: the flagged message stays out of it.
     inputs = [request.body["input"] for request in openai_double.requests_to("POST", MODERATIONS)]
     history_checks = [checked for checked in inputs if isinstance(checked, list)]
     assert len(history_checks) == 1 and "hurt someone" in history_checks[0][0]
-    assert openai_double.requests_to("POST", r"^/v1/threads$")[0].body.get("messages", []) == []
-    assert user_contents(openai_double, api_thread_of(openai_double)) == ["Bob: what is the capital of France?"]
+    assert openai_double.model_calls == 1
+    assert conversations_seen(openai_double)[-1] == [("user", "Bob: what is the capital of France?")]
 
 
 async def test_in_a_batch_only_the_flagged_message_is_left_out(start_bot, slack_double, openai_double) -> None:
@@ -74,7 +74,9 @@ async def test_in_a_batch_only_the_flagged_message_is_left_out(start_bot, slack_
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> hello")
     await bot.say(CHANNEL, "U0BOB", "a slur here", thread_ts=ts)
     await bot.say(CHANNEL, "U0ADA", "and a fine question", thread_ts=ts)
-    assert user_contents(openai_double, api_thread_of(openai_double)) == ["Ada: hello", "Ada: and a fine question"]
+    assert openai_double.model_calls == 2
+    assert openai_double.user_texts_seen() == ["Ada: hello", "Ada: and a fine question"]
+    assert not any("slur" in text for seen in openai_double.model_inputs() for _, text in seen)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: hello", "Echo: Ada: and a fine question"]
     assert "hate" in ephemeral_texts(slack_double, CHANNEL, "U0BOB")[0]
     assert ephemeral_texts(slack_double, CHANNEL, "U0ADA") == []
@@ -97,7 +99,7 @@ async def test_where_no_ephemeral_message_can_go_the_notice_goes_in_the_thread(
     [notice] = bot_texts(slack_double, CHANNEL, ts)
     assert "flagged it for violence" in notice
     assert slack_double.ephemeral(DM) == slack_double.ephemeral(CHANNEL) == []
-    assert openai_double.requests_to("POST", THREAD_MESSAGES) == []
+    assert requests_besides_checks(openai_double) == [] and openai_double.model_calls == 0
 
 
 async def test_the_operator_can_keep_flagged_text_and_read_the_log(
@@ -142,8 +144,7 @@ async def test_a_flagged_image_is_neither_uploaded_nor_added(start_bot, slack_do
     text_part, image_part = moderation.body["input"]
     assert text_part == {"type": "text", "text": "Ada: what is in this picture?"}
     assert image_part["type"] == "image_url" and image_part["image_url"]["url"].startswith("data:image/png;base64,")
-    assert openai_double.requests_to("POST", r"^/v1/files$") == []
-    assert openai_double.requests_to("POST", THREAD_MESSAGES) == []
+    assert requests_besides_checks(openai_double) == [] and openai_double.model_calls == 0  # nothing uploaded
     assert bot_texts(slack_double, CHANNEL, ts) == []
     [notice] = ephemeral_texts(slack_double, CHANNEL, "U0ADA")
     assert "your message or an image you shared" in notice and "graphic violence" in notice
@@ -162,8 +163,8 @@ async def test_a_flagged_voice_clip_transcript_is_neither_shown_nor_added(
 
     [moderation] = openai_double.requests_to("POST", MODERATIONS)
     assert "Ada: listen to this" in moderation.body["input"] and "PIPE-BOMB" in moderation.body["input"]
-    assert openai_double.requests_to("POST", THREAD_MESSAGES) == []
-    assert openai_double.requests_to("POST", r"^/v1/files$") == []
+    assert openai_double.requests_to("POST", r"^/v1/audio/transcriptions$")  # it was heard, then checked
+    assert requests_besides_checks(openai_double) == [] and openai_double.model_calls == 0  # nothing uploaded
     assert not any("PIPE-BOMB" in text for text in bot_texts(slack_double, CHANNEL, ts))  # the transcript is not shown
     [notice] = ephemeral_texts(slack_double, CHANNEL, "U0ADA")
     assert "your message or voice clip" in notice and "violent illicit activity" in notice
@@ -171,10 +172,12 @@ async def test_a_flagged_voice_clip_transcript_is_neither_shown_nor_added(
     assert (flag.source, flag.categories) == ("transcript", ["illicit/violent"])
 
 
-async def test_a_flagged_answer_is_stopped_before_anyone_sees_it(start_bot, slack_double, openai_double) -> None:
+async def test_a_flagged_answer_is_stopped_before_anyone_sees_it(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     answer = "Sure, here is a calm overview. Step one: DANGEROUS-RECIPE with details. Step two: more."
     openai_double.moderation_flags = {"DANGEROUS-RECIPE": ["illicit/violent"]}
-    # Paced so that the run is still going when the bot cancels it.
+    # Paced so that the answer is still being written when the bot stops it.
     openai_double.script(ScriptedRun(text=answer, chunks=8, chunk_delay=0.3))
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> tell me something")
@@ -191,9 +194,7 @@ async def test_a_flagged_answer_is_stopped_before_anyone_sees_it(start_bot, slac
     assert len(checked) <= 8 and "DANGEROUS-RECIPE" in checked[-1]  # at most one check per update; none after
     assert not any("Step two" in text for text in checked)
 
-    thread_id = api_thread_of(openai_double)
-    assert openai_double.requests_to("POST", rf"^/v1/threads/{thread_id}/runs/[^/]+/cancel$")
-    assert openai_double.runs_of(thread_id)[0]["status"] == "cancelled"
+    await eventually(lambda: answers_stopped(openai_double, backend) == 1, what="the answer stopped on the server")
     [flag] = await flags(bot)
     assert (flag.direction, flag.source, flag.user_id) == ("output", "answer", "U0ADA")
 
@@ -231,7 +232,7 @@ async def test_each_moderation_mode(start_bot, slack_double, openai_double, mode
     inputs = [request.body["input"] for request in openai_double.requests_to("POST", MODERATIONS)]
     assert ("Ada: RED-FLAG" in inputs) is checked_input
     assert bot_texts(slack_double, CHANNEL, ts) == ([shown] if shown else [])
-    assert bool(openai_double.requests_to("POST", RUNS)) is (not checked_input)
+    assert openai_double.model_calls == (0 if checked_input else 1)
     assert [flag.direction for flag in await flags(bot)] == (
         [] if mode == "off" else ["input"] if checked_input else ["output"]
     )
@@ -240,11 +241,11 @@ async def test_each_moderation_mode(start_bot, slack_double, openai_double, mode
 
 
 async def test_moderation_down_blocks_by_default(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot()  # before the failures: its start-up check probes /moderations too
     openai_double.fail_next("POST", MODERATIONS, status=503, headers=NO_WAIT, times=3)  # the first try and 2 retries
-    bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> a perfectly fine question")
     assert len(openai_double.requests_to("POST", MODERATIONS)) == 3
-    assert openai_double.requests_to("POST", THREAD_MESSAGES) == []
+    assert requests_besides_checks(openai_double) == [] and openai_double.model_calls == 0
     assert bot_texts(slack_double, CHANNEL, ts) == []
     assert "Please try again in a moment" in ephemeral_texts(slack_double, CHANNEL, "U0ADA")[0]
     assert await flags(bot) == []
@@ -263,10 +264,10 @@ async def test_moderation_down_withholds_an_unchecked_answer_by_default(start_bo
 
 
 async def test_moderation_down_can_be_allowed_through(start_bot, slack_double, openai_double) -> None:
+    bot = await start_bot(moderation_on_error="allow")  # before the failures: its start-up check probes them too
     openai_double.fail_next("POST", MODERATIONS, status=500, headers=NO_WAIT, times=100)
-    bot = await start_bot(moderation_on_error="allow")
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> unchecked but fine")
     assert len(openai_double.requests_to("POST", MODERATIONS)) >= 6  # input and answer were both tried
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: unchecked but fine"]
-    assert user_contents(openai_double, api_thread_of(openai_double)) == ["Ada: unchecked but fine"]
+    assert openai_double.model_calls == 1 and openai_double.user_texts_seen() == ["Ada: unchecked but fine"]
     assert ephemeral_texts(slack_double, CHANNEL, "U0ADA") == []

@@ -9,12 +9,13 @@ import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -25,6 +26,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import bot.openai_api.client as client_module
+from support.waiting import WAIT_SECONDS
 from bot.errors import (
     APIConnectionError,
     APIError,
@@ -187,8 +189,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[FakeAPI]:
+@asynccontextmanager
+async def serving_fake_api() -> AsyncIterator[FakeAPI]:
+    """A FakeAPI on its own loopback port: its own origin, as another host would be."""
     fake = FakeAPI()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.handle)
@@ -199,9 +202,17 @@ async def api() -> AsyncIterator[FakeAPI]:
     site = web.SockSite(runner, sock)
     await site.start()
     fake.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    yield fake
-    fake.release.set()
-    await runner.cleanup()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeAPI]:
+    async with serving_fake_api() as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -490,6 +501,26 @@ async def test_secrets_never_reach_exceptions_or_logs(
     for record in caplog.records:
         if record.name != "aiohttp.access":  # the double's own access log, not the bot's
             assert_no_secrets(record.getMessage())
+
+
+async def test_escaped_and_url_encoded_secrets_are_masked_too(api: FakeAPI, caplog: pytest.LogCaptureFixture):
+    """httpx logs the URL with the query token percent-encoded; a gateway may echo a value JSON-escaped."""
+    caplog.set_level(logging.DEBUG)
+    query_token, header_secret = "qt/TOKEN+99=", 'gw"HEADER\\SECRET'
+    encoded_token, escaped_header = quote(query_token, safe=""), json.dumps(header_secret)[1:-1]
+    api.answer(fail(401, f"token {encoded_token} or header {escaped_header} refused"))
+    async with make_client(
+        api.base_url, extra_query={"token": query_token}, extra_headers={"X-Gateway-Auth": header_secret}
+    ) as openai:
+        with pytest.raises(AuthenticationError) as caught:
+            await openai.create_thread()
+    assert api.seen[0].query == {"token": query_token}  # the encoded form is what went over the wire
+    places = [exception_text(caught.value)]
+    places += [record.getMessage() for record in caplog.records if record.name != "aiohttp.access"]
+    assert any(record.name == "httpx" and "?token=" in record.getMessage() for record in caplog.records)
+    for place in places:
+        for form in (query_token, encoded_token, header_secret, escaped_header):
+            assert form not in place, place
 
 
 async def test_secrets_never_reach_connection_errors(sleeps: list[float], caplog: pytest.LogCaptureFixture):
@@ -783,3 +814,132 @@ async def test_stream_and_tool_output_requests_match_the_spec(spec: dict[str, An
     await collect(client.stream_submit_tool_outputs("thread_1", "run_1", [ToolOutput(tool_call_id="c", output="o")]))
     assert_matches(spec, "CreateRunRequest", api.seen[0].json())
     assert_matches(spec, "SubmitToolOutputsRunRequest", api.seen[1].json())
+
+
+# ---- downloads of files the API links to ------------------------------------------------------
+
+PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def raw(content: bytes, *, chunks: int = 1) -> Responder:
+    """The content as a plain body; with chunks > 1 it is streamed without a Content-Length."""
+    async def respond(request: web.Request) -> web.StreamResponse:
+        if chunks == 1:
+            return web.Response(body=content, content_type="image/png")
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        size = -(-len(content) // chunks)
+        for start in range(0, len(content), size):
+            await response.write(content[start : start + size])
+        return response
+
+    return respond
+
+
+def redirect(location: str) -> Responder:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": location})
+
+    return respond
+
+
+async def test_a_file_on_the_apis_own_origin_is_downloaded_without_credentials(api: FakeAPI, client: OpenAIClient):
+    api.answer(raw(PICTURE))
+    origin = api.base_url.removesuffix("/v1")
+    assert await client.download(f"{origin}/generated-images/img-1.png", max_bytes=len(PICTURE)) == PICTURE
+    (seen,) = api.seen
+    assert seen.path == "/generated-images/img-1.png"
+    assert "authorization" not in seen.headers and "token" not in seen.query
+    assert HEADER_SECRET not in str(dict(seen.headers))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "https://169.254.169.254/latest/meta-data/",
+        "http://localhost/admin",
+        "https://example.com/image.png",
+        "http://oaidalleapiprodscus.blob.core.windows.net/private/img.png",  # the right host, but not https
+        "file:///etc/passwd",
+        "ftp://oaidalleapiprodscus.blob.core.windows.net/img.png",
+    ],
+)
+async def test_a_link_to_any_other_host_or_scheme_is_refused(client: OpenAIClient, url: str):
+    with pytest.raises(APIError, match="which the bot does not download from") as caught:
+        await client.download(url, max_bytes=1000)
+    assert "meta-data" not in str(caught.value) and "/admin" not in str(caught.value)
+
+
+async def test_another_port_on_the_same_machine_is_another_host(api: FakeAPI, client: OpenAIClient):
+    async with serving_fake_api() as elsewhere:
+        elsewhere.answer(raw(b"internal secrets"))
+        with pytest.raises(APIError, match="does not download from"):
+            await client.download(elsewhere.base_url.removesuffix("/v1") + "/internal", max_bytes=1000)
+        assert elsewhere.seen == []
+
+
+async def test_a_redirect_to_another_host_is_refused_before_it_is_followed(api: FakeAPI, client: OpenAIClient):
+    async with serving_fake_api() as metadata:
+        metadata.answer(raw(b"iam credentials"))
+        api.answer(redirect(metadata.base_url.removesuffix("/v1") + "/latest/meta-data/"))
+        with pytest.raises(APIError, match="does not download from"):
+            await client.download(api.base_url.removesuffix("/v1") + "/img.png", max_bytes=1000)
+        assert metadata.seen == []
+
+
+async def test_redirects_on_allowed_hosts_are_followed_a_few_times_only(api: FakeAPI, client: OpenAIClient):
+    origin = api.base_url.removesuffix("/v1")
+    api.answer(redirect(f"{origin}/step-2"), raw(PICTURE))
+    assert await client.download(f"{origin}/step-1", max_bytes=len(PICTURE)) == PICTURE
+    api.seen.clear()
+    api.answer(redirect(f"{origin}/again"))
+    with pytest.raises(APIError, match="redirected more than 3 times"):
+        await client.download(f"{origin}/loop", max_bytes=len(PICTURE))
+    assert [seen.path for seen in api.seen] == ["/loop", "/again", "/again", "/again"]
+
+
+@pytest.mark.parametrize("chunks", [1, 64])
+async def test_a_file_over_the_cap_is_refused(api: FakeAPI, client: OpenAIClient, chunks: int):
+    api.answer(raw(PICTURE, chunks=chunks))
+    with pytest.raises(APIError, match=f"larger than {len(PICTURE) - 1} bytes"):
+        await client.download(api.base_url.removesuffix("/v1") + "/big.png", max_bytes=len(PICTURE) - 1)
+
+
+async def test_a_body_is_read_only_up_to_the_cap(api: FakeAPI, client: OpenAIClient):
+    """A server that never stops sending: reading it all before measuring would never return."""
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        while not api.release.is_set():
+            await response.write(b"x" * 65536)
+        return response
+
+    api.answer(endless)
+    with pytest.raises(APIError, match="larger than 1000000 bytes"):
+        await asyncio.wait_for(
+            client.download(api.base_url.removesuffix("/v1") + "/endless.png", max_bytes=1_000_000), WAIT_SECONDS
+        )
+
+
+async def test_downloads_share_one_pooled_connection(api: FakeAPI, client: OpenAIClient):
+    client_ports: list[int] = []
+
+    async def picture_noting_the_peer(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        client_ports.append(request.transport.get_extra_info("peername")[1])
+        return web.Response(body=PICTURE, content_type="image/png")
+
+    api.answer(picture_noting_the_peer)
+    origin = api.base_url.removesuffix("/v1")
+    for name in ("a.png", "b.png", "c.png"):
+        assert await client.download(f"{origin}/{name}", max_bytes=len(PICTURE)) == PICTURE
+    assert len(client_ports) == 3 and len(set(client_ports)) == 1, client_ports
+
+
+async def test_an_expected_host_is_fetched_over_https_only():
+    async with OpenAIClient(api_key=KEY, base_url="https://api.example.test/v1", download_hosts=frozenset({"localhost"})) as openai:
+        with pytest.raises(APIError, match="http://localhost, which the bot does not download from"):
+            await openai.download(f"http://localhost:{free_port()}/img.png", max_bytes=10)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 
 from sqlalchemy import select
 
-from bot.openai_api.client import OpenAIClient
+from bot.conversations.profiles import ProfileOrigin, ProfileSpec
 from bot.store.models import ApiFile, Conversation, TurnRecord
 from conftest import OPENAI_KEY, SIGNING_SECRET
 from doubles.slack_events import block_action_body, deliver_form, slash_command_body
 from secret_audit import record_text, find_leaks
-from support.api_threads import user_contents
+from support.file_view import KEEPS_FILES_ON_SERVER, documents_seen
+from support.model_view import ANSWER_REQUESTS, conversations_seen
+from support.samples import pdf_with_text
 from support.slack_view import bot_texts
 from support.workspace import BOT, CHANNEL, DM
 
@@ -21,7 +24,8 @@ TEAM = "T0TEAM"
 OTHER_TEAM = "T0OTHER"
 OTHER_TOKEN = "xoxb-other-team-token-93b1"
 OTHER_BOT = "U0BOT2"
-PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+OUR_PLAN = pdf_with_text("Team one ships on Monday.")
+THEIR_PLAN = pdf_with_text("Team two ships on Friday.")
 
 
 # Signatures -------------------------------------------------------------------------------------
@@ -52,15 +56,18 @@ async def test_forged_or_stale_slash_commands_and_clicks_are_refused(start_bot, 
     accepted = await deliver_form(bot.url, command, SIGNING_SECRET)
     await bot.settle()
     assert accepted.status_code == 200
-    assert openai_double.requests_to("POST", r"^/v1/threads")  # the same body, properly signed and fresh, is answered
+    # The same body, properly signed and fresh, is answered.
+    assert openai_double.model_calls == 1 and "what is our secret?" in openai_double.user_texts_seen()[-1]
 
 
 # Secrets ----------------------------------------------------------------------------------------
 
 
-async def test_an_api_error_echoing_the_key_is_explained_without_it(start_bot, slack_double, openai_double, caplog) -> None:
+async def test_an_api_error_echoing_the_key_is_explained_without_it(
+    start_bot, slack_double, openai_double, backend, caplog
+) -> None:
     openai_double.fail_next(
-        "POST", r"^/v1/threads/[^/]+/messages$", status=401, code="invalid_api_key",
+        "POST", ANSWER_REQUESTS[backend], status=401, code="invalid_api_key",
         message=f"Incorrect API key provided: {OPENAI_KEY}. You can find your API key at platform.openai.com.",
     )
     bot = await start_bot()
@@ -118,27 +125,33 @@ def _second_workspace(slack_double) -> None:
 
 
 async def test_two_workspaces_sharing_one_database_never_cross(
-    start_bot, slack_double, openai_double, database_url, secret_audit
+    start_bot, slack_double, openai_double, backend, database_url, secret_audit
 ) -> None:
     secret_audit.secrets["the second team's bot token"] = OTHER_TOKEN
     _second_workspace(slack_double)
     ours = await start_bot(database_url=database_url)
     theirs = await start_bot(database_url=database_url, slack_bot_token=OTHER_TOKEN)
-    async with OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url) as client:
-        chosen = await client.create_assistant(model="gpt-4o-mini", name="Team one's helper")
-    await ours.bot.store.set_channel_assistant(team_id=TEAM, channel_id=CHANNEL, assistant_id=chosen.id, updated_by="U0ADA")
+    spec = ProfileSpec(name="Team one's helper", model="gpt-4o-mini", instructions="Help team one.", tools=())
+    origin = ProfileOrigin(team_id=TEAM, channel_id=CHANNEL, user_id="U0ADA")
+    chosen = await ours.bot.backend.profiles.create(spec, origin=origin)
+    await ours.bot.store.set_channel_profile(team_id=TEAM, channel_id=CHANNEL, profile_id=chosen.id, updated_by="U0ADA")
 
-    our_report = slack_double.add_file("report.pdf", PDF, user="U0ADA")
-    their_report = slack_double.add_file("report.pdf", PDF, user="U0CAT", team_id=OTHER_TEAM)
+    # Each conversation's model sees only that conversation's documents, whatever the team shares elsewhere.
+    our_report = slack_double.add_file("our-plan.pdf", OUR_PLAN, user="U0ADA")
+    their_report = slack_double.add_file("their-plan.pdf", THEIR_PLAN, user="U0CAT", team_id=OTHER_TEAM)
     our_ts = await ours.say(CHANNEL, "U0ADA", f"<@{BOT}> our plan", files=[our_report])
+    assert documents_seen(openai_double, backend) == {"our-plan.pdf"}
     await ours.say(DM, "U0ADA", "our private note")
+    assert documents_seen(openai_double, backend) == set()
     post = slack_double.human_posts(CHANNEL, "U0CAT", f"<@{OTHER_BOT}> their plan", files=[their_report], team_id=OTHER_TEAM)
     for envelope in post.envelopes:
         assert (await theirs.deliver(envelope)).status_code == 200
     await theirs.settle()
+    assert documents_seen(openai_double, backend) == {"their-plan.pdf"}
     for envelope in slack_double.human_posts(DM, "U0CAT", "their private note", team_id=OTHER_TEAM).envelopes:
         assert (await theirs.deliver(envelope)).status_code == 200
     await theirs.settle()
+    assert documents_seen(openai_double, backend) == set()
     their_ts = post.ts
 
     # What people see: each team's channel and DM show only that team's answers.
@@ -147,32 +160,27 @@ async def test_two_workspaces_sharing_one_database_never_cross(
     assert bot_texts(slack_double, DM, team_id=TEAM) == ["Echo: our private note"]
     assert bot_texts(slack_double, DM, team_id=OTHER_TEAM) == ["Echo: their private note"]
 
-    # The shared database: four conversations, each on its own API thread.
+    # The shared database: four conversations, each with its own memory on the backend.
     async with ours.bot.store.transaction() as session:
         conversations = {(c.team_id, c.channel_id, c.thread_key): c for c in await session.scalars(select(Conversation))}
         files = list(await session.scalars(select(ApiFile)))
     assert set(conversations) == {(TEAM, CHANNEL, our_ts), (TEAM, DM, "dm"), (OTHER_TEAM, CHANNEL, their_ts), (OTHER_TEAM, DM, "dm")}
-    threads = {key: conversation.api_thread_id for key, conversation in conversations.items()}
-    assert len(set(threads.values())) == 4
-    assert user_contents(openai_double, threads[(TEAM, DM, "dm")]) == ["our private note"]
-    assert user_contents(openai_double, threads[(OTHER_TEAM, DM, "dm")]) == ["their private note"]
-    assert [text.splitlines()[0] for text in user_contents(openai_double, threads[(OTHER_TEAM, CHANNEL, their_ts)])] == [
-        "Cat: their plan"
-    ]
+    states = [conversation.backend_state for conversation in conversations.values()]
+    assert all(states) and len({json.dumps(state, sort_keys=True) for state in states}) == 4
+    # What the model saw, one answer per conversation in the order they were asked: only that conversation.
+    our_channel, our_dm, their_channel, their_dm = conversations_seen(openai_double)
+    assert our_dm == [("user", "our private note")]
+    assert their_dm == [("user", "their private note")]
+    assert [(role, text.splitlines()[0]) for role, text in our_channel] == [("user", "Ada: our plan")]
+    assert [(role, text.splitlines()[0]) for role, text in their_channel] == [("user", "Cat: their plan")]
 
-    # Files: each team's upload is its own and only reaches its own thread.
-    assert sorted((f.team_id, f.channel_id) for f in files) == [(OTHER_TEAM, CHANNEL), (TEAM, CHANNEL)]
-    file_of = {f.team_id: f.api_file_id for f in files}
-    assert file_of[TEAM] != file_of[OTHER_TEAM]
-    for team, ts in ((TEAM, our_ts), (OTHER_TEAM, their_ts)):
-        vector_store = conversations[(team, CHANNEL, ts)].vector_store_id
-        assert [f["id"] for f in openai_double.vector_store_files(vector_store)] == [file_of[team]]
+    # Files: where they live on the server, each team's upload is its own (and reached only its own conversation).
+    uploaded = [(OTHER_TEAM, CHANNEL), (TEAM, CHANNEL)] if KEEPS_FILES_ON_SERVER[backend] else []
+    assert sorted((f.team_id, f.channel_id) for f in files) == uploaded
+    assert len({f.api_file_id for f in files}) == len(uploaded)
 
     # Settings: the assistant one team chose for its #general is not the other team's.
-    run_assistants = {
-        request.path.split("/")[3]: request.body["assistant_id"]
-        for request in openai_double.requests_to("POST", r"^/v1/threads/[^/]+/runs$")
-    }
-    assert run_assistants[threads[(TEAM, CHANNEL, our_ts)]] == chosen.id
-    assert run_assistants[threads[(OTHER_TEAM, CHANNEL, their_ts)]] != chosen.id
-    assert await theirs.bot.store.channel_assistant(team_id=OTHER_TEAM, channel_id=CHANNEL) is None
+    instructions = [call[0] for call in openai_double.model_inputs()]
+    assert instructions[0] == ("system", "Help team one.")
+    assert instructions[2][0] == "system" and instructions[2] != ("system", "Help team one.")
+    assert await theirs.bot.store.channel_profile(team_id=OTHER_TEAM, channel_id=CHANNEL) is None

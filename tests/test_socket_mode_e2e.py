@@ -6,19 +6,19 @@ import asyncio
 
 import httpx
 
-from support.workspace import BOT
+from support.slack_view import bot_texts
+from support.workspace import ADA, BOT, CHANNEL
 
 
-async def test_socket_mode_answers_a_mention_and_serves_only_health(start_bot, slack_double) -> None:
+async def test_socket_mode_answers_a_mention_and_serves_only_health(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot(slack_app_token=slack_double.app_token, slack_signing_secret=None)
-    post = slack_double.human_posts("C0GENERAL", "U0ADA", f"<@{BOT}> over the socket")
+    post = slack_double.human_posts(CHANNEL, ADA, f"<@{BOT}> over the socket")
     for envelope in post.envelopes:
         ack = await asyncio.to_thread(slack_double.socket_deliver, envelope)
         assert ack["envelope_id"]
     await bot.settle()
-    replies = [m["text"] for m in slack_double.messages("C0GENERAL", thread_ts=post.ts) if m.get("bot_id")]
-    assert replies == ["Echo: Ada: over the socket"]
+    assert bot_texts(slack_double, CHANNEL, post.ts) == ["Echo: Ada: over the socket"]
+    assert openai_double.user_texts_seen() == ["Ada: over the socket"]
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{bot.url}/healthz")).status_code == 200
         assert (await client.post(f"{bot.url}/slack/events", json={})).status_code == 404
-

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
+from processes import start_bot_process
 from test_settings_cli import run_cli
 
 
@@ -19,7 +20,6 @@ def _env(openai_double: Any, slack_double: Any, tmp_path: Path, **overrides: str
         "OPENAI_API_KEY": OPENAI_KEY,
         "OPENAI_BASE_URL": openai_double.base_url,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
-        "PORT": "0",
         **overrides,
     }
 
@@ -48,14 +48,18 @@ def test_a_backend_the_server_lacks_is_refused_naming_what_it_offers(
     assert not openai_double.requests_to("POST", r"^/v1/(responses|chat/completions|threads)")
 
 
-def test_moderation_needs_its_route(openai_double: Any, slack_double: Any, tmp_path: Path) -> None:
-    openai_double.shape = "chat_only"
-    openai_double.refuse_family("moderations")
+async def test_moderation_needs_its_route(openai_double: Any, slack_double: Any, tmp_path: Path) -> None:
+    openai_double.shape = "bare_chat"  # a local model server: chat and embeddings, no /moderations
     env = _env(openai_double, slack_double, tmp_path, OPENAI_BACKEND="chat")
     refused = run_cli("run", env=env, cwd=tmp_path)
     assert refused.returncode != 0
     assert "does not serve /moderations" in refused.stderr and "MODERATION=off" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    without_moderation = start_bot_process({**env, "MODERATION": "off"}, log_path=tmp_path / "bot.log")
+    try:
+        await without_moderation.wait_ready()
+    finally:
+        without_moderation.stop()
 
 
 def test_an_unknown_backend_name_is_refused(openai_double: Any, slack_double: Any, tmp_path: Path) -> None:

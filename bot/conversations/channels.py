@@ -222,18 +222,25 @@ class ConversationControl:
         """Delete what the backend keeps for the conversation (current and retired), then its rows.
 
         The lease keeps workers away meanwhile; if the API refuses a deletion the rows stay, so
-        that nothing is left on the API without a record, and forgetting can be tried again.
+        that nothing is left on the API without a record, and forgetting can be tried again. A
+        conversation with a message still unanswered is refused: its turns are answered first.
         """
         if not await self._store.claim_conversation(
             conversation_id, owner=self._owner, lease_seconds=FORGET_LEASE_SECONDS
         ):
             raise ConversationBusy(f"conversation {conversation_id} is being answered")
         try:
+            if await self._channel_store.has_open_turns(conversation_id):
+                raise ConversationBusy(f"conversation {conversation_id} has messages waiting for an answer")
             memories = await self._channel_store.backend_states(conversation_id)
             await forget_memories(self._backend, memories)
+            deleted = await self._channel_store.delete_conversation(conversation_id)
         except BaseException:
             await self._store.release_conversation(conversation_id, owner=self._owner)
             raise
-        await self._channel_store.delete_conversation(conversation_id)
+        if not deleted:
+            # A message came in while the memory was being deleted: it is answered afresh, then forget again.
+            await self._store.release_conversation(conversation_id, owner=self._owner)
+            raise ConversationBusy(f"conversation {conversation_id} got a message while being forgotten")
         log.info("conversation %s forgotten: %d backend memories deleted", conversation_id, len(memories))
         return Forgotten(memories=len(memories))

@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 
 from bot.conversations.backend import ConversationRef, InputFile
 from bot.conversations.inputs import PreparedInput
-from bot.conversations.ports import Platform, ReplyStream
+from bot.conversations.ports import Platform, PlatformReply, ReplyStream
 from bot.conversations.turn import (
     HistoryMessage,
     PersonalNotice,
@@ -257,7 +257,7 @@ class ScreenedHistory:
 
     def reply(
         self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None
-    ) -> AbstractAsyncContextManager[ReplyStream]:
+    ) -> AbstractAsyncContextManager[PlatformReply]:
         return self._platform.reply(turn, resume_ts=resume_ts, unrecorded_after=unrecorded_after)
 
 

@@ -23,6 +23,14 @@ class ReplyStream(Protocol):
         ...
 
 
+class PlatformReply(ReplyStream, Protocol):
+    """The platform's own stream of one answer, which the service may abandon."""
+
+    def abandon(self) -> None:
+        """Another worker owns this answer now: write nothing more, not even the note that it was cut off."""
+        ...
+
+
 class Platform(Protocol):
     """The chat platform as the conversation service sees it."""
 
@@ -32,7 +40,7 @@ class Platform(Protocol):
 
     def reply(
         self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None
-    ) -> AbstractAsyncContextManager[ReplyStream]:
+    ) -> AbstractAsyncContextManager[PlatformReply]:
         """Open the place where the answer to this turn is shown.
 
         ``resume_ts`` is where an earlier attempt (perhaps by a process that died) began showing

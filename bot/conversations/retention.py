@@ -75,7 +75,7 @@ class RetentionPurger:
         while True:
             try:
                 await self.purge_once()
-            except StoreError:
+            except Exception:  # a purge loop that dies keeps every idle conversation for good
                 log.exception("retention purge failed; trying again later")
             await asyncio.sleep(interval_seconds)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.conversations.backend import (
     AnswerRequest,
@@ -22,7 +22,7 @@ from bot.conversations.backend import (
 )
 from bot.conversations.files import refusal
 from bot.conversations.inputs import InputStage, OutputStage, PreparedInput
-from bot.conversations.ports import Platform, ReplyStream
+from bot.conversations.ports import Platform, PlatformReply, ReplyStream
 from bot.conversations.profiles import Profile
 from bot.conversations.recovery import GAVE_UP, RememberedReply, earlier_reply_ts
 from bot.conversations.tools import ToolContext, ToolRegistry
@@ -38,11 +38,14 @@ from bot.errors import (
     StoreError,
 )
 from bot.store.models import Conversation, TurnRecord, TurnStatus
-from bot.store.repositories import Store
+from bot.store.repositories import HEARTBEAT_SECONDS, HEARTBEAT_STALE_SECONDS, Store
 
 log = logging.getLogger(__name__)
 
 NOTHING_TO_ANSWER = "Hi! What can I help you with? Write your question after the mention."
+# A worker stops this long before its lease could pass to another replica (the heartbeat, or the lease
+# itself, unconfirmed for too long): two beats' worth, so that it stops before anyone else starts.
+LEASE_SAFETY_SECONDS = 2 * HEARTBEAT_SECONDS
 
 
 def batch_progress(records: Sequence[TurnRecord]) -> Progress | None:
@@ -103,6 +106,7 @@ class ConversationService:
         lease_seconds: float = 60.0,
         sweep_seconds: float = 15.0,
         max_attempts: int = 3,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._backend = backend
@@ -115,8 +119,14 @@ class ConversationService:
         self._sweep_seconds = sweep_seconds
         self._max_attempts = max_attempts
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._clock = clock
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._more_work: set[int] = set()
+        # The platform's stream of each answer being written, so that a worker losing its lease can abandon it.
+        self._streams: dict[int, PlatformReply] = {}
+        # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
+        # alive for others until HEARTBEAT_STALE_SECONDS after it.
+        self._beat_confirmed_at = clock()
         self._accepting = True
 
     # Intake --------------------------------------------------------------------------------
@@ -171,19 +181,31 @@ class ConversationService:
 
     async def recover(self) -> int:
         """Schedule every conversation with unfinished turns whose lease is free; returns how many."""
-        found = await self._store.conversations_needing_work()
+        found = await self._store.conversations_needing_work(owner=self.owner)
         for conversation_id in found:
             self.schedule(conversation_id)
         return len(found)
 
     async def sweep_forever(self) -> None:
-        """Pick up work whose owner died (expired leases) or that no event announced."""
+        """Pick up work whose owner died (stale heartbeat, expired lease) or that no event announced."""
         while True:
             await asyncio.sleep(self._sweep_seconds)
             try:
                 await self.recover()
-            except StoreError:
+            except Exception:  # a sweep that dies leaves every orphaned turn unanswered for good
                 log.exception("recovery sweep failed; trying again later")
+
+    async def heartbeat_forever(self) -> None:
+        """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds."""
+        while True:
+            sent_at = self._clock()
+            try:
+                await self._store.beat()
+            except Exception:  # workers see the heartbeat unconfirmed and stop before their leases pass on
+                log.warning("could not stamp the heartbeat", exc_info=True)
+            else:
+                self._beat_confirmed_at = sent_at
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking work, give in-flight turns the grace period, and leave the rest for recovery."""
@@ -215,13 +237,15 @@ class ConversationService:
         """
         while True:
             self._more_work.discard(conversation_id)
+            claimed_at = self._clock()
             if not await self._store.claim_conversation(
                 conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
             ):
                 return  # another worker holds it; it will see our turn, or the sweep will
+            self._beat_confirmed_at = max(self._beat_confirmed_at, claimed_at)  # the claim stamps the heartbeat
             worker = asyncio.current_task()
             assert worker is not None  # _work always runs as a task of its own (see schedule)
-            renewer = asyncio.create_task(self._renew_lease(conversation_id, worker))
+            renewer = asyncio.create_task(self._renew_lease(conversation_id, worker, renewed_at=claimed_at))
             try:
                 records = await self._store.open_turns(conversation_id)
                 exhausted = [record for record in records if record.attempts >= self._max_attempts]
@@ -237,28 +261,48 @@ class ConversationService:
                     await self._answer(conversation_id, records)
             finally:
                 renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
-                await self._store.release_conversation(conversation_id, owner=self.owner)
+                await asyncio.gather(renewer, return_exceptions=True)  # whatever ended it, the lease is released
+                try:
+                    await self._store.release_conversation(conversation_id, owner=self.owner)
+                except StoreError as exc:
+                    # Still ours then: the sweep counts our own leases, and schedules this conversation again.
+                    log.warning("conversation %s: could not release the lease: %s", conversation_id, exc)
             if not self._accepting:
                 return  # shutting down: what arrived meanwhile is left, lease released, for recovery
             # Another replica that recorded a turn while we held the lease gave up its claim: look once
             # more after releasing, so its turn is answered now and not at the next sweep.
             if records or conversation_id in self._more_work:
                 continue
-            if not await self._store.open_turns(conversation_id):
+            # _more_work is read after the check: a turn scheduled while the check was in flight (its
+            # commit too late for the check to see) is noted there, and would otherwise have no worker.
+            if not await self._store.open_turns(conversation_id) and conversation_id not in self._more_work:
                 return
 
-    async def _renew_lease(self, conversation_id: int, worker: asyncio.Task[None]) -> None:
-        """Keep the lease while the worker answers; stop the worker if another one took the lease over."""
+    async def _renew_lease(self, conversation_id: int, worker: asyncio.Task[None], *, renewed_at: float) -> None:
+        """Keep the lease while the worker answers; stop the worker once the lease is lost, or could be.
+
+        It could be once the heartbeat or the lease has gone unconfirmed (the database unreachable) so
+        long that another replica might take the conversation over: the worker stops just before.
+        """
         while True:
-            await asyncio.sleep(self._lease_seconds / 3)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            now = self._clock()
+            beat_safe = now - self._beat_confirmed_at < HEARTBEAT_STALE_SECONDS - LEASE_SAFETY_SECONDS
+            if not beat_safe or now - renewed_at >= self._lease_seconds - LEASE_SAFETY_SECONDS:
+                log.error(
+                    "conversation %s: the lease could not be confirmed; stopping before another worker takes it",
+                    conversation_id,
+                )
+                self._stop_worker(conversation_id, worker)
+                return
+            if now - renewed_at < self._lease_seconds / 3:
+                continue
             try:
                 held = await self._store.claim_conversation(
                     conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
                 )
-            except StoreError:
-                log.warning("could not renew the lease of conversation %s", conversation_id)
+            except Exception:  # any failure: the renewer must live on to stop the worker in time
+                log.warning("could not renew the lease of conversation %s", conversation_id, exc_info=True)
                 continue
             if not held:
                 # Our lease ran out (a stalled process or database) and a live worker now answers these turns.
@@ -266,11 +310,20 @@ class ConversationService:
                     "conversation %s: lease lost to another worker; stopping so nothing is answered twice",
                     conversation_id,
                 )
-                worker.cancel()
+                self._stop_worker(conversation_id, worker)
                 return
+            renewed_at = now
+            self._beat_confirmed_at = max(self._beat_confirmed_at, now)  # the claim stamps the heartbeat
+
+    def _stop_worker(self, conversation_id: int, worker: asyncio.Task[None]) -> None:
+        """The answer is another worker's now: its stream writes nothing more, then the worker is cancelled."""
+        stream = self._streams.get(conversation_id)
+        if stream is not None:
+            stream.abandon()
+        worker.cancel()
 
     async def _answer(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
-        """Answer a batch: every waiting message goes into the thread, then one run answers them."""
+        """Answer a batch: the backend gets every waiting message at once and answers them together."""
         ids = [record.id for record in records]
         turns = [Turn.from_payload(record.payload) for record in records]
         recovering = any(record.attempts > 0 for record in records)
@@ -282,15 +335,19 @@ class ConversationService:
         try:
             unrecorded_after = turns[0].message_ts if recovering else None
             async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=unrecorded_after) as shown:
-                reply = RememberedReply(shown, store=self._store, turn_ids=ids, stored_ts=resume_ts)
-                await reply.remember()
+                self._streams[conversation_id] = shown
                 try:
-                    outcome_status, error = await self._run(conversation_id, records, turns, reply)
-                except APIError as exc:
-                    log.warning("conversation %s: API error: %s", conversation_id, exc)
-                    error = str(exc)
-                    await reply.send(ReplyFailed(api_failure_reason(exc)))
-                reply_ts = reply.reply_ts
+                    reply = RememberedReply(shown, store=self._store, turn_ids=ids, stored_ts=resume_ts)
+                    await reply.remember()
+                    try:
+                        outcome_status, error = await self._run(conversation_id, records, turns, reply)
+                    except APIError as exc:
+                        log.warning("conversation %s: API error: %s", conversation_id, exc)
+                        error = str(exc)
+                        await reply.send(ReplyFailed(api_failure_reason(exc)))
+                    reply_ts = reply.reply_ts
+                finally:
+                    del self._streams[conversation_id]
         except DeliveryError as exc:
             log.error(
                 "conversation %s (channel %s): Slack refused the reply, closing %d turn(s) unanswered: %s",

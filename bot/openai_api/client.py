@@ -30,6 +30,7 @@ from bot.errors import (
     RateLimitError,
     ServerError,
 )
+from bot.logs import secret_forms
 from bot.openai_api.models import (
     Assistant,
     ImagesResponse,
@@ -54,9 +55,14 @@ USER_AGENT = "slack-assistant-bot/0.1"
 ASSISTANTS_BETA_PATHS = ("/assistants", "/threads", "/vector_stores")
 ASSISTANTS_BETA_HEADER = {"OpenAI-Beta": "assistants=v2"}
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
-# Values shorter than this are not treated as secrets when scrubbing messages: replacing
-# every "1" or "v2" in an error message would destroy it and hide nothing.
-MIN_SECRET_LENGTH = 4
+# Hosts that serve the files the API links to (generated images): OpenAI's and Azure OpenAI's image
+# stores. `download` fetches over https from these, and from the configured API's own origin, only.
+DOWNLOAD_HOSTS = frozenset({
+    "oaidalleapiprodscus.blob.core.windows.net",
+    "dalleprodsec.blob.core.windows.net",
+    "dalleproduse.blob.core.windows.net",
+})
+MAX_DOWNLOAD_REDIRECTS = 3
 
 STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -188,6 +194,7 @@ class OpenAIClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        download_hosts: frozenset[str] = DOWNLOAD_HOSTS,
     ) -> None:
         headers = {"User-Agent": USER_AGENT}
         # Gateways that authenticate with a query token reject a Bearer header they cannot check.
@@ -201,11 +208,16 @@ class OpenAIClient:
             timeout=httpx.Timeout(connect=10.0, read=timeout, write=30.0, pool=10.0),
             transport=transport,
         )
+        # Files the API links to live on other hosts: fetched without our credentials, redirects checked one by one.
+        self._downloads = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT}, timeout=self._http.timeout, follow_redirects=False
+        )
+        self._download_hosts = download_hosts
+        self._api_origin = httpx.URL(base_url).copy_with(path="/", query=None, fragment=None)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        secrets = [api_key, *extra_headers.values(), *extra_query.values()]
-        self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._secrets = secret_forms([api_key, *extra_headers.values(), *extra_query.values()])
         self._log_filter = _RedactingFilter(self._redact)
         logging.getLogger("httpx").addFilter(self._log_filter)
 
@@ -219,6 +231,7 @@ class OpenAIClient:
 
     async def aclose(self) -> None:
         logging.getLogger("httpx").removeFilter(self._log_filter)
+        await self._downloads.aclose()
         await self._http.aclose()
 
     # ---- generic requests ---------------------------------------------------------------------
@@ -471,19 +484,59 @@ class OpenAIClient:
         return await self._call(ImagesResponse, "POST", "/images/generations", json=body)
 
     async def download(self, url: str, *, max_bytes: int) -> bytes:
-        """Fetch a file the API links to (a generated image), without our credentials: it lives on another host."""
+        """Fetch a file the API links to (a generated image), without our credentials: it lives on another host.
+
+        Only https URLs of the expected hosts (or of the API's own origin) are fetched, redirects
+        included, and at most ``max_bytes`` are read: the URL comes from an answer, not from us.
+        """
+        target = self._download_url(url)
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            try:
+                response = await self._downloads.send(self._downloads.build_request("GET", target), stream=True)
+            except httpx.RequestError as exc:
+                raise self._connection_error(exc) from exc
+            try:
+                if response.next_request is None:
+                    return await self._read_download(response, max_bytes=max_bytes)
+                target = self._download_url(str(response.next_request.url))
+            except httpx.RequestError as exc:
+                raise self._connection_error(exc, sent=True) from exc
+            finally:
+                await response.aclose()
+        raise APIError(f"downloading a generated file was redirected more than {MAX_DOWNLOAD_REDIRECTS} times")
+
+    def _download_url(self, url: str) -> httpx.URL:
+        """The URL if the bot may fetch it; APIError naming only its host (the query may hold a signature)."""
         try:
-            async with httpx.AsyncClient(timeout=self._http.timeout, follow_redirects=True) as plain:
-                response = await plain.get(url)
-        except httpx.RequestError as exc:
-            raise self._connection_error(exc) from exc
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise APIError("the API linked to a file with a malformed URL") from exc
+        same_origin = (target.scheme, target.host, target.port) == (
+            self._api_origin.scheme, self._api_origin.host, self._api_origin.port
+        )
+        if not same_origin and not (target.scheme == "https" and target.host in self._download_hosts):
+            raise APIError(
+                f"the API linked to a file at {target.scheme}://{target.host or '?'}, which the bot does not download from"
+            )
+        return target
+
+    @staticmethod
+    async def _read_download(response: httpx.Response, *, max_bytes: int) -> bytes:
+        """The body of a final answer, refused as soon as it is known to exceed max_bytes."""
         if not response.is_success:
             raise APIStatusError(
                 f"downloading a generated file failed (HTTP {response.status_code})", status_code=response.status_code
             )
-        if len(response.content) > max_bytes:
-            raise APIError(f"the generated file is larger than {max_bytes} bytes")
-        return response.content
+        too_large = APIError(f"the generated file is larger than {max_bytes} bytes")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise too_large
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > max_bytes:
+                raise too_large
+        return bytes(content)
 
     # ---- for endpoint groups in other modules (files, vector stores, audio) --------------------
 

@@ -31,7 +31,7 @@ from bot.conversations.channels import (
     is_fine_tuned,
 )
 from bot.conversations.images import MAX_PROMPT_CHARS, ImageMaker
-from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileSpec
+from bot.conversations.profiles import Profile, ProfileSpec
 from bot.conversations.service import ConversationService, api_failure_reason
 from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
@@ -220,7 +220,7 @@ class SlackCommands:
     async def on_editor_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        spec, errors = _read_editor(view)
+        spec, errors = _read_editor(view, offered_tools=self._assistants.builtin_tools())
         if errors or spec is None:
             await ack(response_action="errors", errors=errors)
             return
@@ -352,7 +352,7 @@ class SlackCommands:
         if conversation is None:
             memory = "no conversation with me here yet"
         elif conversation.backend_state and conversation.backend == self._assistants.backend_name:
-            memory = f"kept on the {conversation.backend} API"
+            memory = f"kept by the {conversation.backend} backend"
         else:
             memory = "nothing yet; its next message starts it"
         lines = [
@@ -441,7 +441,7 @@ class SlackCommands:
         await self._reply(
             invocation.respond,
             "Done: the next message in this conversation starts afresh, without what was said before. "
-            "The old memory is kept on the API until the conversation is forgotten.",
+            "The old memory is kept until the conversation is forgotten.",
         )
 
     async def _forget(self, invocation: Invocation, _: str) -> None:
@@ -483,8 +483,8 @@ class SlackCommands:
         deleted = await self._control.forget(conversation.id)
         await self._reply(
             respond,
-            f"Forgotten: deleted {deleted.memories} conversation memor{'y' if deleted.memories == 1 else 'ies'} "
-            "on the API, with their files, and my records of the conversation.",
+            f"Forgotten: deleted {deleted.memories} conversation memor{'y' if deleted.memories == 1 else 'ies'}, "
+            "with their files, and my records of the conversation.",
             replace_original=True,
         )
 
@@ -615,9 +615,10 @@ def editor_view(
         )
     else:
         blocks.append(_context("The instructions are longer than a Slack form can hold; they stay as they are."))
-    blocks.append(
-        {"type": "input", "block_id": "tools", "optional": True, "label": _plain("Tools"), "element": tools_input}
-    )
+    if tools:  # Slack refuses checkboxes without options; a backend may run none of the built-in tools
+        blocks.append(
+            {"type": "input", "block_id": "tools", "optional": True, "label": _plain("Tools"), "element": tools_input}
+        )
     metadata = {"channel_id": channel_id, "assistant_id": assistant.id if assistant else None}
     return {
         "type": "modal",
@@ -630,8 +631,9 @@ def editor_view(
     }
 
 
-def _read_editor(view: dict[str, Any]) -> tuple[ProfileSpec | None, dict[str, str]]:
-    """The submitted form as a spec, or the errors to show next to its fields."""
+def _read_editor(view: dict[str, Any], *, offered_tools: tuple[str, ...]) -> tuple[ProfileSpec | None, dict[str, str]]:
+    """The submitted form as a spec, or the errors to show next to its fields (a stale or forged
+    submission may name tools the backend cannot run)."""
     values = (view.get("state") or {}).get("values") or {}
 
     def field(block: str) -> dict[str, Any]:
@@ -645,7 +647,7 @@ def _read_editor(view: dict[str, Any]) -> tuple[ProfileSpec | None, dict[str, st
         errors["name"] = "Give the assistant a name."
     if not model:
         errors["model"] = "Choose a model."
-    if any(tool not in BUILTIN_TOOLS for tool in tools):
+    if any(tool not in offered_tools for tool in tools):
         errors["tools"] = "Choose only the tools listed."
     if errors:
         return None, errors

@@ -80,6 +80,7 @@ class SlackReplyStream:
         self._markdown = ""
         self._last_shown = float("-inf")
         self.finished = False
+        self._abandoned = False
 
     @property
     def reply_ts(self) -> str | None:
@@ -152,9 +153,13 @@ class SlackReplyStream:
                 log.info("could not post an ephemeral notice (%s); posting it in the thread", exc.response.get("error"))
         await self.notice(text)
 
+    def abandon(self) -> None:
+        """Another worker took this answer over: what this stream would still write is stale."""
+        self._abandoned = True
+
     async def close(self) -> None:
         """An answer cut off by an unexpected error must not leave 'Thinking…' behind."""
-        if not self.finished and self._posted:
+        if not self.finished and self._posted and not self._abandoned:
             shown = render_reply(self._markdown, limit=self._message_chars)
             # In the answer's own message when it fits, so that the worker resuming it takes over one message.
             if shown and len(shown[-1]) + len(INTERRUPTED) + 2 <= self._message_chars:
@@ -163,6 +168,8 @@ class SlackReplyStream:
                 await self._show([*shown, INTERRUPTED])
 
     async def _show(self, chunks: list[str]) -> None:
+        if self._abandoned:
+            return  # over the new owner's text, or its finished answer
         self._last_shown = self._clock()
         for index, chunk in enumerate(chunks):
             if index < len(self._posted):

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 
 from bot.store.models import ApiFile, AssistantChange, Conversation, RetiredState, TurnRecord
-from bot.store.repositories import Store
+from bot.store.repositories import OPEN_STATUSES, Store
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class TokenUsage:
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def _open_turn_of(conversation_id: int) -> Select[tuple[int]]:
+    return select(TurnRecord.id).where(TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES))
 
 
 class ChannelStore:
@@ -101,13 +105,31 @@ class ChannelStore:
             memories.insert(0, BackendMemory(conversation.backend, conversation.backend_state))
         return memories
 
-    async def delete_conversation(self, conversation_id: int) -> None:
-        """The conversation's rows: its turns, retired states, uploaded-file records and itself."""
+    async def has_open_turns(self, conversation_id: int) -> bool:
         async with self._store.transaction() as session:
+            return await session.scalar(_open_turn_of(conversation_id).exists().select()) or False
+
+    async def delete_conversation(self, conversation_id: int) -> bool:
+        """The conversation's rows: its turns, retired states, uploaded-file records and itself.
+
+        Not while a turn is unanswered: then (False) only its memory is dropped, since its server objects
+        are deleted by now, and the unanswered turns are answered afresh.
+        """
+        async with self._store.transaction() as session:
+            # FOR UPDATE (PostgreSQL): a message being recorded updates this row first, so it is either seen
+            # here or waits for the delete, fails, and is delivered again by Slack into a new conversation.
+            await session.scalar(select(Conversation.id).where(Conversation.id == conversation_id).with_for_update())
+            if await session.scalar(_open_turn_of(conversation_id).exists().select()):
+                await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))
+                await session.execute(
+                    update(Conversation).where(Conversation.id == conversation_id).values(backend_state=None)
+                )
+                return False
             await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))
             await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))
             await session.execute(delete(ApiFile).where(ApiFile.conversation_id == conversation_id))
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+            return True
 
     async def token_usage(
         self, *, team_id: str, since: datetime, user_id: str | None = None, channel_id: str | None = None

@@ -68,6 +68,9 @@ class Conversation(Timestamped, Base):
     # Whoever holds an unexpired lease is the only worker answering this conversation.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The process whose heartbeat keeps the lease alive: once that heartbeat is stale, the lease is free
+    # (seconds after a crash, not when lease_expires_at comes).
+    lease_process: Mapped[str | None] = mapped_column(String(64))
 
 
 class ChannelSetting(Timestamped, Base):
@@ -110,6 +113,15 @@ class TurnRecord(Timestamped, Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessHeartbeat(Base):
+    """A running bot process, stamped every few seconds with the database's clock; a stale stamp means dead."""
+
+    __tablename__ = "process_heartbeats"
+
+    process_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AppState(Timestamped, Base):

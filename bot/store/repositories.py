@@ -2,23 +2,63 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, DateTime, and_, delete, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import StoreError
-from bot.store.models import AppState, ChannelSetting, Conversation, RetiredState, TurnRecord, TurnStatus
+from bot.store.models import (
+    AppState,
+    ChannelSetting,
+    Conversation,
+    ProcessHeartbeat,
+    RetiredState,
+    TurnRecord,
+    TurnStatus,
+)
 
 OPEN_STATUSES = (TurnStatus.PENDING.value, TurnStatus.RUNNING.value)
+# A process stamps its heartbeat this often; one silent for HEARTBEAT_STALE_SECONDS is taken for dead
+# and its leases are free. Several missed beats, so that a slow query or a short network stall is survived.
+HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_STALE_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def database_now(session: AsyncSession, *, plus_seconds: float = 0.0) -> ColumnElement[datetime]:
+    """The database's clock, plus an offset: replicas' clocks may disagree, the database's is one.
+
+    A SQLite database is a local file, so its clock is this host's: the value is computed here.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return func.now() + timedelta(seconds=plus_seconds)
+    return literal(utcnow() + timedelta(seconds=plus_seconds), DateTime(timezone=True))
+
+
+def lease_free(session: AsyncSession) -> ColumnElement[bool]:
+    """Nobody holds the conversation's lease: never taken, released, expired, or held by a dead process."""
+    owner_alive = (
+        select(ProcessHeartbeat.process_id)
+        .where(
+            ProcessHeartbeat.process_id == Conversation.lease_process,
+            ProcessHeartbeat.beat_at >= database_now(session, plus_seconds=-HEARTBEAT_STALE_SECONDS),
+        )
+        .exists()
+    )
+    return or_(
+        Conversation.lease_owner.is_(None),
+        Conversation.lease_expires_at < database_now(session),
+        and_(Conversation.lease_process.is_not(None), ~owner_alive),
+    )
 
 
 class Store:
@@ -26,17 +66,52 @@ class Store:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Whose heartbeat keeps this process's leases alive (every lease claimed through this store).
+        self.process_id = f"process-{uuid.uuid4().hex[:12]}"
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction commits on success; database failures become StoreError."""
+        """A session whose transaction commits on success; database failures become StoreError.
+
+        OSError too: with the server down, asyncpg raises ConnectionRefusedError (or another OSError,
+        such as a timeout) while connecting, and SQLAlchemy passes it through untranslated.
+        """
         try:
             async with self._sessions() as session, session.begin():
                 yield session
         except IntegrityError:
             raise
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"database error: {type(exc).__name__}") from exc
+
+    # Heartbeats ----------------------------------------------------------------------------
+
+    async def beat(self) -> None:
+        """Stamp this process's heartbeat with the database's clock."""
+        async with self.transaction() as session:
+            await self._beat(session)
+
+    async def _beat(self, session: AsyncSession) -> None:
+        now = database_now(session)
+        stamped = await session.execute(
+            update(ProcessHeartbeat).where(ProcessHeartbeat.process_id == self.process_id).values(beat_at=now)
+        )
+        if stamped.rowcount == 0:  # only this process writes its row, so nobody inserts it meanwhile
+            session.add(ProcessHeartbeat(process_id=self.process_id, beat_at=now))
+
+    async def stop_beating(self) -> None:
+        """At a clean exit: this process's leases are released, and its heartbeat goes with it."""
+        async with self.transaction() as session:
+            await session.execute(delete(ProcessHeartbeat).where(ProcessHeartbeat.process_id == self.process_id))
+
+    async def free_every_lease(self) -> None:
+        """Release every lease: for a SQLite database at start, which no other process can be using."""
+        async with self.transaction() as session:
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.lease_owner.is_not(None))
+                .values(lease_owner=None, lease_expires_at=None, lease_process=None)
+            )
 
     # Conversations -------------------------------------------------------------------------
 
@@ -96,20 +171,20 @@ class Store:
             conversation.backend, conversation.backend_state = backend, state
 
     async def claim_conversation(self, conversation_id: int, *, owner: str, lease_seconds: float) -> bool:
-        """Take the conversation's lease if it is free, expired or already ours; True if taken."""
-        now = utcnow()
+        """Take the conversation's lease if it is free, expired, its process dead, or already ours; True if taken.
+
+        The heartbeat is stamped in the same transaction, so a lease is never younger than its process's beat.
+        """
         async with self.transaction() as session:
+            await self._beat(session)
             result = await session.execute(
                 update(Conversation)
-                .where(
-                    Conversation.id == conversation_id,
-                    or_(
-                        Conversation.lease_owner.is_(None),
-                        Conversation.lease_owner == owner,
-                        Conversation.lease_expires_at < now,
-                    ),
+                .where(Conversation.id == conversation_id, or_(lease_free(session), Conversation.lease_owner == owner))
+                .values(
+                    lease_owner=owner,
+                    lease_process=self.process_id,
+                    lease_expires_at=database_now(session, plus_seconds=lease_seconds),
                 )
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
             )
             return result.rowcount == 1
 
@@ -118,20 +193,22 @@ class Store:
             await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-                .values(lease_owner=None, lease_expires_at=None)
+                .values(lease_owner=None, lease_expires_at=None, lease_process=None)
             )
 
-    async def conversations_needing_work(self) -> list[int]:
-        """Conversations with unfinished turns and no live lease: work to start or to take over."""
-        now = utcnow()
+    async def conversations_needing_work(self, *, owner: str | None = None) -> list[int]:
+        """Conversations with unfinished turns and no live lease (but ``owner``'s): work to start or take over.
+
+        ``owner``'s own leases count, because a release that failed (the database was down) leaves one behind.
+        """
         async with self.transaction() as session:
+            workable = lease_free(session)
+            if owner is not None:
+                workable = or_(workable, Conversation.lease_owner == owner)
             rows = await session.scalars(
                 select(Conversation.id)
                 .join(TurnRecord, TurnRecord.conversation_id == Conversation.id)
-                .where(
-                    TurnRecord.status.in_(OPEN_STATUSES),
-                    or_(Conversation.lease_owner.is_(None), Conversation.lease_expires_at < now),
-                )
+                .where(TurnRecord.status.in_(OPEN_STATUSES), workable)
                 .distinct()
             )
             return list(rows)

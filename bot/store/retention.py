@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 
 from bot.store.models import ApiFile, Conversation, RetiredState, TurnRecord
-from bot.store.repositories import OPEN_STATUSES, Store, utcnow
+from bot.store.repositories import OPEN_STATUSES, Store, lease_free
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ def _last_activity() -> ColumnElement[datetime]:
     return func.coalesce(Conversation.last_message_at, Conversation.created_at)
 
 
+def _busy() -> Select[tuple[int]]:
+    """Conversations with an unfinished turn."""
+    return select(TurnRecord.conversation_id).where(TurnRecord.status.in_(OPEN_STATUSES))
+
+
 class RetentionRepository:
     """Finds and deletes conversations idle since before a cutoff, with their turns and records."""
 
@@ -33,14 +38,13 @@ class RetentionRepository:
 
     async def idle_conversations(self, cutoff: datetime, *, limit: int) -> list[IdleConversation]:
         """Idle conversations with no unfinished turn and no live lease, oldest first."""
-        busy = select(TurnRecord.conversation_id).where(TurnRecord.status.in_(OPEN_STATUSES))
         async with self._store.transaction() as session:
             rows = await session.execute(
                 select(Conversation.id, Conversation.team_id, Conversation.channel_id)
                 .where(
                     _last_activity() < cutoff,
-                    Conversation.id.not_in(busy),
-                    or_(Conversation.lease_owner.is_(None), Conversation.lease_expires_at < utcnow()),
+                    Conversation.id.not_in(_busy()),
+                    lease_free(session),
                 )
                 .order_by(_last_activity(), Conversation.id)
                 .limit(limit)
@@ -54,8 +58,17 @@ class RetentionRepository:
         gone now: its next answer starts afresh, seeded from the Slack history.
         """
         async with self._store.transaction() as session:
+            # FOR UPDATE (PostgreSQL; SQLite has one writer at a time anyway): a message being recorded
+            # updates this row first, so the check waits for it and sees it, or the message waits for
+            # the delete and fails, and Slack delivers it again into a new conversation.
             still_idle = await session.scalar(
-                select(Conversation.id).where(Conversation.id == conversation_id, _last_activity() < cutoff)
+                select(Conversation.id)
+                .where(
+                    Conversation.id == conversation_id,
+                    _last_activity() < cutoff,
+                    Conversation.id.not_in(_busy()),
+                )
+                .with_for_update()
             )
             # Explicit deletes rather than ON DELETE CASCADE, which SQLite only honours with foreign keys on.
             await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))

@@ -51,8 +51,11 @@ class ChatFamily:
         ]
 
     def reset(self) -> None:
-        # Tool call id -> the script that made the call, for the request that brings its output.
+        # Tool call id -> the script that made the call, for each request that brings its output (the same
+        # completion asked again gets the same answer, as a model given the same messages would give).
         self._waiting_scripts: dict[str, ScriptedAnswer] = {}
+        # The usage each completion reported (streamed or not), oldest first, for tests.
+        self.usages: list[dict[str, int]] = []
 
     def _list_completions(self, call: ApiCall) -> JsonReply:
         """Nothing is ever stored (`store` is not honoured), so the list is empty."""
@@ -76,6 +79,7 @@ class ChatFamily:
             )
             finish_reason = _finish_reason(script)
         completion = _Completion(self._core.new_id("chatcmpl"), self._core.now(), body["model"], messages)
+        self.usages.append(completion.usage(text, calls))
         if body.get("stream") and self._core.streaming:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = completion.chunks(script, text, calls, finish_reason, include_usage=include_usage)
@@ -91,8 +95,6 @@ class ChatFamily:
             trailing_tools.insert(0, message)
         waiting = [self._waiting_scripts.get(message["tool_call_id"]) for message in trailing_tools]
         if trailing_tools and waiting[0] is not None:
-            for message in trailing_tools:
-                self._waiting_scripts.pop(message["tool_call_id"], None)
             return waiting[0], [_message_text(message) for message in trailing_tools]
         return self._core.next_script(), None
 
@@ -104,7 +106,7 @@ class _Completion:
         self.id, self.created, self.model = completion_id, created, model
         self.prompt_tokens = sum(len(_message_text(message).split()) + 4 for message in messages)
 
-    def _usage(self, text: str | None, calls: list[tuple[str, str, dict[str, Any]]]) -> dict[str, int]:
+    def usage(self, text: str | None, calls: list[tuple[str, str, dict[str, Any]]]) -> dict[str, int]:
         completion_tokens = len((text or "").split()) + 10 * len(calls)
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -127,7 +129,7 @@ class _Completion:
             "created": self.created,
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
-            "usage": self._usage(text, calls),
+            "usage": self.usage(text, calls),
         }
 
     def chunks(
@@ -155,7 +157,7 @@ class _Completion:
         chunks = [self._chunk([{"index": 0, "delta": delta, "finish_reason": None}]) for delta in deltas]
         chunks.append(self._chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
         if include_usage:
-            chunks.append({**self._chunk([]), "usage": self._usage(text, calls)})
+            chunks.append({**self._chunk([]), "usage": self.usage(text, calls)})
         return chunks
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:

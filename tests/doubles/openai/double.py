@@ -175,9 +175,9 @@ class OpenAIDouble:
             times=times,
         )
 
-    def lose_response_next(self, method: str, path_regex: str) -> None:
-        """Carry out the next matching request, then hang up without answering (a lost response)."""
-        self.core.lose_response_next(method, path_regex)
+    def lose_response_next(self, method: str, path_regex: str, *, after: int = 0) -> None:
+        """Carry out the next matching request (after answering `after` of them), then hang up without answering."""
+        self.core.lose_response_next(method, path_regex, after=after)
 
     def add_output_file(self, name: str, content: bytes) -> str:
         """A file a tool made (purpose assistants_output), for a ScriptedAnswer to show; returns its id."""

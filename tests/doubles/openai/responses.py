@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 _INCOMPLETE_REASONS = ("max_output_tokens", "content_filter")
 _TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
+_CITATION_MARKER_START = "【"
 
 
 def _text_of(content: Any) -> str:
@@ -53,6 +54,8 @@ class _Job:
         self.stalled = stalled
         self.chunk_delay = chunk_delay
         self._on_end = on_end
+        # A background response nobody streams: only retrievals move it on, as polls see a real one progress.
+        self.polled = False
 
     @property
     def finished(self) -> bool:
@@ -161,7 +164,8 @@ class ResponsesFamily:
         self.jobs[response["id"]] = job
         if stream:
             return StreamReply(_Listener(job, -1), done=None, validate_as="responses")
-        if background and script.stall:
+        if background:
+            job.polled = True
             job.advance()
         else:
             job.run_out()
@@ -172,9 +176,14 @@ class ResponsesFamily:
         if str(call.query.get("stream", "false")).lower() == "true":
             if not job.response.get("background"):
                 raise ApiError(400, "Only background responses can be streamed by id.", param="stream")
-            return StreamReply(
-                _Listener(job, int(call.query.get("starting_after", -1))), done=None, validate_as="responses"
-            )
+            if self._core.streaming:
+                return StreamReply(
+                    _Listener(job, int(call.query.get("starting_after", -1))), done=None, validate_as="responses"
+                )
+        if job.polled:
+            status = job.response["status"]
+            while job.response["status"] == status and job.advance():
+                pass
         return JsonReply(self._public(job.response))
 
     def _delete(self, call: ApiCall, response_id: str) -> JsonReply:
@@ -236,12 +245,20 @@ class ResponsesFamily:
         annotations: list[dict[str, Any]] = []
         text = text or ""
         files: FilesFamily = self._core.family("files")
+        # An Assistants citation marker (【4:0†source】) is not in a Responses answer's text: only its index is.
+        markers = sorted({(text.index(marker), marker) for kind, marker, _ in script.annotations
+                          if kind == "file_citation" and marker.startswith(_CITATION_MARKER_START)}, reverse=True)
+
+        def shifted(position: int) -> int:
+            return position - sum(len(marker) for start, marker in markers if start < position)
+
         for kind, marker, file_id in script.annotations:
             start = text.index(marker)
             end = start + len(marker)
             name = files.get(file_id)["filename"]
             if kind == "file_citation":
-                annotations.append({"type": "file_citation", "file_id": file_id, "filename": name, "index": end})
+                index = shifted(start) if marker.startswith(_CITATION_MARKER_START) else shifted(end)
+                annotations.append({"type": "file_citation", "file_id": file_id, "filename": name, "index": index})
             else:
                 containers: ContainersFamily = self._core.family("containers")
                 container_id, container_file_id = containers.hold(file_id)
@@ -251,8 +268,10 @@ class ResponsesFamily:
                 })
                 annotations.append({
                     "type": "container_file_citation", "container_id": container_id, "file_id": container_file_id,
-                    "filename": name, "start_index": start, "end_index": end,
+                    "filename": name, "start_index": shifted(start), "end_index": shifted(end),
                 })
+        for start, marker in markers:  # from the end, so that the earlier positions stay valid
+            text = text[:start] + text[start + len(marker):]
         for file_id in script.image_file_ids:
             items.append({
                 "type": "image_generation_call", "id": self._core.new_id("ig"), "status": "completed",

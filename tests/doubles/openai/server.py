@@ -43,6 +43,8 @@ SERVER_SHAPES: dict[str, frozenset[str]] = {
     ),
     # A chat-completions-compatible server (gateways, local model servers).
     "chat_only": frozenset({"chat", "embeddings", "moderations", "models", "audio", "images"}),
+    # A bare local model server (llama.cpp's, for one): chat and embeddings, no moderation.
+    "bare_chat": frozenset({"chat", "embeddings", "models"}),
 }
 # How often a stream of a stalled job looks again for something to say.
 _STALL_POLL_SECONDS = 0.02
@@ -223,6 +225,13 @@ class _Fault:
     remaining: int
 
 
+@dataclass
+class _LostResponse:
+    method: str
+    path_pattern: re.Pattern[str]
+    answered_first: int  # matching requests still answered before the one whose response is lost
+
+
 # -- the core ----------------------------------------------------------------------------------------------
 
 
@@ -284,10 +293,12 @@ class ServerCore:
             self._scripts: list[ScriptedAnswer] = []
             self._model_inputs: list[ModelInput] = []
             self._faults: list[_Fault] = []
-            self._lost_responses: list[tuple[str, re.Pattern[str]]] = []
+            self._lost_responses: list[_LostResponse] = []
             self._requests: list[RecordedRequest] = []
             self._violations: list[str] = []
             self._downloads: dict[str, bytes] = {}
+            # The paths of streams whose client hung up before their end (how a completion is stopped).
+            self._hung_up_streams: list[str] = []
 
     # -- what families share -------------------------------------------------------------------------
 
@@ -361,14 +372,19 @@ class ServerCore:
         with self.lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_regex), error, times))
 
-    def lose_response_next(self, method: str, path_regex: str) -> None:
+    def lose_response_next(self, method: str, path_regex: str, *, after: int = 0) -> None:
         with self.lock:
-            self._lost_responses.append((method.upper(), re.compile(path_regex)))
+            self._lost_responses.append(_LostResponse(method.upper(), re.compile(path_regex), after))
 
     @property
     def requests(self) -> list[RecordedRequest]:
         with self.lock:
             return list(self._requests)
+
+    def hung_up_streams(self) -> list[str]:
+        """The request paths of the streams the client closed before they ended, oldest first."""
+        with self.lock:
+            return list(self._hung_up_streams)
 
     def forget_requests(self) -> None:
         """Drop the traffic recorded so far (a bot's start-up checks), so a test sees only what it caused."""
@@ -513,7 +529,10 @@ class ServerCore:
     def _response_lost(self, method: str, path: str) -> bool:
         with self.lock:
             for lost in self._lost_responses:
-                if lost[0] == method and lost[1].search(path):
+                if lost.method == method and lost.path_pattern.search(path):
+                    if lost.answered_first:
+                        lost.answered_first -= 1
+                        return False
                     self._lost_responses.remove(lost)
                     return True
         return False
@@ -550,9 +569,11 @@ class ServerCore:
         with self.lock:
             cut_after = self.cut_stream_after
         sent = 0
+        ended = False  # by its end, or by the double's own cut: anything else is the client hanging up
         try:
             while (event := await self._next_stream_event(reply.source)) is not None:
                 if cut_after is not None and sent >= cut_after:
+                    ended = True
                     # Finish the job first so that whatever the client does next sees it settled.
                     with self.lock:
                         reply.source.release()
@@ -566,10 +587,13 @@ class ServerCore:
             if reply.done is not None:
                 await self._write_event(response, reply.done, reply.validate_as)
             await response.write_eof()
+            ended = True
         finally:
             # A client that hung up does not stop the job on the server.
             with self.lock:
                 reply.source.release()
+                if not ended:
+                    self._hung_up_streams.append(request.path)
         return response
 
     async def _next_stream_event(self, source: StreamSource) -> StreamEvent | None:

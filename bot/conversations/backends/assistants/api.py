@@ -31,6 +31,9 @@ class AssistantsAPI:
         path = f"/assistants/{_segment(assistant_id)}"
         return await self._client.request_model(Assistant, "POST", path, json=dict(fields))
 
+    async def delete_assistant(self, assistant_id: str) -> None:
+        await self._client.request("DELETE", f"/assistants/{_segment(assistant_id)}")
+
     async def assistants(self) -> AsyncIterator[Assistant]:
         """Every assistant of the organisation, page after page."""
         after: str | None = None

@@ -1,6 +1,7 @@
 """The Assistants API v2 backend: threads, tagged messages, streamed or polled runs, tool calls, lost answers.
 
-State: {"thread_id", "vector_store_id"?, "file_ids": [files this conversation uploaded]}.
+State: {"thread_id", "vector_store_id"?, "file_ids": [files this conversation uploaded],
+"data_file_ids"?: [files attached for the code interpreter]}.
 Progress: {"message_ids": {input key: message id}, "run_id"}. Each message carries its input's key
 as metadata ``event_id``, so a resumed batch (or one whose answer was lost) finds what was already
 added instead of adding it twice; a run is checkpointed as soon as its id is known, and a resumed
@@ -33,6 +34,7 @@ from bot.conversations.backend import (
     ToolStatus,
     Usage,
 )
+from bot.conversations.backends.failures import failure_reason
 from bot.conversations.backends.assistants.answers import AnswerComposer
 from bot.conversations.backends.assistants.api import AssistantsAPI
 from bot.conversations.backends.assistants.files import MessageFiles, OutgoingMessage
@@ -54,29 +56,14 @@ MAX_HISTORY_MESSAGES = 100
 STEP_TOOLS = ("code_interpreter", "file_search")
 
 
-def failure_reason(run: Run) -> str:
+def run_failure_reason(run: Run) -> str:
     """Plain words for a run that ended without an answer."""
-    if run.status == "failed":
-        error = run.last_error
-        code = getattr(error, "code", None)
-        if code == "rate_limit_exceeded":
-            return "The assistant is over its rate limit right now. Please try again in a minute."
-        if code == "invalid_prompt":
-            return "The assistant could not process this request."
-        detail = getattr(error, "message", None)
-        return f"The assistant ran into an error and could not answer{': ' + detail if detail else '.'}"
-    if run.status == "expired":
-        return "The assistant took too long and the run expired. Please try again."
-    if run.status == "cancelled":
-        return "The run was cancelled before the assistant finished."
-    if run.status == "incomplete":
-        reason = getattr(run.incomplete_details, "reason", None)
-        if reason in ("max_completion_tokens", "max_prompt_tokens"):
-            return "The answer was cut short because it reached the token limit."
-        if reason == "content_filter":
-            return "The answer was stopped by the content filter."
-        return f"The answer is incomplete{' (' + reason + ')' if reason else ''}."
-    return f"The run ended with status {run.status}."
+    return failure_reason(
+        run.status,
+        error_code=getattr(run.last_error, "code", None),
+        error_message=getattr(run.last_error, "message", None),
+        incomplete_reason=getattr(run.incomplete_details, "reason", None),
+    )
 
 
 def seed_messages(history: Sequence[HistoryMessage]) -> list[dict[str, Any]]:
@@ -105,7 +92,8 @@ class AssistantsBackend:
 
     name = "assistants"
     capabilities = Capabilities(
-        vision=True, file_search=True, code_interpreter=True, image_output=True, web_search=False, resumable=True
+        # No image output: the Assistants API has no image generation tool (the code interpreter's charts are files).
+        vision=True, file_search=True, code_interpreter=True, image_output=False, web_search=False, resumable=True
     )
 
     def __init__(
@@ -148,7 +136,7 @@ class AssistantsBackend:
                 # Every message was emptied by refused files: their notices are the whole reply.
                 yield Completed("")
                 return
-        async for event in self._run(batch):
+        async for event in self._run(batch, state):
             yield event
 
     async def cancel(self, state: BackendState | None, progress: Progress | None) -> None:
@@ -232,7 +220,7 @@ class AssistantsBackend:
 
     # ---- runs ---------------------------------------------------------------------------------
 
-    async def _run(self, batch: _Batch) -> AsyncIterator[BackendEvent]:
+    async def _run(self, batch: _Batch, state: BackendState) -> AsyncIterator[BackendEvent]:
         if batch.run_id is None and batch.recovering:
             batch.run_id = await self._unrecorded_run(batch.thread_id)
             if batch.run_id is not None:
@@ -242,7 +230,7 @@ class AssistantsBackend:
             events = None
         else:
             profile = batch.request.profile
-            tools = await self._tools_for(profile.id, batch.request.tools)
+            tools = await self._tools_for(profile.id, batch.request.tools, state)
             events = self._api.stream_run(batch.thread_id, assistant_id=profile.id, tools=tools)
         async for event in self._drive(batch, events):
             yield event
@@ -263,11 +251,21 @@ class AssistantsBackend:
             return newest.id
         return None
 
-    async def _tools_for(self, assistant_id: str, registry: ToolRegistry) -> list[dict[str, Any]]:
-        """The assistant's own tools plus our functions: a run's `tools` replaces the assistant's."""
+    async def _tools_for(self, assistant_id: str, registry: ToolRegistry, state: BackendState) -> list[dict[str, Any]]:
+        """The assistant's own tools, the built-in ones the conversation's files need, and our functions.
+
+        A run's `tools` replaces the assistant's, and an attachment's tools are only resources: without
+        file_search (code_interpreter) among the run's tools the model cannot read the shared files.
+        """
         own = (await self.profiles.assistant(assistant_id)).tools
+        kinds = {tool.get("type") for tool in own}
+        needed = [
+            {"type": kind} for kind, used in (
+                ("file_search", state.get("vector_store_id")), ("code_interpreter", state.get("data_file_ids"))
+            ) if used and kind not in kinds
+        ]
         named = {tool.get("function", {}).get("name") for tool in own if tool.get("type") == "function"}
-        return own + [spec for spec in registry.specs() if spec["function"]["name"] not in named]
+        return own + needed + [spec for spec in registry.specs() if spec["function"]["name"] not in named]
 
     async def _drive(self, batch: _Batch, events: AsyncIterator[SSEvent] | None) -> AsyncIterator[BackendEvent]:
         """Follow one run to its end: by its stream while there is one, else by polling."""
@@ -334,7 +332,7 @@ class AssistantsBackend:
             page = await self._api.list_messages(thread_id, run_id=run.id, order="asc", limit=100)
             yield await self._answers.compose([message for message in page.data if message.role == "assistant"])
         else:
-            yield Failed(failure_reason(run))
+            yield Failed(run_failure_reason(run))
 
     def _deadline(self, started: float, *, ran: bool) -> float:
         """When a run is given up: soon while it was never seen leaving `queued`, later once it runs."""
@@ -368,7 +366,7 @@ class AssistantsBackend:
         await self._cancel_run(thread_id, run.id)
         if run.status == "queued":
             return QUEUED_TOO_LONG
-        return failure_reason(run.model_copy(update={"status": "expired"}))
+        return failure_reason("expired")
 
     async def _cancel_run(self, thread_id: str, run_id: str) -> None:
         try:

@@ -102,6 +102,9 @@ class MessageFiles:
             tools.append({"type": "file_search"})
             message.searched = True
         message.attachments.append({"file_id": uploaded.id, "tools": tools})
+        if file.kind is FileKind.DATA and uploaded.id not in state.get("data_file_ids", ()):
+            # A run's tools replace the assistant's: the conversation's runs must bring the code interpreter.
+            state["data_file_ids"] = [*state.get("data_file_ids", ()), uploaded.id]
 
     async def _index(self, file_id: str, conversation: ConversationRef, state: BackendState) -> None:
         """Add the file to the conversation's vector store, created on first use (and removed if that use fails)."""
@@ -119,4 +122,4 @@ class MessageFiles:
 
 
 def _owned(state: BackendState) -> tuple[object, ...]:
-    return state.get("vector_store_id"), tuple(state.get("file_ids", ()))
+    return state.get("vector_store_id"), tuple(state.get("file_ids", ())), tuple(state.get("data_file_ids", ()))

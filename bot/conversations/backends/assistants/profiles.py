@@ -18,6 +18,10 @@ from bot.store.repositories import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_ASSISTANT_KEY = "default_assistant_id"
+MATERIALISED_KEY_PREFIX = "assistant_for_profile:"
+ASSISTANT_ID_PREFIX = "asst_"
+# The built-in tools the Assistants API runs; a profile's others (web search...) are not sent to it.
+SERVED_TOOLS = ("file_search", "code_interpreter")
 # Every run needs its assistant's tools; a few minutes' staleness after an edit elsewhere is fine.
 ASSISTANT_CACHE_SECONDS = 300.0
 
@@ -93,7 +97,35 @@ class AssistantsProfiles:
         return await self.get(await self.default_id())
 
     async def get(self, profile_id: str) -> Profile:
-        return profile_of(await self.assistant(profile_id))
+        return profile_of(await self.assistant(await self._assistant_id(profile_id)))
+
+    async def _assistant_id(self, profile_id: str) -> str:
+        """The assistant behind a profile id: itself, or, for a profile made on another backend (kept in our
+        own table), an assistant created from it once and remembered, so a channel keeps its choice."""
+        if profile_id.startswith(ASSISTANT_ID_PREFIX):
+            return profile_id
+        key = f"{MATERIALISED_KEY_PREFIX}{profile_id}"
+        known = await self._store.get_state(key)
+        if known:
+            return known
+        stored = await self._table_profiles.get(profile_id)  # ProfileNotFound when there is none
+        body: dict[str, Any] = {
+            "model": stored.model,
+            "name": stored.name,
+            "tools": [{"type": tool} for tool in stored.tools if tool in SERVED_TOOLS],
+            "metadata": {"profile": profile_id},
+        }
+        if stored.instructions:
+            body["instructions"] = stored.instructions
+        created = await self._api.create_assistant(body)
+        winner = await self._store.put_state_once(key, created.id)
+        if winner != created.id:
+            # Another replica made one at the same moment: theirs stays, ours goes.
+            await self._api.delete_assistant(created.id)
+        else:
+            log.info("profile %s now has assistant %s on this server", profile_id, created.id)
+            await self._remember(created)
+        return winner
 
     async def list(self) -> list[Profile]:
         found = []

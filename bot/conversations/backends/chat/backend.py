@@ -36,6 +36,7 @@ from bot.conversations.backend import (
     Usage,
     UserInput,
 )
+from bot.conversations.backends.failures import failure_reason
 from bot.conversations.backends.chat.documents import (
     INLINE_DOCUMENT_CHARS,
     best_passages,
@@ -56,21 +57,18 @@ MAX_TOOL_ROUNDS = 8
 IMAGE_MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
                      "webp": "image/webp"}
 
-# Worded like the Assistants backend's failure reasons, so that people read the same thing on every backend.
-CUT_SHORT = "The answer was cut short because it reached the token limit."
-FILTERED = "The answer was stopped by the content filter."
 TOO_MANY_TOOL_ROUNDS = "The assistant kept calling tools without coming to an answer. Please try again."
-UNSUPPORTED_IMAGE = "The assistant can't look at this kind of image; PNG, JPEG, GIF and WebP work."
+UNSUPPORTED_IMAGE = "the assistant can't look at this kind of image; PNG, JPEG, GIF and WebP work"  # an InputNotice
 
 
-def failure_reason(finish_reason: str | None, error: str | None) -> str | None:
-    """Plain words for a completion that ended without an answer; None when it answered."""
+def completion_failure_reason(finish_reason: str | None, error: str | None) -> str | None:
+    """Plain words for a completion that ended without an answer (worded as on every backend); None if it answered."""
     if error is not None:
-        return f"The assistant ran into an error and could not answer{': ' + error if error else '.'}"
+        return failure_reason("failed", error_message=error or None)
     if finish_reason == "length":
-        return CUT_SHORT
+        return failure_reason("incomplete", incomplete_reason="max_completion_tokens")
     if finish_reason == "content_filter":
-        return FILTERED
+        return failure_reason("incomplete", incomplete_reason="content_filter")
     return None
 
 
@@ -241,7 +239,7 @@ class ChatBackend:
                 # [DONE] (or the end of the body) came before the model said why it stopped: a broken stream.
                 raise APIConnectionError("the chat completion stream ended before it finished", request_sent=True)
             text = "".join(completion.text)
-            reason = failure_reason(completion.finish_reason, completion.error)
+            reason = completion_failure_reason(completion.finish_reason, completion.error)
             if reason is not None:
                 for event in batch.ending(Failed(reason)):
                     yield event

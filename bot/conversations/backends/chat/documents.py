@@ -25,10 +25,11 @@ MAX_PASSAGES = 6
 # Data files that are plain text; other data files (spreadsheets, Parquet...) cannot be read here.
 TEXT_DATA_EXTENSIONS = frozenset({"csv", "tsv", "json", "jsonl", "ndjson", "txt", "xml", "yaml", "yml"})
 
-UNREADABLE_FILE = "The assistant can't read this kind of file here."
-UNREADABLE_DATA = "The assistant can't read this kind of data file here; share it as CSV or JSON."
-PDF_WITHOUT_TEXT = "This PDF has no text the assistant can read (it may be a scan)."
-UNREADABLE_PDF = "This PDF could not be opened."
+# Reasons for InputNotice, which the person reads as ":warning: I couldn't use *name*: <reason>."
+UNREADABLE_FILE = "the assistant can't read this kind of file here"
+UNREADABLE_DATA = "the assistant can't read this kind of data file here; share it as CSV or JSON"
+PDF_WITHOUT_TEXT = "this PDF has no text the assistant can read (it may be a scan)"
+UNREADABLE_PDF = "this PDF could not be opened"
 
 
 @dataclass(frozen=True)

@@ -284,8 +284,9 @@ class ResponsesBackend:
         return user_item(user_input.text_naming(named), images), notices
 
     async def _place_file(self, batch: _Batch, file: InputFile) -> str:
-        """Upload (or reuse) a file: images for vision, documents into the conversation's vector store,
-        data files for the code interpreter. Raises FileRefused with a reason for the person."""
+        """Upload (or reuse) a file: images for vision, documents (and data file search reads) into the
+        conversation's vector store, data files for the code interpreter. Raises FileRefused with a reason
+        for the person."""
         ref, state = batch.request.conversation, batch.state
         if file.kind is FileKind.DOCUMENT and file.extension not in FILE_SEARCH_TYPES:
             raise FileRefused(f"file search can't read {file.extension or 'this kind of'} files")
@@ -294,7 +295,7 @@ class ResponsesBackend:
         )
         if uploaded.fresh:
             state["file_ids"] = [*state.get("file_ids", ()), uploaded.id]
-        if file.kind is FileKind.DOCUMENT:
+        if file.kind is not FileKind.IMAGE and file.extension in FILE_SEARCH_TYPES:
             created = False
             if not state.get("vector_store_id"):
                 state["vector_store_id"], created = await self._conversation_files.create_vector_store(ref), True
@@ -307,7 +308,7 @@ class ResponsesBackend:
                 if created:
                     await self._conversation_files.delete_vector_store(state.pop("vector_store_id"))
                 raise
-        elif file.kind is FileKind.DATA and uploaded.id not in state.get("data_file_ids", ()):
+        if file.kind is FileKind.DATA and uploaded.id not in state.get("data_file_ids", ()):
             state["data_file_ids"] = [*state.get("data_file_ids", ()), uploaded.id]
         return uploaded.id
 

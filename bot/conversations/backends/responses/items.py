@@ -7,6 +7,7 @@ import binascii
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from bot.conversations.backend import ToolStatus
@@ -162,7 +163,9 @@ class AnswerReader:
         except APIError as exc:
             log.warning("could not fetch the answer's container file %s: %s", file_id, exc)
             return
-        made[file_id] = AnswerFile(name=annotation.get("filename") or file_id, data=data, link=link)
+        # The name may be the container's path (/mnt/data/x.csv); Slack shows the file's own name.
+        name = PurePosixPath(annotation.get("filename") or "").name
+        made[file_id] = AnswerFile(name=name or file_id, data=data, link=link)
 
 
 def _generated_image(item: dict[str, Any], *, number: int) -> AnswerFile | None:
