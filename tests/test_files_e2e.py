@@ -246,7 +246,9 @@ async def test_a_failed_download_is_reported(start_bot, slack_double, openai_dou
 async def test_a_download_link_outside_slack_is_never_followed(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot()
     foreign = f"{openai_double.base_url}/files/internal-secret/content"
-    ts = await deliver_altered(bot, slack_double, "report.pdf", REPORT, lambda f: f.update(url_private_download=foreign))
+    ts = await deliver_altered(
+        bot, slack_double, "report.pdf", REPORT, lambda f: f.update(url_private_download=foreign)
+    )
     assert_answered_with_notice(
         slack_double, ts,
         ":warning: I couldn't use *report.pdf*: its download link does not point to Slack, so I did not follow it.",

@@ -200,7 +200,9 @@ class ConversationService:
         while True:
             sent_at = self._clock()
             try:
-                await self._store.beat()
+                # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
+                async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
+                    await self._store.beat()
             except Exception:  # workers see the heartbeat unconfirmed and stop before their leases pass on
                 log.warning("could not stamp the heartbeat", exc_info=True)
             else:
@@ -298,9 +300,11 @@ class ConversationService:
             if now - renewed_at < self._lease_seconds / 3:
                 continue
             try:
-                held = await self._store.claim_conversation(
-                    conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
-                )
+                # Bounded, so that a database that hangs does not keep the renewer from stopping the worker.
+                async with asyncio.timeout(LEASE_SAFETY_SECONDS):
+                    held = await self._store.claim_conversation(
+                        conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
+                    )
             except Exception:  # any failure: the renewer must live on to stop the worker in time
                 log.warning("could not renew the lease of conversation %s", conversation_id, exc_info=True)
                 continue

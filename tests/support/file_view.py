@@ -53,7 +53,9 @@ def searched_file_ids(openai: Any, backend: str) -> list[str]:
     """The API file ids the newest model call's file search reads (indexed in its vector stores), oldest first."""
     if backend == "responses":
         tools = _newest_body(openai, backend).get("tools") or []
-        store_ids = [store_id for tool in tools if tool["type"] == "file_search" for store_id in tool["vector_store_ids"]]
+        store_ids = [
+            store_id for tool in tools if tool["type"] == "file_search" for store_id in tool["vector_store_ids"]
+        ]
     elif backend == "assistants":
         thread_id = _newest_thread_id(openai)
         [thread] = [thread for thread in openai.threads() if thread["id"] == thread_id]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+QUEUED_TOO_LONG = "The assistant did not get to this in time, so I cancelled it. Please try again."
+
 
 def failure_reason(
     status: str, *, error_code: str | None = None, error_message: str | None = None, incomplete_reason: str | None = None
 ) -> str:
-    """Plain words for a run or response that ended without an answer; statuses as the OpenAI APIs name them."""
+    """Plain words for a run or response that ended without an answer; statuses as the OpenAI APIs name them
+    ("queued" for one given up on while it was still waiting to start)."""
+    if status == "queued":
+        return QUEUED_TOO_LONG
     if status == "failed":
         if error_code == "rate_limit_exceeded":
             return "The assistant is over its rate limit right now. Please try again in a minute."

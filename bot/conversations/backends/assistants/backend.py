@@ -34,7 +34,7 @@ from bot.conversations.backend import (
     ToolStatus,
     Usage,
 )
-from bot.conversations.backends.failures import failure_reason
+from bot.conversations.backends.failures import QUEUED_TOO_LONG, failure_reason
 from bot.conversations.backends.assistants.answers import AnswerComposer
 from bot.conversations.backends.assistants.api import AssistantsAPI
 from bot.conversations.backends.assistants.files import MessageFiles, OutgoingMessage
@@ -49,7 +49,6 @@ from bot.openai_api.models import Run, ToolOutput
 log = logging.getLogger(__name__)
 
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
-QUEUED_TOO_LONG = "The assistant did not get to this in time, so I cancelled it. Please try again."
 # Slack shows each message; a thread seeded from a long Slack thread must still fit the API's limits.
 MAX_HISTORY_MESSAGES = 100
 # Built-in tools whose calls run steps show; function calls are reported from requires_action.

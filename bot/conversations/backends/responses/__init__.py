@@ -19,6 +19,7 @@ def build(deps: BackendDeps) -> ResponsesBackend:
         file_records=deps.file_records,
         profiles=profiles,
         queued_deadline_seconds=deps.settings.run_queued_deadline_seconds,
+        deadline_seconds=deps.settings.run_deadline_seconds,
         poll_max_seconds=deps.settings.run_poll_max_seconds,
     )
 

@@ -91,6 +91,7 @@ MAX_HISTORY_MESSAGES = 100
 SEQUENCE_CHECKPOINT_EVERY = 50
 # Broken streams of one response followed again in a row without a new event before giving up.
 MAX_SILENT_RESUMES = 5
+POLL_FIRST_SECONDS = 0.05
 # Sends of one response request whose answers were lost (and left no trace) before giving up.
 MAX_SENDS = 2
 TERMINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
@@ -154,10 +155,12 @@ class ResponsesBackend:
         file_records: ApiFileRecords,
         profiles: ProfileCatalog,
         queued_deadline_seconds: float = 120.0,
+        deadline_seconds: float = 600.0,
         poll_max_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
+        self._deadline_seconds = deadline_seconds
         self._files = files
         self._conversation_files = ConversationFiles(files, file_records)
         self._answers = AnswerReader(api, self._conversation_files)
@@ -389,9 +392,14 @@ class ResponsesBackend:
             yield event
 
     async def _follow(self, batch: _Batch) -> AsyncIterator[BackendEvent | _Outcome]:
-        """Follow a known response by id to its end, resuming after each broken or ended stream."""
+        """Follow a known response by id to its end, resuming after each broken or ended stream.
+
+        A server that does not stream answers each follow with the response as it is: while it is still
+        queued or in progress it is asked again, backing off up to RUN_POLL_MAX_SECONDS. One that stays
+        queued past RUN_QUEUED_DEADLINE_SECONDS, or runs past RUN_DEADLINE_SECONDS, is cancelled.
+        """
         response_id = batch.progress["response_id"]
-        silent = 0
+        started, delay, silent, ran = self._clock(), POLL_FIRST_SECONDS, 0, False
         while True:
             seen = batch.progress.get("sequence_number", 0)
             try:
@@ -404,14 +412,27 @@ class ResponsesBackend:
                 if not exc.request_sent:
                     raise
                 log.warning("stream of response %s broke (%s); following it again", response_id, exc)
+                silent = 0 if batch.progress.get("sequence_number", 0) > seen else silent + 1
+                if silent >= MAX_SILENT_RESUMES:
+                    raise APIConnectionError(
+                        f"response {response_id} could not be followed to its end", request_sent=True
+                    ) from exc
             except _StreamEnded:
-                response = await self._api.retrieve_response(response_id)
-                if response.get("status") in TERMINAL_STATUSES:
-                    yield _Outcome.of(response)
-                    return
-            silent = 0 if batch.progress.get("sequence_number", 0) > seen else silent + 1
-            if silent >= MAX_SILENT_RESUMES:
-                raise APIConnectionError(f"response {response_id} could not be followed to its end", request_sent=True)
+                pass
+            response = await self._api.retrieve_response(response_id)
+            status = response.get("status")
+            if status in TERMINAL_STATUSES:
+                yield _Outcome.of(response)
+                return
+            ran = ran or status != "queued"
+            limit = self._deadline_seconds if ran else self._queued_deadline_seconds
+            if self._clock() - started >= limit:
+                log.warning("response %s still %s at its deadline; cancelling it", response_id, status)
+                await self.cancel(batch.state, batch.progress)
+                yield _Outcome("queued" if not ran else "expired", [])
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._poll_max_seconds)
 
     async def _stream(self, batch: _Batch, events: AsyncIterator[SSEvent]) -> AsyncIterator[BackendEvent | _Outcome]:
         """Translate one stream's events; ends with the response's outcome, or raises _StreamEnded."""
