@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from doubles.openai_double import OpenAIDouble  # noqa: E402
-from doubles.slack_double import SlackDouble  # noqa: E402
+from doubles.openai import OpenAIDouble  # noqa: E402
+from doubles.slack import SlackDouble  # noqa: E402
 from doubles.slack_events import deliver  # noqa: E402
 
 from bot.app import start_bot  # noqa: E402
@@ -21,6 +21,9 @@ from bot.settings import Settings  # noqa: E402
 
 SECRET = "bench-signing-secret"
 CONCURRENCY = tuple(int(arg) for arg in sys.argv[1:]) or (1, 10, 40)
+# BENCH_BACKEND picks the backend; the double is shaped like the server that backend is meant for.
+BACKEND = os.environ.get("BENCH_BACKEND", "responses")
+SHAPES = {"responses": "openai", "assistants": "full", "chat": "chat_only"}
 
 
 async def run(
@@ -28,12 +31,13 @@ async def run(
 ) -> tuple[list[float], list[float], float]:
     slack.reset()
     openai.reset()
+    openai.shape = SHAPES[BACKEND]
     slack.add_user("U0ADA", name="ada", display_name="Ada")
     slack.add_channel("C0BENCH", name="bench")
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         slack_bot_token="xoxb-test-token", slack_signing_secret=SECRET, slack_api_url=slack.api_url,
-        openai_api_key="sk-bench", openai_base_url=openai.base_url, database_url=database,
+        openai_api_key="sk-bench", openai_base_url=openai.base_url, openai_backend=BACKEND, database_url=database,
         host="127.0.0.1", port=0, stream_update_seconds=0.2, user_rate_limit=100_000,
     )
     bot = await start_bot(settings)
@@ -67,6 +71,7 @@ def percentile(values: list[float], fraction: float) -> float:
 async def main() -> None:
     openai = OpenAIDouble(api_key="sk-bench").start()
     slack = SlackDouble().start()
+    print(f"backend: {BACKEND}")
     print(f"{'concurrent':>10} {'ack p95 ms':>10} {'answer median ms':>16} {'answer p95 ms':>13} {'turns/s':>8}")
     try:
         for conversations in CONCURRENCY:

@@ -9,6 +9,7 @@ import signal
 from urllib.parse import urlsplit
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -138,7 +139,7 @@ async def check_api(client: OpenAIClient, settings: Settings) -> None:
     Every probe costs no tokens (a missing object, a list, an empty moderation input).
     """
     plugin = chosen_backend(settings)
-    host = httpx_host(settings.openai_base_url)
+    host = url_host(settings.openai_base_url)
     try:
         if not await _serves_all(client, plugin):
             offered = [name for name, other in BACKENDS.items() if other is not plugin and await _serves_all(client, other)]
@@ -162,6 +163,42 @@ async def check_api(client: OpenAIClient, settings: Settings) -> None:
         raise ConfigurationError(f"could not reach the API at {host}; check OPENAI_BASE_URL") from None
 
 
+async def check_slack(client: AsyncWebClient, settings: Settings) -> BotIdentity:
+    """Who the bot is, from auth.test; a Slack that cannot be reached, or refuses the token, stops the
+    start with one line naming the host and the setting to fix."""
+    host = url_host(settings.slack_api_url)
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if not isinstance(error, str):  # not the Web API's answer: another server, or a proxy's error page
+            raise ConfigurationError(
+                f"the server at {host} does not answer as Slack's Web API does (HTTP {exc.response.status_code}); "
+                "check SLACK_API_URL"
+            ) from None
+        raise ConfigurationError(f"SLACK_BOT_TOKEN was refused by Slack ({error})") from None
+    except aiohttp.ClientProxyConnectionError:
+        raise ConfigurationError(
+            f"could not reach Slack at {host} through the proxy at {url_host(client.proxy or '')}; "
+            "check HTTPS_PROXY (or HTTP_PROXY)"
+        ) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ConfigurationError(f"could not reach Slack at {host} ({_unreachable(exc)}); check SLACK_API_URL") from None
+    return BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
+
+
+def _unreachable(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return "the name does not resolve"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "its TLS certificate was not accepted"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "the connection was refused" if isinstance(error.os_error, ConnectionRefusedError) else "no connection"
+    if isinstance(error, TimeoutError):
+        return f"no answer within {SLACK_TIMEOUT_SECONDS} s"
+    return "the connection failed"
+
+
 async def _serves_all(client: OpenAIClient, plugin: BackendPlugin) -> bool:
     for probe in plugin.probes:
         if not await serves(client, probe.method, probe.path, probe.body):
@@ -169,8 +206,15 @@ async def _serves_all(client: OpenAIClient, plugin: BackendPlugin) -> bool:
     return True
 
 
-def httpx_host(url: str) -> str:
-    return urlsplit(url).netloc or url
+def url_host(url: str) -> str:
+    """host[:port] of a URL, without any credentials it carries (a proxy's, a gateway's)."""
+    parts = urlsplit(url if "//" in url else f"//{url}")  # a proxy may be given as host:port alone
+    try:
+        port = parts.port
+    except ValueError:  # not a number: show no port rather than fail the message
+        port = None
+    host = parts.hostname or url.rpartition("@")[2]
+    return f"{host}:{port}" if port else host
 
 
 async def start_bot(settings: Settings) -> Bot:
@@ -197,11 +241,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         await store.free_every_lease()
 
     client = slack_client(settings)
-    try:
-        auth = await client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigurationError(f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')})") from None
-    identity = BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
+    identity = await check_slack(client, settings)
     files_api = FilesAPI(openai)
     downloader = SlackFileDownloader(
         token=settings.slack_bot_token.get_secret_value(), api_url=settings.slack_api_url, max_mb=settings.max_file_mb
@@ -244,7 +284,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
                 max_files=settings.max_files_per_message,
                 per_minute=settings.user_rate_limit,
             ),
-            FileDownloadStage(source=downloader, transcriber=files_api, transcription_model=settings.transcription_model),
+            FileDownloadStage(
+                source=downloader, transcriber=files_api, transcription_model=settings.transcription_model,
+                max_message_mb=settings.max_message_files_mb,
+            ),
             # Files are downloaded (and voice clips transcribed) before moderation; the backend uploads them.
             ModerationStage(moderator),
             TranscriptStage(),
@@ -283,6 +326,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         store=store,
         channel_store=channel_store,
         admin_user_ids=settings.admin_user_ids,
+        allowed_profile_ids=settings.allowed_profile_ids,
     )
     SlackCommands(
         service=service,

@@ -3,8 +3,9 @@
     BotError
     ├── ConfigurationError        a setting is missing or wrong: fix the environment
     ├── APIError                  the model API failed us
-    │   ├── APIConnectionError    no answer (connect/read failure); retried, then raised
+    │   ├── APIConnectionError    no usable answer (connect/read failure; see request_sent)
     │   │   └── APITimeoutError
+    │   ├── ContentTooLarge       a file the API offers is larger than the bot reads (nothing past the cap is read)
     │   └── APIStatusError        the API answered 4xx/5xx (status, code, message, request id)
     │       ├── BadRequestError           400: our request was wrong for this state
     │       ├── AuthenticationError       401/403: the key or token is wrong
@@ -15,6 +16,7 @@
     │       └── ServerError               5xx: retried, then raised
     ├── StoreError                the database failed us
     ├── DeliveryError             the chat platform refused our reply (channel gone, not in it)
+    ├── PlatformUnavailable       the chat platform failed for now (rate limited, its own error): try the turn later
     ├── ConversationBusy          an answer is being written there now; try the command again later
     ├── ProfileNotFound           no assistant profile has that id on this backend
     ├── FileRefused               a shared file cannot be used (too big, wrong type, not downloadable)
@@ -56,8 +58,9 @@ class APIError(BotError):
 class APIConnectionError(APIError):
     """The API could not be reached or did not answer.
 
-    ``request_sent`` says the request may have reached the API (the answer was lost): the caller
-    must check whether it took effect before sending a non-idempotent request again.
+    ``request_sent`` says the request may have reached the API (the answer was lost, or for a
+    request that must not be sent twice, an error status that can follow the work being done: 408,
+    409, 5xx): the caller must check whether it took effect before sending it again.
     """
 
     def __init__(self, message: str, *, request_id: str | None = None, request_sent: bool = False) -> None:
@@ -67,6 +70,10 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The API did not answer within our timeout."""
+
+
+class ContentTooLarge(APIError):
+    """A file the API offers (one the assistant made) is larger than the bot reads; reading stopped at the cap."""
 
 
 class APIStatusError(APIError):
@@ -120,6 +127,13 @@ class ServerError(APIStatusError):
 
 class DeliveryError(BotError):
     """The chat platform would not take our reply; retrying the same call will not help."""
+
+
+class PlatformUnavailable(BotError):
+    """The chat platform failed for now, past its client's own retries (rate limited, down, unreachable).
+
+    The answer's turns are tried again later, as after a crash; they do not end FAILED for it.
+    """
 
 
 class FileRefused(BotError):

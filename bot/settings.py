@@ -41,8 +41,8 @@ def _json_object(value: Any, name: str) -> dict[str, str]:
     return {str(key): str(item) for key, item in value.items()}
 
 
-def _user_id_list(value: Any) -> list[str]:
-    """ADMIN_USER_IDS as a JSON list or comma-separated ids."""
+def _id_list(value: Any, name: str) -> list[str]:
+    """A list of ids (ADMIN_USER_IDS, ALLOWED_PROFILE_IDS) given as a JSON list or comma-separated."""
     if value in (None, ""):
         return []
     if isinstance(value, str):
@@ -51,11 +51,11 @@ def _user_id_list(value: Any) -> list[str]:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise ValueError("ADMIN_USER_IDS must be a JSON list or comma-separated user ids") from exc
+                raise ValueError(f"{name} must be a JSON list or comma-separated ids") from exc
         else:
             value = text.split(",")
     if not isinstance(value, list):
-        raise ValueError("ADMIN_USER_IDS must be a JSON list or comma-separated user ids")
+        raise ValueError(f"{name} must be a JSON list or comma-separated ids")
     return [str(item).strip() for item in value if str(item).strip()]
 
 
@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     # Besides workspace admins and owners, these people may change a channel's assistant.
     admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Profiles (assistants) a channel may be bound to besides the workspace's own: its channels' choices,
+    # those made in it and the default. Others of the API organisation need their id listed here.
+    allowed_profile_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     image_model: str = "gpt-image-1"
     image_size: str = "1024x1024"
 
@@ -109,13 +112,17 @@ class Settings(BaseSettings):
     run_deadline_seconds: float = Field(default=600.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # A worker holds a conversation for LEASE_SECONDS (renewed while it works); a dead worker's lease expires.
-    lease_seconds: float = Field(default=60.0, ge=1.0)
+    # At least 5 s: the worker checks its lease each heartbeat (1 s) and stops 2 s before it could run out,
+    # so a shorter lease would stop every answer before its first renewal.
+    lease_seconds: float = Field(default=60.0, ge=5.0)
     # Often, as it is one cheap query: a dead process's work is taken up this soon after its heartbeat goes stale.
     sweep_seconds: float = Field(default=2.0, gt=0)
     max_turn_attempts: int = Field(default=3, ge=1)
     run_queued_deadline_seconds: float = Field(default=120.0, gt=0)
     greeting: str = "Hi! I'm your assistant. Ask me anything, or pick one of these to start."
-    max_file_mb: int = Field(default=20, ge=1, le=512)  # largest shared file the bot downloads
+    max_file_mb: int = Field(default=20, ge=1, le=512)  # largest file the bot downloads: shared, or the assistant's
+    # What one message's shared files may take together, held in memory until the message is answered.
+    max_message_files_mb: int = Field(default=50, ge=1, le=2048)
     transcription_model: str = "whisper-1"
     max_input_chars: int = Field(default=8000, ge=1)
     max_files_per_message: int = Field(default=10, ge=0)
@@ -160,10 +167,10 @@ class Settings(BaseSettings):
     def _lower_choice(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("admin_user_ids", mode="before")
+    @field_validator("admin_user_ids", "allowed_profile_ids", mode="before")
     @classmethod
-    def _parse_user_ids(cls, value: Any) -> list[str]:
-        return _user_id_list(value)
+    def _parse_ids(cls, value: Any, info: Any) -> list[str]:
+        return _id_list(value, info.field_name.upper())
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -146,9 +146,9 @@ async def test_forget_deletes_the_thread_its_vector_store_and_files(harness: Har
     events = await harness.answer(said("Ev1", "read it", document))
     state = last_state(events)
     assert state["vector_store_id"] and len(state["file_ids"]) == 1
-    await harness.backend.forget(state)
+    await harness.backend.forget(state, conversation_id=harness.conversation.id)
     assert openai_double.threads() == [] and openai_double.vector_stores() == [] and openai_double.files() == []
-    await harness.backend.forget(state)  # already gone counts as deleted
+    await harness.backend.forget(state, conversation_id=harness.conversation.id)  # already gone counts as deleted
 
 
 # Crashes and lost answers --------------------------------------------------------------------------

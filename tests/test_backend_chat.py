@@ -24,8 +24,8 @@ from bot.conversations.backend import (
     Usage,
 )
 from bot.conversations.backends.chat import PLUGIN, ChatBackend
-from bot.conversations.backends.chat.documents import PDF_WITHOUT_TEXT, UNREADABLE_DATA
 from bot.conversations.backends.chat.history import entry, trimmed
+from bot.conversations.documents import PDF_WITHOUT_TEXT, UNREADABLE_DATA
 from bot.conversations.tools import Tool, ToolContext, ToolRegistry
 from bot.conversations.turn import HistoryMessage
 from bot.errors import APIConnectionError, ServerError
@@ -262,13 +262,13 @@ async def test_forgetting_a_retired_history_leaves_the_current_one(harness: Harn
     old = state_of(await harness.answer(said("Ev1", "Ada: old topic")))
     new = state_of(await harness.answer(said("Ev2", "Ada: new topic")))  # after /assistant new: state None again
     assert old != new
-    await harness.backend.forget(old)
+    await harness.backend.forget(old, conversation_id=harness.conversation.id)
 
     await harness.answer(said("Ev3", "Ada: more"), state=new)
     assert [text for _, text in openai_double.model_inputs("chat")[-1]][1:] == [
         "Ada: new topic", "Echo: Ada: new topic", "Ada: more",
     ]
-    await harness.backend.forget(new)
+    await harness.backend.forget(new, conversation_id=harness.conversation.id)
     await harness.answer(said("Ev4", "Ada: still there?"), state=new)
     assert [text for _, text in openai_double.model_inputs("chat")[-1]][1:] == ["Ada: still there?"]
 

@@ -240,8 +240,8 @@ async def test_a_lost_response_request_with_no_trace_is_sent_once_more(harness: 
 async def test_forget_deletes_the_conversation_and_tolerates_it_gone(harness: Harness, openai_double: Any) -> None:
     events = await harness.answer(said("Ev1", "Ada: hi"))
     state = last_state(events)
-    await harness.backend.forget(state)
-    await harness.backend.forget(state)
+    await harness.backend.forget(state, conversation_id=harness.conversation.id)
+    await harness.backend.forget(state, conversation_id=harness.conversation.id)
     assert openai_double.core.family("conversations").conversations == {}
 
 

@@ -217,7 +217,7 @@ async def test_list_shows_every_assistant_the_channel_can_use(start_bot, slack_d
         await add_profile(bot, f"Helper {number}")
     await run_command(bot, slack_double, "/assistant", "list")
     text = last_ephemeral(slack_double)
-    assert text.startswith("*Assistants on this account (105)*")  # 104 plus the default one
+    assert text.startswith("*Assistants this workspace uses or made (105)*")  # 104 plus the default one
     assert "…and 55 more." in text
     assert f"• *Slack Assistant* (`{await default_profile_id(bot)}`, model `gpt-4o-mini`) ← this channel" in text
 
@@ -229,7 +229,7 @@ async def test_list_pages_through_the_assistants_on_the_api_account(start_bot, s
         await add_profile(bot, f"Helper {number}")
     openai_double.forget_requests()
     await run_command(bot, slack_double, "/assistant", "list")
-    assert last_ephemeral(slack_double).startswith("*Assistants on this account (105)*")
+    assert last_ephemeral(slack_double).startswith("*Assistants this workspace uses or made (105)*")
     assert len(openai_double.requests_to("GET", r"^/v1/assistants$")) == 2  # pages of 100
 
 

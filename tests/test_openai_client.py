@@ -629,7 +629,8 @@ async def test_a_garbled_event_raises_api_connection_error(api: FakeAPI, client:
 
 
 async def test_a_stream_is_retried_before_it_starts(api: FakeAPI, client: OpenAIClient, sleeps: list[float]):
-    api.answer(fail(503), sse(("thread.run.created", json.dumps(run_json())), ("done", "[DONE]")))
+    # A 429 says the run was not started; a 5xx could follow a started run, so that one is not re-sent.
+    api.answer(fail(429), sse(("thread.run.created", json.dumps(run_json())), ("done", "[DONE]")))
     events = await collect(client.stream_run("thread_1", assistant_id="asst_1"))
     assert [event.event for event in events] == ["thread.run.created"]
     assert len(api.seen) == 2

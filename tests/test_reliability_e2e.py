@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -12,20 +14,33 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from bot.conversations.backends.assistants.backend import QUEUED_TOO_LONG
+from bot.conversations.backends.failures import QUEUED_TOO_LONG
 from bot.conversations.recovery import GAVE_UP
 from bot.slack.replies import INTERRUPTED
-from support.api_threads import user_contents
-from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
-from support.waiting import eventually
-from support.workspace import BOT, CHANNEL
 from bot.store.db import create_engine
 from bot.store.models import Conversation
 from bot.store.repositories import utcnow
 from doubles.openai import ScriptedRun
+from support.model_view import (
+    ANSWER_REQUESTS,
+    CONVERSATION_START_REQUESTS,
+    EVENTS_TO_FIRST_TEXT,
+    MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER,
+    answer_ids,
+    answer_polls,
+    answer_requests,
+    answers_stopped,
+    cancel_requests,
+    conversations_seen,
+    first_answer_requests,
+    interrupted_answer_script,
+    user_texts_with,
+)
+from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
+from support.waiting import eventually
+from support.workspace import BOT, CHANNEL
 
 TEAM = "T0TEAM"
-RUNS = r"^/v1/threads/[^/]+/runs$"
 
 # A database fault: refuse to mark any turn answered, so the worker dies after showing its answer.
 REFUSE_ANSWERED = {
@@ -57,8 +72,9 @@ ALLOW_INSERT = {"sqlite": ["DROP TRIGGER refuse_insert"], "postgresql": ["DROP T
 ALLOW_ANSWERED = {"sqlite": ["DROP TRIGGER refuse_answered"], "postgresql": ["DROP TRIGGER refuse_answered ON turns"]}
 
 
-def thread_of_first_run(openai: Any) -> str:
-    return openai.requests_to("POST", RUNS)[0].path.split("/")[3]
+def slow_answers(backend: str, *, chunk_delay: float) -> list[ScriptedRun]:
+    """LONG_ANSWER streamed slowly, for an answer that is interrupted once."""
+    return interrupted_answer_script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=chunk_delay), backend)
 
 
 def mention_event_id(posted: Any) -> str:
@@ -93,7 +109,9 @@ def dialect(database_url: str) -> str:
 # Exactly once, nothing lost -------------------------------------------------------------------
 
 
-async def test_messages_sent_during_a_run_wait_and_the_next_run_answers_them(start_bot, slack_double, openai_double) -> None:
+async def test_messages_sent_during_an_answer_wait_and_the_next_answer_takes_them_together(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
     bot = await start_bot()
     first = await post(bot, slack_double, f"<@{BOT}> first")
@@ -103,15 +121,14 @@ async def test_messages_sent_during_a_run_wait_and_the_next_run_answers_them(sta
     await bot.settle()
     # One answer covers both waiting messages; no "run is active" error reached anyone.
     assert bot_texts(slack_double, CHANNEL, first.ts) == [LONG_ANSWER, "Echo: Ada: third"]
-    thread_id = thread_of_first_run(openai_double)
-    assert user_contents(openai_double, thread_id) == ["Ada: first", "Ada: second", "Ada: third"]
-    assert len(openai_double.runs_of(thread_id)) == 2
+    assert user_texts_with(openai_double, "Ada: first") == ["Ada: first", "Ada: second", "Ada: third"]
+    assert len(first_answer_requests(openai_double, backend)) == 2
 
 
 async def test_an_answer_cut_off_by_shutdown_is_completed_in_the_same_message_after_restart(
-    start_bot, slack_double, openai_double
+    start_bot, slack_double, openai_double, backend
 ) -> None:
-    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.1))
+    openai_double.script(*slow_answers(backend, chunk_delay=0.1))
     bot = await start_bot(shutdown_grace_seconds=0)
     posted = await post(bot, slack_double, f"<@{BOT}> count slowly")
     reply_ts = await partly_shown(slack_double, posted.ts)
@@ -122,9 +139,13 @@ async def test_an_answer_cut_off_by_shutdown_is_completed_in_the_same_message_af
     await again.settle()
     replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
     assert [(m["ts"], m["text"]) for m in replies] == [(reply_ts, LONG_ANSWER)]
-    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1  # followed, not run again
+    assert openai_double.model_calls == MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER[backend]  # followed, not run again
     turn = await again.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(posted))
     assert (turn.status, turn.attempts, turn.reply_ts) == ("answered", 2, reply_ts)
+    await again.say(CHANNEL, "U0ADA", "and then?", thread_ts=posted.ts)
+    assert conversations_seen(openai_double)[-1] == [  # the conversation holds the message and its answer once
+        ("user", "Ada: count slowly"), ("assistant", LONG_ANSWER), ("user", "Ada: and then?")
+    ]
 
 
 async def test_a_reply_posted_but_never_recorded_is_taken_over_not_left_thinking(
@@ -143,17 +164,23 @@ async def test_a_reply_posted_but_never_recorded_is_taken_over_not_left_thinking
     assert [(m["ts"], m["text"]) for m in replies] == [(orphan_ts, "Echo: Ada: where did you write that?")]
 
 
-async def test_a_turn_that_never_finishes_is_given_up_and_the_person_told(start_bot, slack_double, openai_double) -> None:
+async def test_a_turn_that_never_finishes_is_given_up_and_the_person_told(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.script(ScriptedRun(stall=True))
     bot = await start_bot(shutdown_grace_seconds=0, max_turn_attempts=1)
     posted = await post(bot, slack_double, f"<@{BOT}> this will hang")
     event_id = mention_event_id(posted)
 
-    async def run_recorded() -> bool:
+    async def answer_recorded() -> bool:
+        """The model is at work, and the bot has stored how to find that work again (chat: nothing to find)."""
         turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
-        return turn.run_id is not None
+        stored = json.dumps(turn.backend_progress)
+        return openai_double.model_calls == 1 and all(
+            answer_id in stored for answer_id in answer_ids(openai_double, backend)
+        )
 
-    await eventually(run_recorded, what="the run id stored")
+    await eventually(answer_recorded, what="the answer under way and recorded")
     await bot.stop()  # its only attempt dies with the process
 
     again = await start_bot(max_turn_attempts=1)
@@ -161,30 +188,33 @@ async def test_a_turn_that_never_finishes_is_given_up_and_the_person_told(start_
     assert bot_texts(slack_double, CHANNEL, posted.ts) == [f":warning: {GAVE_UP}"]
     turn = await again.bot.store.get_turn(team_id=TEAM, event_id=event_id)
     assert (turn.status, turn.error) == ("failed", "gave up after 1 attempts")
-    assert len(openai_double.requests_to("POST", rf"/runs/{turn.run_id}/cancel$")) == 1
-    # The abandoned run does not block the conversation.
+    # Told to stop by its id where the server runs it (chat: its stream was closed when the process stopped).
+    assert len(cancel_requests(openai_double, backend)) == len(answer_ids(openai_double, backend))
+    # The abandoned answer does not block the conversation, and it was the only one stopped.
     await again.say(CHANNEL, "U0ADA", "still there?", thread_ts=posted.ts)
     assert bot_texts(slack_double, CHANNEL, posted.ts)[-1] == "Echo: Ada: still there?"
+    assert answers_stopped(openai_double, backend) == 1
 
 
 async def test_a_worker_that_lost_its_lease_stops_and_the_new_holder_finishes_the_answer_once(
-    start_bot, slack_double, openai_double, caplog
+    start_bot, slack_double, openai_double, backend, caplog
 ) -> None:
-    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.1))
-    bot = await start_bot(lease_seconds=1, sweep_seconds=0.2)
+    # The answer outlasts the worker's next renewal, a third of the lease from its claim.
+    openai_double.script(*slow_answers(backend, chunk_delay=0.5))
+    bot = await start_bot(lease_seconds=6, sweep_seconds=0.2)
     posted = await post(bot, slack_double, f"<@{BOT}> count slowly")
     reply_ts = await partly_shown(slack_double, posted.ts)
-    # As if this process had stalled past its lease and another replica had taken the conversation.
+    # As if this process had stalled past its lease and another replica had taken the conversation for a while.
     async with bot.bot.store.transaction() as session:
         await session.execute(
-            update(Conversation).values(lease_owner="worker-elsewhere", lease_expires_at=utcnow() + timedelta(seconds=1))
+            update(Conversation).values(lease_owner="worker-elsewhere", lease_expires_at=utcnow() + timedelta(seconds=4))
         )
     with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
         await eventually(lambda: "lease lost" in caplog.text, what="the worker noticing its lease is gone")
     await turn_answered(bot, posted, what="the answer finished once the other lease expired")
     replies = slack_double.bot_messages(CHANNEL, thread_ts=posted.ts)
     assert [(m["ts"], m["text"]) for m in replies] == [(reply_ts, LONG_ANSWER)]
-    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
+    assert len(first_answer_requests(openai_double, backend)) == MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER[backend]
 
 
 async def test_shutdown_finishes_answers_in_flight_and_refuses_new_events_so_slack_retries(
@@ -214,55 +244,78 @@ async def test_shutdown_finishes_answers_in_flight_and_refuses_new_events_so_sla
 # OpenAI faults -----------------------------------------------------------------------------
 
 
-async def test_a_stream_cut_mid_answer_is_followed_to_its_end_not_run_again(start_bot, slack_double, openai_double) -> None:
-    openai_double.cut_stream_after = 9  # run created ... first text delta, then the connection drops
+@pytest.mark.backends(
+    "assistants", "responses", reason="a chat completion ends with its stream: there is no answer left to follow"
+)
+async def test_a_stream_cut_mid_answer_is_followed_to_its_end_not_run_again(
+    start_bot, slack_double, openai_double, backend
+) -> None:
+    openai_double.cut_stream_after = EVENTS_TO_FIRST_TEXT[backend]  # the first text delta, then the connection drops
     openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=5))
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> long answer please")
     assert bot_texts(slack_double, CHANNEL, ts) == [LONG_ANSWER]
-    thread_id = thread_of_first_run(openai_double)
-    assert len(openai_double.runs_of(thread_id)) == 1
-    run_id = openai_double.runs_of(thread_id)[0]["id"]
-    assert openai_double.requests_to("GET", rf"/runs/{run_id}$")  # followed by polling
+    assert len(answer_requests(openai_double, backend)) == 1
+    [answer_id] = answer_ids(openai_double, backend)
+    polls = answer_polls(openai_double, backend)
+    assert polls and all(answer_id in poll.path for poll in polls)  # followed by its id
 
 
-async def test_rate_limits_and_server_errors_are_retried_then_explained(start_bot, slack_double, openai_double) -> None:
-    openai_double.fail_next("POST", r"^/v1/threads$", status=503)
-    openai_double.fail_next("POST", RUNS, status=429, headers={"Retry-After": "0"})
+async def test_rate_limits_and_server_errors_are_retried_then_explained(
+    start_bot, slack_double, openai_double, backend
+) -> None:
+    start, answer = CONVERSATION_START_REQUESTS[backend], ANSWER_REQUESTS[backend]
+    openai_double.fail_next("POST", start, status=503)
+    openai_double.fail_next("POST", answer, status=429, headers={"Retry-After": "0"})
     bot = await start_bot(openai_max_retries=2)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> through the storm")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: through the storm"]
-    assert len(openai_double.requests_to("POST", r"^/v1/threads$")) == 2
-    assert len(openai_double.requests_to("POST", RUNS)) == 2
+    sent = [request for request in openai_double.requests
+            if request.method == "POST" and (re.search(start, request.path) or re.search(answer, request.path))]
+    assert len(sent) == (3 if start == answer else 4)  # each failure sent once more (chat: both hit its one request)
 
-    openai_double.fail_next("POST", RUNS, status=429, headers={"Retry-After": "0"}, times=3)
+    asked = len(answer_requests(openai_double, backend))
+    openai_double.fail_next("POST", answer, status=429, headers={"Retry-After": "0"}, times=3)
     await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == ":warning: The assistant is busy right now. Please try again in a minute."
-    assert len(openai_double.requests_to("POST", RUNS)) == 5  # 1 try + 2 retries, then the person is told
+    assert len(answer_requests(openai_double, backend)) == asked + 3  # 1 try + 2 retries, then the person is told
     await bot.say(CHANNEL, "U0ADA", "better?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: better?"
 
 
-async def test_a_stream_that_times_out_is_followed_by_polling(start_bot, slack_double, openai_double) -> None:
+@pytest.mark.backends(
+    "assistants", "responses", reason="a chat completion ends with its stream: there is no answer left to follow"
+)
+async def test_a_stream_that_times_out_is_followed_by_id(start_bot, slack_double, openai_double, backend) -> None:
     # Each delta takes longer than the read timeout: the stream times out after the first one.
     openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=3, chunk_delay=2.0))
     bot = await start_bot(openai_timeout_seconds=0.5)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slow answer")
     assert bot_texts(slack_double, CHANNEL, ts) == [LONG_ANSWER]
-    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
+    assert len(answer_requests(openai_double, backend)) == 1
+    [answer_id] = answer_ids(openai_double, backend)
+    polls = answer_polls(openai_double, backend)
+    assert polls and all(answer_id in poll.path for poll in polls)  # followed by its id
 
 
-async def test_a_run_stuck_in_queued_is_cancelled_and_the_person_told(start_bot, slack_double, openai_double) -> None:
+@pytest.mark.backends(
+    "assistants", "responses",
+    reason="a chat completion is never queued: a server that does not answer times out (OPENAI_TIMEOUT_SECONDS)",
+)
+async def test_an_answer_stuck_in_queued_is_cancelled_and_the_person_told(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.script(ScriptedRun(stall=True))
     bot = await start_bot(run_queued_deadline_seconds=0.5)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> are you there?")
     assert bot_texts(slack_double, CHANNEL, ts) == [f":warning: {QUEUED_TOO_LONG}"]
-    thread_id = thread_of_first_run(openai_double)
-    run_id = openai_double.runs_of(thread_id)[0]["id"]
-    assert len(openai_double.requests_to("POST", rf"/runs/{run_id}/cancel$")) == 1
+    [stuck] = answer_ids(openai_double, backend)
+    [cancel] = cancel_requests(openai_double, backend)
+    assert stuck in cancel.path
     await bot.say(CHANNEL, "U0ADA", "try again", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: try again"
-    assert [run["status"] for run in openai_double.runs_of(thread_id)] == ["cancelled", "completed"]
+    assert len(first_answer_requests(openai_double, backend)) == 2
+    assert answers_stopped(openai_double, backend) == 1  # the stuck one; the second was answered
 
 
 # Slack faults ------------------------------------------------------------------------------
@@ -304,7 +357,7 @@ async def test_a_channel_the_bot_cannot_post_in_closes_the_turn_with_a_clear_log
     assert (turn.status, turn.error) == ("failed", f"delivery failed: chat.postMessage: {slack_error}")
     logged = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert any(CHANNEL in line and slack_error in line and "unanswered" in line for line in logged), logged
-    assert openai_double.requests_to("POST", RUNS) == []  # nothing was asked that nobody could see
+    assert openai_double.model_calls == 0  # nothing was asked that nobody could see
     await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=posted.ts)
     assert bot_texts(slack_double, CHANNEL, posted.ts) == ["Echo: Ada: and now?"]
 
@@ -324,7 +377,7 @@ async def test_a_failed_database_write_loses_no_turn_and_shows_the_answer_once(
     await turn_answered(bot, posted, what="the turn answered after the database recovered")
     await bot.settle()
     assert bot_texts(slack_double, CHANNEL, posted.ts) == ["Echo: Ada: write this down"]
-    assert len(openai_double.runs_of(thread_of_first_run(openai_double))) == 1
+    assert openai_double.model_calls == 1  # the answer already given is shown, not asked for again
 
 
 async def test_an_event_whose_write_fails_is_refused_so_slack_redelivers_it(

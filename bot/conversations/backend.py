@@ -189,8 +189,9 @@ class Backend(Protocol):
         """Stop server-side work of a batch whose answer will not be shown (a no-op where there is none)."""
         ...
 
-    async def forget(self, state: BackendState) -> None:
-        """Delete what the server keeps for a conversation; objects already gone count as deleted."""
+    async def forget(self, state: BackendState, *, conversation_id: int) -> None:
+        """Delete what the server keeps for one of the conversation's memories; objects already gone count as
+        deleted. Files other conversations still use (a file shared again elsewhere in the channel) stay."""
         ...
 
 

@@ -84,6 +84,7 @@ class ChannelAssistants:
         store: Store,
         channel_store: ChannelStore,
         admin_user_ids: Collection[str],
+        allowed_profile_ids: Collection[str],
     ) -> None:
         self._backend = backend
         self._models = models
@@ -91,6 +92,7 @@ class ChannelAssistants:
         self._store = store
         self._channel_store = channel_store
         self._admin_user_ids = frozenset(admin_user_ids)
+        self._allowed_profile_ids = frozenset(allowed_profile_ids)
 
     @property
     def backend_name(self) -> str:
@@ -100,8 +102,9 @@ class ChannelAssistants:
         """The built-in tools the backend in use can run, which a profile may switch on."""
         return tuple(tool for tool in BUILTIN_TOOLS if self._backend.capabilities.supports(tool))
 
-    def may_change(self, *, user_id: str, is_workspace_admin: bool) -> bool:
-        """Workspace admins and owners, and the operator's ADMIN_USER_IDS, may change a channel's assistant."""
+    def is_admin(self, *, user_id: str, is_workspace_admin: bool) -> bool:
+        """Workspace admins and owners, and the operator's ADMIN_USER_IDS: they may change a channel's
+        assistant, see every profile of the backend, and start afresh or forget any conversation."""
         return is_workspace_admin or user_id in self._admin_user_ids
 
     async def current(self, *, team_id: str, channel_id: str) -> ChannelAssistant:
@@ -112,7 +115,19 @@ class ChannelAssistants:
         return await self._backend.profiles.default()
 
     async def available(self) -> list[Profile]:
+        """Every profile of the backend: on `assistants`, every assistant of the API organisation."""
         return await self._backend.profiles.list()
+
+    async def of_workspace(self, profiles: list[Profile], *, team_id: str) -> list[Profile]:
+        """Those of the profiles the workspace may see and bind a channel to: the default, those its
+        channels use, those made in it, and the operator's ALLOWED_PROFILE_IDS.
+
+        The API organisation (and our table, in a deployment serving several workspaces) holds other
+        teams' assistants, whose instructions are theirs.
+        """
+        ids = {(await self.default()).id, *self._allowed_profile_ids}
+        ids |= await self._channel_store.workspace_profile_ids(team_id)
+        return [profile for profile in profiles if profile.id in ids]
 
     async def find(self, reference: str) -> list[Profile]:
         """The profile with this id, else every profile with this name (case-insensitive)."""
@@ -199,6 +214,11 @@ class ConversationControl:
         self._channel_store = channel_store
         self._owner = f"command-{uuid.uuid4().hex[:12]}"
 
+    async def may_control(self, conversation_id: int, *, user_id: str, is_admin: bool) -> bool:
+        """`new` and `forget` are for the people who wrote to the bot in the conversation, and for admins:
+        anyone else in the channel could otherwise wipe a memory that is not theirs."""
+        return is_admin or await self._channel_store.took_part(conversation_id, user_id=user_id)
+
     async def conversation_for(self, *, team_id: str, channel_id: str, is_dm: bool) -> Conversation | None:
         """In a DM, its rolling top-level conversation; elsewhere, the channel's most recently active one."""
         if is_dm:
@@ -233,7 +253,7 @@ class ConversationControl:
             if await self._channel_store.has_open_turns(conversation_id):
                 raise ConversationBusy(f"conversation {conversation_id} has messages waiting for an answer")
             memories = await self._channel_store.backend_states(conversation_id)
-            await forget_memories(self._backend, memories)
+            await forget_memories(self._backend, memories, conversation_id=conversation_id)
             deleted = await self._channel_store.delete_conversation(conversation_id)
         except BaseException:
             await self._store.release_conversation(conversation_id, owner=self._owner)

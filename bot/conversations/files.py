@@ -15,6 +15,7 @@ from bot.errors import APIError, FileRefused
 log = logging.getLogger(__name__)
 
 
+BYTES_PER_MB = 1024 * 1024
 IMAGE_TYPES = frozenset({"png", "jpg", "jpeg", "gif", "webp"})
 AUDIO_TYPES = frozenset({"m4a", "mp3", "mp4", "mpeg", "mpga", "wav", "webm", "ogg", "flac"})
 DATA_TYPES = frozenset({"csv", "tsv", "xlsx", "json"})
@@ -73,30 +74,44 @@ class FileSource(Protocol):
 
 
 class FileDownloadStage:
-    """Fetches each shared file, and turns voice and video clips into text, before moderation reads them."""
+    """Fetches each shared file, and turns voice and video clips into text, before moderation reads them.
 
-    def __init__(self, *, source: FileSource, transcriber: Transcriber, transcription_model: str) -> None:
+    The files a message keeps are held in memory until it is answered (and copied, base64, for images),
+    so together they may take at most ``max_message_mb``; files past that are refused with a note.
+    Voice clips count only while transcribed: the transcript is what stays.
+    """
+
+    def __init__(
+        self, *, source: FileSource, transcriber: Transcriber, transcription_model: str, max_message_mb: int
+    ) -> None:
         self._source = source
         self._transcriber = transcriber
         self._transcription_model = transcription_model
+        self._max_message_mb = max_message_mb
 
     async def process(self, item: PreparedInput, *, conversation: ConversationRef, reply: ReplyStream) -> None:
+        room = self._max_message_mb * BYTES_PER_MB
         for file in item.turn.files:
             try:
-                await self._take(item, file)
+                room -= await self._take(item, file, room=room)
             except FileRefused as exc:
                 log.info("file %s in %s not used: %s", file.file_id, conversation.channel_id, exc)
                 await reply.notice(refusal(file.name, str(exc)))
 
-    async def _take(self, item: PreparedInput, file: SharedFile) -> None:
+    async def _take(self, item: PreparedInput, file: SharedFile, *, room: int) -> int:
+        """Take the file into the message; returns the bytes it holds there."""
         kind = None if is_audio(file) else classify(file)
         if kind is None and not is_audio(file):
             raise FileRefused(f"I can't read {file_type(file) or 'this kind of'} files")
+        if kind is not None and file.size > room:
+            raise FileRefused(self._no_room())
         data = await self._source.fetch(file)
         if kind is not None:
+            if len(data) > room:  # the event understated its size
+                raise FileRefused(self._no_room())
             mimetype = file.mimetype or "application/octet-stream"
             item.files.append(InputFile(key=file.file_id, name=file.name, kind=kind, mimetype=mimetype, data=data))
-            return
+            return len(data)
         try:
             transcript = await self._transcriber.transcribe(
                 name=file.name, data=data, mimetype=file.mimetype or "application/octet-stream",
@@ -109,6 +124,10 @@ class FileDownloadStage:
             raise FileRefused("I heard no speech in it")
         item.transcripts.append((file.name, transcript))
         _append_line(item, f"[Transcript of {file.name}] {transcript}")
+        return 0
+
+    def _no_room(self) -> str:
+        return f"the files of one message may take {self._max_message_mb} MB together; share it in another message"
 
 
 class TranscriptStage:

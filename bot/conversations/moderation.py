@@ -9,7 +9,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bot.conversations.backend import ConversationRef, InputFile
+from bot.conversations.backend import ConversationRef, FileKind, InputFile
+from bot.conversations.documents import document_text
+from bot.conversations.files import refusal
 from bot.conversations.inputs import PreparedInput
 from bot.conversations.ports import Platform, PlatformReply, ReplyStream
 from bot.conversations.turn import (
@@ -68,7 +70,18 @@ REFUSED_CONTENT = {
     "image": "an image you shared",
     "text+image": "your message or an image you shared",
     "transcript+image": "your message, voice clip or an image you shared",
+    "document": "a file you shared",
 }
+# The text inside documents and data files is checked in pieces (overlapping, so that words split between
+# two are still judged together), several pieces per request, up to a budget per message: a file past the
+# budget is refused rather than passed on partly unchecked.
+DOCUMENT_PIECE_CHARS = 8_000
+DOCUMENT_PIECE_OVERLAP_CHARS = 200
+DOCUMENT_PIECES_PER_REQUEST = 16
+DOCUMENT_CHARS_PER_MESSAGE = 200_000
+TOO_LONG_TO_CHECK = (
+    f"it holds more text than content moderation checks for one message ({DOCUMENT_CHARS_PER_MESSAGE:,} characters)"
+)
 
 ModerationMode = Literal["off", "input", "output", "both"]
 ModerationContent = str | list[dict[str, Any]]
@@ -205,8 +218,16 @@ def moderation_content(text: str, images: list[InputFile]) -> ModerationContent 
     return [*text_part, *({"type": "image_url", "image_url": {"url": image.data_url()}} for image in images)]
 
 
+def _pieces_of(text: str) -> list[str]:
+    """The text in overlapping pieces of at most DOCUMENT_PIECE_CHARS, for moderation."""
+    step = DOCUMENT_PIECE_CHARS - DOCUMENT_PIECE_OVERLAP_CHARS
+    starts = range(0, max(len(text) - DOCUMENT_PIECE_OVERLAP_CHARS, 1), step)
+    return [text[start : start + DOCUMENT_PIECE_CHARS] for start in starts]
+
+
 class ModerationStage:
-    """Input stage: a message (text, transcripts, images) is checked in one call before it goes anywhere."""
+    """Input stage: a message (text, transcripts, images) is checked in one call before it goes anywhere,
+    then the text inside its documents and data files."""
 
     def __init__(self, moderator: Moderator) -> None:
         self._moderator = moderator
@@ -215,28 +236,58 @@ class ModerationStage:
         if not self._moderator.policy.checks_input:
             return
         content = moderation_content(item.text, item.images)
-        if content is None:
-            return
-        verdict = await self._moderator.check(content)
-        if not self._moderator.policy.refuses(verdict):
-            return
+        if content is not None:
+            verdict = await self._moderator.check(content)
+            if self._moderator.policy.refuses(verdict):
+                # One request judges text and images together; the API only says which kinds the flags applied to.
+                kinds = [
+                    *(["transcript" if item.transcripts else "text"] if "text" in verdict.input_types else []),
+                    *(["image"] if "image" in verdict.input_types else []),
+                ]
+                await self._block(item, verdict, source="+".join(kinds) or "text", text=item.text, reply=reply)
+                return
+        await self._check_documents(item, reply=reply)
+
+    async def _check_documents(self, item: PreparedInput, *, reply: ReplyStream) -> None:
+        """The text of the message's documents and data files, within the budget; files without text (a scan,
+        a spreadsheet) have nothing to check here."""
+        pieces: list[str] = []
+        budget = DOCUMENT_CHARS_PER_MESSAGE
+        for file in [file for file in item.files if file.kind is not FileKind.IMAGE]:
+            text = (await document_text(file)).text
+            if len(text) > budget:
+                log.info("file %s not moderated in full (%d characters); refused", file.key, len(text))
+                item.files.remove(file)
+                await reply.notice(refusal(file.name, TOO_LONG_TO_CHECK))
+                continue
+            budget -= len(text)
+            pieces += _pieces_of(text) if text.strip() else []
+        for start in range(0, len(pieces), DOCUMENT_PIECES_PER_REQUEST):
+            batch = pieces[start : start + DOCUMENT_PIECES_PER_REQUEST]
+            for piece, verdict in zip(batch, await self._moderator.check_each(batch), strict=True):
+                if self._moderator.policy.refuses(verdict):
+                    await self._block(item, verdict, source="document", text=piece, reply=reply)
+                    return
+
+    async def _block(
+        self, item: PreparedInput, verdict: Verdict, *, source: str, text: str, reply: ReplyStream
+    ) -> None:
+        """Nothing of the message goes on; its author is told why, privately, and a flag is logged."""
         item.blocked = True
         if not verdict.flagged:
             await reply.send(PersonalNotice(item.turn.user_id, INPUT_UNCHECKED))
             return
-        # One request judges text and images together; the API only says which kinds the flags applied to.
-        kinds = [
-            *(["transcript" if item.transcripts else "text"] if "text" in verdict.input_types else []),
-            *(["image"] if "image" in verdict.input_types else []),
-        ]
-        source = "+".join(kinds) or "text"
-        await self._moderator.record(verdict, turn=item.turn, direction="input", source=source, text=item.text)
+        await self._moderator.record(verdict, turn=item.turn, direction="input", source=source, text=text)
         notice = INPUT_FLAGGED.format(what=REFUSED_CONTENT[source], categories=verdict.in_plain_words())
         await reply.send(PersonalNotice(item.turn.user_id, notice))
 
 
 class ScreenedHistory:
-    """The platform, with the earlier messages that seed a new conversation moderated like any input."""
+    """The platform, with the earlier messages that seed a new conversation moderated like any input.
+
+    The platform already capped them (HISTORY_LIMIT, the newest), so a thread of thousands costs one
+    moderation request of that many texts, not one of thousands of which most would be dropped anyway.
+    """
 
     def __init__(self, platform: Platform, moderator: Moderator) -> None:
         self._platform = platform

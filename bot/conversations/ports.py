@@ -7,6 +7,10 @@ from typing import Protocol
 
 from bot.conversations.turn import HistoryMessage, ReplyPart, Turn
 
+# The most earlier messages (the newest ones) that seed a new conversation: the platform reads no more, so
+# moderation checks no more, and a thread of thousands costs a few calls.
+HISTORY_LIMIT = 100
+
 
 class ReplyStream(Protocol):
     """One answer being shown to people while it is written."""
@@ -14,7 +18,11 @@ class ReplyStream(Protocol):
     async def send(self, part: ReplyPart) -> None: ...
 
     async def notice(self, text: str) -> None:
-        """A short note beside the answer (e.g. about a file that could not be read)."""
+        """A short note beside the answer (e.g. about a file that could not be read).
+
+        Notices (and PersonalNotice, ReplyFailed and ReplyWithdrawn texts) are the bot's words with names
+        and text people chose in them, as they are: the platform shows them as text, never as its markup.
+        """
         ...
 
     @property
@@ -35,7 +43,10 @@ class Platform(Protocol):
     """The chat platform as the conversation service sees it."""
 
     async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
-        """Messages of the conversation before this turn (and after ``since_ts``), to seed a new memory."""
+        """Messages of the conversation before this turn (and after ``since_ts``), to seed a new memory.
+
+        The newest HISTORY_LIMIT at most; none when the platform cannot say (the answer goes on without them).
+        """
         ...
 
     def reply(

@@ -22,8 +22,8 @@ BATCH_SIZE = 100
 PURGE_LEASE_SECONDS = 600.0
 
 
-async def forget_memories(backend: Backend, memories: Sequence[BackendMemory]) -> None:
-    """Delete what the backend keeps for each memory; stops at the first failure.
+async def forget_memories(backend: Backend, memories: Sequence[BackendMemory], *, conversation_id: int) -> None:
+    """Delete what the backend keeps for each memory of the conversation; stops at the first failure.
 
     A memory another backend wrote (before the deployment switched) cannot be reached through this
     one: it is logged for the operator and its rows go; the server objects stay where they are.
@@ -35,7 +35,7 @@ async def forget_memories(backend: Backend, memories: Sequence[BackendMemory]) -
                 "its server objects are left", memory.backend, backend.name,
             )
             continue
-        await backend.forget(memory.state)
+        await backend.forget(memory.state, conversation_id=conversation_id)
 
 
 class RetentionPurger:
@@ -87,7 +87,8 @@ class RetentionPurger:
         ):
             return False
         try:
-            await forget_memories(self._backend, await self._channels.backend_states(conversation.id))
+            memories = await self._channels.backend_states(conversation.id)
+            await forget_memories(self._backend, memories, conversation_id=conversation.id)
         except APIError as exc:
             log.warning(
                 "retention: conversation %s (team %s, channel %s) kept for now; the API refused a deletion: %s",

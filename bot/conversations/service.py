@@ -34,6 +34,7 @@ from bot.errors import (
     BotError,
     DeliveryError,
     InsufficientQuotaError,
+    PlatformUnavailable,
     ProfileNotFound,
     StoreError,
 )
@@ -261,6 +262,13 @@ class ConversationService:
                     records = sent
                 if records:
                     await self._answer(conversation_id, records)
+            except PlatformUnavailable as exc:
+                # The chat platform failed for now, past its client's retries: the turns stay open (their attempt
+                # counted) for the sweep, which tries them again in seconds; at once would meet the same limit.
+                log.warning(
+                    "conversation %s: the chat platform failed for now; the sweep tries again: %s", conversation_id, exc
+                )
+                return
             finally:
                 renewer.cancel()
                 await asyncio.gather(renewer, return_exceptions=True)  # whatever ended it, the lease is released
@@ -286,11 +294,14 @@ class ConversationService:
         It could be once the heartbeat or the lease has gone unconfirmed (the database unreachable) so
         long that another replica might take the conversation over: the worker stops just before.
         """
+        # A short lease (tests use one) is checked, and given up, in proportion to its length.
+        check_seconds = min(HEARTBEAT_SECONDS, self._lease_seconds / 3)
+        lease_margin = min(LEASE_SAFETY_SECONDS, self._lease_seconds / 3)
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(check_seconds)
             now = self._clock()
             beat_safe = now - self._beat_confirmed_at < HEARTBEAT_STALE_SECONDS - LEASE_SAFETY_SECONDS
-            if not beat_safe or now - renewed_at >= self._lease_seconds - LEASE_SAFETY_SECONDS:
+            if not beat_safe or now - renewed_at >= self._lease_seconds - lease_margin:
                 log.error(
                     "conversation %s: the lease could not be confirmed; stopping before another worker takes it",
                     conversation_id,
@@ -301,7 +312,7 @@ class ConversationService:
                 continue
             try:
                 # Bounded, so that a database that hangs does not keep the renewer from stopping the worker.
-                async with asyncio.timeout(LEASE_SAFETY_SECONDS):
+                async with asyncio.timeout(lease_margin):
                     held = await self._store.claim_conversation(
                         conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
                     )

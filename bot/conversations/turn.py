@@ -96,6 +96,14 @@ class AnswerFile:
 
 
 @dataclass(frozen=True)
+class WithheldFile:
+    """A file the assistant made that is not shared, and why (plain words for the person)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Citation:
     """A source the answer cites: its text carries ``[number]`` where the source is used."""
 
@@ -111,6 +119,7 @@ class ReplyCompleted:
     text: str
     files: tuple[AnswerFile, ...] = ()
     citations: tuple[Citation, ...] = ()
+    withheld: tuple[WithheldFile, ...] = ()  # files the assistant made that could not be brought over
 
 
 @dataclass(frozen=True)

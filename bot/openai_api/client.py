@@ -25,6 +25,7 @@ from bot.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ContentTooLarge,
     InsufficientQuotaError,
     NotFoundError,
     RateLimitError,
@@ -55,6 +56,9 @@ USER_AGENT = "slack-assistant-bot/0.1"
 ASSISTANTS_BETA_PATHS = ("/assistants", "/threads", "/vector_stores")
 ASSISTANTS_BETA_HEADER = {"OpenAI-Beta": "assistants=v2"}
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# Error answers, with every 5xx, that may come after the API carried the request out (a gateway's 502 after the
+# message was stored): for a request that must not be sent twice they mean what a lost answer means. A 429 never.
+AMBIGUOUS_STATUSES = frozenset({408, 409})
 # Hosts that serve the files the API links to (generated images): OpenAI's and Azure OpenAI's image
 # stores. `download` fetches over https from these, and from the configured API's own origin, only.
 DOWNLOAD_HOSTS = frozenset({
@@ -175,11 +179,28 @@ def _finite_seconds(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
+async def _read_capped(response: httpx.Response, *, max_bytes: int, what: str) -> bytes:
+    """The response's body; ContentTooLarge once it is known to exceed max_bytes, read no further."""
+    too_large = ContentTooLarge(f"{what} is larger than {max_bytes} bytes")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    content = bytearray()
+    async for chunk in response.aiter_bytes():
+        content += chunk
+        if len(content) > max_bytes:
+            raise too_large
+    return bytes(content)
+
+
 class OpenAIClient:
     """The bot's only way to the model API. Knows HTTP and the API's shapes, nothing about Slack.
 
     Every call goes through one request path that retries connection errors, timeouts, 408, 409,
     429 and 5xx with exponential backoff, and turns failures into the exceptions of ``bot.errors``.
+    A request that must not be sent twice (``retry_when_sent=False``) is never re-sent once it may
+    have reached the API: a lost answer, or an ambiguous status (408, 409, 5xx), raises
+    APIConnectionError with ``request_sent`` so that the caller looks up what exists first.
     """
 
     def __init__(
@@ -278,12 +299,13 @@ class OpenAIClient:
                     continue
                 yield StreamEvent(sse.event, self._event_data(sse, request_id=response.headers.get("x-request-id")))
         except httpx.RequestError as exc:
-            raise self._connection_error(exc) from exc
+            raise self._connection_error(exc, sent=True) from exc
         finally:
             await response.aclose()
+        # Once the server has answered 200 the request counts as sent: the run may go on without us.
         raise APIConnectionError(
             f"{response.request.method} {response.request.url.path}: the event stream ended before its done event",
-            request_id=response.headers.get("x-request-id"),
+            request_id=response.headers.get("x-request-id"), request_sent=True,
         )
 
     async def stream_sse(
@@ -480,8 +502,9 @@ class OpenAIClient:
     # ---- images -------------------------------------------------------------------------------
 
     async def generate_image(self, *, prompt: str, model: str, size: str) -> ImagesResponse:
+        """One image, paid for once: a lost answer is not re-sent (an image made and lost cannot be looked up)."""
         body = {"model": model, "prompt": prompt, "size": size, "n": 1}
-        return await self._call(ImagesResponse, "POST", "/images/generations", json=body)
+        return await self._call(ImagesResponse, "POST", "/images/generations", json=body, retry_when_sent=False)
 
     async def download(self, url: str, *, max_bytes: int) -> bytes:
         """Fetch a file the API links to (a generated image), without our credentials: it lives on another host.
@@ -527,16 +550,7 @@ class OpenAIClient:
             raise APIStatusError(
                 f"downloading a generated file failed (HTTP {response.status_code})", status_code=response.status_code
             )
-        too_large = APIError(f"the generated file is larger than {max_bytes} bytes")
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise too_large
-        content = bytearray()
-        async for chunk in response.aiter_bytes():
-            content += chunk
-            if len(content) > max_bytes:
-                raise too_large
-        return bytes(content)
+        return await _read_capped(response, max_bytes=max_bytes, what="the generated file")
 
     # ---- for endpoint groups in other modules (files, vector stores, audio) --------------------
 
@@ -544,10 +558,19 @@ class OpenAIClient:
         """Send one request (retried as needed) and parse its JSON answer as ``model``."""
         return await self._call(model, method, path, **kwargs)
 
-    async def request_bytes(self, method: str, path: str) -> bytes:
-        """Send one request (retried as needed) and return its raw body, e.g. a file's content."""
-        response = await self._send(method, path)
-        return response.content
+    async def request_bytes(self, method: str, path: str, *, max_bytes: int) -> bytes:
+        """Send one request (retried as needed) and return its raw body, e.g. a file's content.
+
+        ContentTooLarge as soon as the body is known to exceed ``max_bytes``: a file the model made can
+        be of any size, and nothing past the cap is read into memory.
+        """
+        response = await self._send(method, path, stream=True, accept="*/*")
+        try:
+            return await _read_capped(response, max_bytes=max_bytes, what="the file")
+        except httpx.RequestError as exc:
+            raise self._connection_error(exc, sent=True) from exc
+        finally:
+            await response.aclose()
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -561,15 +584,19 @@ class OpenAIClient:
         return self._parse(model, self._json_object(response), request_id=response.headers.get("x-request-id"))
 
     async def _send(
-        self, method: str, path: str, *, stream: bool = False, retry_when_sent: bool = True, **kwargs: Any
+        self, method: str, path: str, *, stream: bool = False, accept: str | None = None, retry_when_sent: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
         """The one request path: send, retry what may succeed later, raise a bot.errors exception otherwise.
 
-        With ``stream`` the returned response is open (body unread); the caller must close it.
-        Without ``retry_when_sent`` a request whose answer was lost after sending is not sent again:
-        creating twice would duplicate, so the caller checks what happened first.
+        With ``stream`` the returned response is open (body unread); the caller must close it. A streamed
+        request asks for server-sent events unless ``accept`` names what it wants instead.
+        Without ``retry_when_sent`` a request that may have been carried out is not sent again: its
+        answer was lost after sending, or was an ambiguous status. Creating twice would duplicate, so
+        both raise APIConnectionError with ``request_sent`` and the caller checks what happened first.
         """
-        headers = {"Accept": "text/event-stream"} if stream else {}
+        accept = accept or ("text/event-stream" if stream else None)
+        headers = {"Accept": accept} if accept else {}
         if path.startswith(ASSISTANTS_BETA_PATHS):
             headers.update(ASSISTANTS_BETA_HEADER)
         attempt = 0
@@ -590,6 +617,12 @@ class OpenAIClient:
                 status_error = self._status_error(response)
                 error = status_error
                 retryable = self._is_retryable(status_error)
+                if not retry_when_sent and self._is_ambiguous(status_error):
+                    raise APIConnectionError(
+                        f"{method} {request.url.path} answered HTTP {status_error.status_code} ({status_error.message}):"
+                        " it may have been carried out",
+                        request_id=status_error.request_id, request_sent=True,
+                    ) from status_error
                 wait, kind = _retry_after(response.headers), f"HTTP {response.status_code}"
             if not retryable or attempt >= self._max_retries:
                 raise error from cause
@@ -610,6 +643,10 @@ class OpenAIClient:
             finally:
                 await response.aclose()
         return response
+
+    @staticmethod
+    def _is_ambiguous(error: APIStatusError) -> bool:
+        return error.status_code in AMBIGUOUS_STATUSES or error.status_code >= 500
 
     @staticmethod
     def _is_retryable(error: APIStatusError) -> bool:
@@ -720,7 +757,7 @@ class OpenAIClient:
             raw = sse.json()
         except ValueError as exc:
             message = f"the event stream sent a malformed {sse.event} event"
-            raise APIConnectionError(message, request_id=request_id) from exc
+            raise APIConnectionError(message, request_id=request_id, request_sent=True) from exc
         model = EVENT_MODELS[sse.event]
         if model is None:
             return raw

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from bot.openai_api.client import OpenAIClient, _segment
-from bot.openai_api.models import APIModel, LastError, Thread
+from bot.openai_api.models import APIModel, LastError, Page, Thread
 
 FilePurpose = Literal["assistants", "vision"]
 
@@ -14,6 +14,7 @@ class OpenAIFile(APIModel):
     id: str
     object: str = "file"
     bytes: int | None = None
+    created_at: int | None = None
     filename: str = ""
     purpose: str | None = None
 
@@ -22,6 +23,7 @@ class VectorStore(APIModel):
     id: str
     object: str = "vector_store"
     status: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class VectorStoreFile(APIModel):
@@ -45,16 +47,23 @@ class FilesAPI:
     # ---- files --------------------------------------------------------------------------------
 
     async def upload(self, *, name: str, data: bytes, mimetype: str, purpose: FilePurpose) -> OpenAIFile:
-        """``POST /files`` as multipart form data."""
+        """``POST /files`` as multipart form data; never re-sent once it may have arrived (see ``newest_files``)."""
         return await self._client.request_model(
-            OpenAIFile, "POST", "/files", files={"file": (name, data, mimetype)}, data={"purpose": purpose}
+            OpenAIFile, "POST", "/files", files={"file": (name, data, mimetype)}, data={"purpose": purpose},
+            retry_when_sent=False,
         )
+
+    async def newest_files(self, *, purpose: FilePurpose, limit: int = 100) -> list[OpenAIFile]:
+        """The organisation's newest files of this purpose, newest first: where a lost upload would be."""
+        params = {"purpose": purpose, "order": "desc", "limit": limit}
+        return (await self._client.request_model(Page[OpenAIFile], "GET", "/files", params=params)).data
 
     async def retrieve(self, file_id: str) -> OpenAIFile:
         return await self._client.request_model(OpenAIFile, "GET", f"/files/{_segment(file_id)}")
 
-    async def content(self, file_id: str) -> bytes:
-        return await self._client.request_bytes("GET", f"/files/{_segment(file_id)}/content")
+    async def content(self, file_id: str, *, max_bytes: int) -> bytes:
+        """The file's bytes; ContentTooLarge past ``max_bytes``."""
+        return await self._client.request_bytes("GET", f"/files/{_segment(file_id)}/content", max_bytes=max_bytes)
 
     async def delete(self, file_id: str) -> None:
         await self._client.request("DELETE", f"/files/{_segment(file_id)}")
@@ -62,8 +71,14 @@ class FilesAPI:
     # ---- vector stores ------------------------------------------------------------------------
 
     async def create_vector_store(self, *, name: str, metadata: dict[str, str]) -> VectorStore:
+        """Never re-sent once it may have arrived: a lost one is found by its metadata (``newest_vector_stores``)."""
         body: dict[str, Any] = {"name": name, "metadata": metadata}
-        return await self._client.request_model(VectorStore, "POST", "/vector_stores", json=body)
+        return await self._client.request_model(VectorStore, "POST", "/vector_stores", json=body, retry_when_sent=False)
+
+    async def newest_vector_stores(self, *, limit: int = 100) -> list[VectorStore]:
+        """The organisation's newest vector stores, newest first."""
+        params = {"order": "desc", "limit": limit}
+        return (await self._client.request_model(Page[VectorStore], "GET", "/vector_stores", params=params)).data
 
     async def delete_vector_store(self, vector_store_id: str) -> None:
         await self._client.request("DELETE", f"/vector_stores/{_segment(vector_store_id)}")

@@ -90,6 +90,7 @@ class ResponsesAPI:
 
     # ---- containers ---------------------------------------------------------------------------
 
-    async def container_file_content(self, container_id: str, file_id: str) -> bytes:
+    async def container_file_content(self, container_id: str, file_id: str, *, max_bytes: int) -> bytes:
+        """The container file's bytes; ContentTooLarge past ``max_bytes``."""
         path = f"/containers/{_segment(container_id)}/files/{_segment(file_id)}/content"
-        return await self._client.request_bytes("GET", path)
+        return await self._client.request_bytes("GET", path, max_bytes=max_bytes)

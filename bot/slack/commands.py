@@ -74,6 +74,14 @@ CONVERSATION_MEANING = (
     "the conversation there with the most recent message."
 )
 NO_CONVERSATION = "There is no conversation with me here yet, so there is nothing to do."
+NOT_YOURS = (
+    "Only the people who talked with me in this conversation, and admins, can start it afresh or forget it."
+)
+NOT_OF_WORKSPACE = (
+    "“{reference}” is not one of this workspace's assistants (the default, one its channels use or one made "
+    "here), so no channel here can use it. The bot's operator can allow it by adding its id to "
+    "`ALLOWED_PROFILE_IDS`."
+)
 BUSY = "I'm answering in this conversation right now. Please try again when the answer is done."
 
 
@@ -141,7 +149,10 @@ class SlackCommands:
             "show": Subcommand(
                 "/assistant show", "the assistant this channel uses, and what this conversation remembers", self._show
             ),
-            "list": Subcommand("/assistant list", "the assistants on the API account", self._list),
+            "list": Subcommand(
+                "/assistant list", "the assistants this workspace uses or made (admins: all on the API account)",
+                self._list,
+            ),
             "use": Subcommand(
                 "/assistant use <id or name>", "make this channel use that assistant (admins)", self._use, True
             ),
@@ -211,7 +222,9 @@ class SlackCommands:
         await ack()
         team_id = (body.get("team") or {}).get("id") or ""
         channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
-        self._start(self._forget_now(team_id, channel_id, action.get("value") or "", respond), "forget", respond)
+        user_id = (body.get("user") or {}).get("id") or ""
+        work = self._forget_now(team_id, channel_id, user_id, action.get("value") or "", respond)
+        self._start(work, "forget", respond)
 
     async def on_forget_cancelled(self, ack: AsyncAck, respond: AsyncRespond) -> None:
         await ack()
@@ -368,15 +381,20 @@ class SlackCommands:
         # The channel's assistant first: asking for the default may create it, and then it is listed too.
         current = await self._assistants.current(team_id=invocation.team_id, channel_id=invocation.channel_id)
         available = await self._assistants.available()
-        if not available:
-            await self._reply(invocation.respond, "There are no assistants on this account yet.")
-            return
-        lines = [f"*Assistants on this account ({len(available)})*"]
-        for assistant in available[:MAX_LISTED]:
-            here = " ← this channel" if assistant.id == current.assistant.id else ""
-            lines.append(f"• {_describe(assistant)}{here}")
-        if len(available) > MAX_LISTED:
-            lines.append(f"…and {len(available) - MAX_LISTED} more.")
+        own = await self._assistants.of_workspace(available, team_id=invocation.team_id)
+        lines = [f"*Assistants this workspace uses or made ({len(own)})*", *_listed(own, here=current.assistant.id)]
+        # Other teams' assistants (names, models, and through `show` after a `use`, instructions) are theirs.
+        own_ids = {assistant.id for assistant in own}
+        others = [assistant for assistant in available if assistant.id not in own_ids]
+        if others and await self._is_admin(team_id=invocation.team_id, user_id=invocation.user_id):
+            lines += [
+                "",
+                (
+                    f"*Others on the API account ({len(others)})*: a channel here can use one once the bot's "
+                    "operator adds its id to `ALLOWED_PROFILE_IDS`."
+                ),
+                *_listed(others, here=current.assistant.id),
+            ]
         await self._reply(invocation.respond, "\n".join(lines))
 
     async def _use(self, invocation: Invocation, reference: str) -> None:
@@ -387,11 +405,17 @@ class SlackCommands:
             text = f"No assistant has the id or name “{reference}”. `/assistant list` shows them."
             await self._reply(invocation.respond, text)
             return
-        if len(found) > 1:
-            ids = ", ".join(f"`{assistant.id}`" for assistant in found)
+        usable = await self._assistants.of_workspace(found, team_id=invocation.team_id)
+        if not usable:
+            log.info("user %s may not bind %s to profile %r of another workspace", invocation.user_id,
+                     invocation.channel_id, reference)
+            await self._reply(invocation.respond, NOT_OF_WORKSPACE.format(reference=reference))
+            return
+        if len(usable) > 1:
+            ids = ", ".join(f"`{assistant.id}`" for assistant in usable)
             await self._reply(invocation.respond, f"Several assistants are named “{reference}” ({ids}); use the id.")
             return
-        assistant = found[0]
+        assistant = usable[0]
         await self._assistants.use(
             team_id=invocation.team_id,
             channel_id=invocation.channel_id,
@@ -424,11 +448,22 @@ class SlackCommands:
         )
 
     async def _existing_conversation(self, invocation: Invocation) -> Conversation | None:
-        """This conversation, or None after telling the person there is none."""
+        """This conversation, or None after telling the person there is none or that it is not theirs."""
         conversation = await self._this_conversation(invocation)
         if conversation is None:
             await self._reply(invocation.respond, NO_CONVERSATION)
+            return None
+        if not await self._may_control(conversation, team_id=invocation.team_id, user_id=invocation.user_id):
+            await self._reply(invocation.respond, NOT_YOURS)
+            return None
         return conversation
+
+    async def _may_control(self, conversation: Conversation, *, team_id: str, user_id: str) -> bool:
+        is_admin = await self._is_admin(team_id=team_id, user_id=user_id)
+        allowed = await self._control.may_control(conversation.id, user_id=user_id, is_admin=is_admin)
+        if not allowed:
+            log.info("user %s may not start afresh or forget conversation %s", user_id, conversation.id)
+        return allowed
 
     async def _new(self, invocation: Invocation, _: str) -> None:
         conversation = await self._existing_conversation(invocation)
@@ -474,11 +509,17 @@ class SlackCommands:
             ],
         )
 
-    async def _forget_now(self, team_id: str, channel_id: str, value: str, respond: AsyncRespond) -> None:
+    async def _forget_now(
+        self, team_id: str, channel_id: str, user_id: str, value: str, respond: AsyncRespond
+    ) -> None:
         conversation = await self._control.get(int(value)) if value.isdigit() else None
         # The button's value is only trusted for a conversation of the channel it was clicked in.
         if conversation is None or (conversation.team_id, conversation.channel_id) != (team_id, channel_id):
             await self._reply(respond, "That conversation is already forgotten.", replace_original=True)
+            return
+        # Checked at the click too: the click is what deletes, and it names who clicked.
+        if not await self._may_control(conversation, team_id=team_id, user_id=user_id):
+            await self._reply(respond, NOT_YOURS, replace_original=True)
             return
         deleted = await self._control.forget(conversation.id)
         await self._reply(
@@ -507,9 +548,12 @@ class SlackCommands:
             )
         await self._reply(invocation.respond, "\n".join(lines))
 
+    async def _is_admin(self, *, team_id: str, user_id: str) -> bool:
+        person = await self._users.get(user_id, team_id=team_id)
+        return self._assistants.is_admin(user_id=user_id, is_workspace_admin=person.is_admin)
+
     async def _may_change(self, invocation: Invocation) -> bool:
-        person = await self._users.get(invocation.user_id, team_id=invocation.team_id)
-        allowed = self._assistants.may_change(user_id=invocation.user_id, is_workspace_admin=person.is_admin)
+        allowed = await self._is_admin(team_id=invocation.team_id, user_id=invocation.user_id)
         if not allowed:
             log.info("user %s may not change the assistant of %s", invocation.user_id, invocation.channel_id)
             await self._reply(invocation.respond, REFUSED)
@@ -542,8 +586,7 @@ class SlackCommands:
     ) -> None:
         channel_id = str(target.get("channel_id") or "")
         assistant_id = target.get("assistant_id")
-        person = await self._users.get(user_id, team_id=team_id)
-        if not channel_id or not self._assistants.may_change(user_id=user_id, is_workspace_admin=person.is_admin):
+        if not channel_id or not await self._is_admin(team_id=team_id, user_id=user_id):
             await _show_notice(client, view_id, "Not saved", REFUSED)
             return
         try:
@@ -681,6 +724,15 @@ def _notice_view(title: str, text: str) -> dict[str, Any]:
 
 def _describe(assistant: Profile) -> str:
     return f"*{assistant.name or 'Unnamed'}* (`{assistant.id}`, model `{assistant.model}`)"
+
+
+def _listed(assistants: list[Profile], *, here: str) -> list[str]:
+    """One line per assistant (at most MAX_LISTED), the channel's own marked."""
+    lines = [f"• {_describe(assistant)}{' ← this channel' if assistant.id == here else ''}"
+             for assistant in assistants[:MAX_LISTED]]
+    if len(assistants) > MAX_LISTED:
+        lines.append(f"…and {len(assistants) - MAX_LISTED} more.")
+    return lines
 
 
 def _tokens(usage: TokenUsage) -> str:

@@ -13,7 +13,7 @@ from markdown_to_mrkdwn import SlackMarkdownConverter
 
 from bot.conversations.turn import Citation
 
-__all__ = ["MIN_LIMIT", "footnotes", "markdown_to_mrkdwn", "render_reply", "split_message"]
+__all__ = ["MIN_LIMIT", "footnotes", "markdown_to_mrkdwn", "notice_mrkdwn", "render_reply", "split_message"]
 
 # Markdown -> mrkdwn
 #
@@ -328,6 +328,16 @@ def footnotes(citations: Sequence[Citation]) -> str:
 def render_reply(markdown: str, *, limit: int) -> list[str]:
     """The Slack messages that show an assistant's (possibly still streaming) Markdown answer."""
     return split_message(markdown_to_mrkdwn(markdown), limit=limit)
+
+
+def notice_mrkdwn(notice: str) -> str:
+    """A notice (the bot's words around names and text people chose) as mrkdwn that shows it as written.
+
+    Notices carry no Slack entities of their own, only emphasis and emoji codes, so escaping the whole
+    text is safe; it is the one place where a file named `notes <!channel>.exe`, or a transcript
+    saying "<@U123>", is kept from becoming a broadcast, a mention or a link.
+    """
+    return _escape(notice)
 
 
 class _Splitter:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.conversations.ports import HISTORY_LIMIT
 from bot.conversations.turn import (
     HistoryMessage,
     PersonalNotice,
@@ -22,10 +26,10 @@ from bot.conversations.turn import (
     TextDelta,
     Turn,
 )
-from bot.errors import DeliveryError
+from bot.errors import DeliveryError, PlatformUnavailable
 from bot.slack.directory import UserDirectory
 from bot.slack.files import share_answer_files
-from bot.slack.render import footnotes, render_reply
+from bot.slack.render import footnotes, notice_mrkdwn, render_reply
 from bot.slack.text import mentioned_user_ids, to_plain_text
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,17 @@ UNRECORDED_SEARCH_LIMIT = 100
 # Metadata on the second and later messages of a long answer, naming the answer's first message,
 # so a worker taking over after a crash finds every message of the answer, not just the first.
 ANSWER_PART_EVENT = "assistant_answer_part"
+# Errors of Slack's own that pass, as opposed to refusals (channel_not_found, not_in_channel, missing_scope)
+# that the same call meets again. `ratelimited` arrives only after the SDK's retry handler gave up waiting.
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
+)
+HISTORY_PAGE_SIZE = 200
+# A thread is read oldest first (Slack has no newest-first replies), so an enormous one costs this many
+# calls at most; past them the newest HISTORY_LIMIT messages read so far seed the conversation.
+HISTORY_MAX_PAGES = 10
+# What the connection retry handler lets through once its retries are spent.
+CONNECTION_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -47,9 +62,16 @@ class BotIdentity:
     bot_id: str
 
 
-def _delivery_error(exc: SlackApiError, method: str) -> DeliveryError:
-    """Slack's own retry handlers already waited out rate limits; what is left will not heal by itself."""
-    return DeliveryError(f"{method}: {exc.response.get('error', 'unknown_error')}")
+def _slack_error(exc: SlackApiError) -> str:
+    return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+
+
+def _delivery_failure(exc: SlackApiError, method: str) -> DeliveryError | PlatformUnavailable:
+    """A refusal that the same call would meet again ends the answer; a failure of Slack's that passes does not."""
+    error = _slack_error(exc)
+    if error in TRANSIENT_ERRORS or exc.response.status_code >= 500:
+        return PlatformUnavailable(f"{method}: {error}")
+    return DeliveryError(f"{method}: {error}")
 
 
 class SlackReplyStream:
@@ -105,16 +127,20 @@ class SlackReplyStream:
         if isinstance(part, TextDelta):
             self._markdown += part.text
             if self._clock() - self._last_shown >= self._update_seconds:
-                await self._show(render_reply(self._markdown, limit=self._message_chars))
+                try:
+                    await self._show(render_reply(self._markdown, limit=self._message_chars))
+                except PlatformUnavailable as exc:
+                    # A later update, or the final one (which must get through), shows this text too.
+                    log.info("skipped an update of a streaming answer: %s", exc)
         elif isinstance(part, ReplyCompleted):
-            text = await self._share_files(part) if part.files else part.text
+            text = await self._share_files(part) if part.files or part.withheld else part.text
             text += footnotes(part.citations)
             self._markdown = text
             await self._show(render_reply(text, limit=self._message_chars) or [EMPTY_ANSWER])
             self.finished = True
         elif isinstance(part, ReplyFailed):
             shown = render_reply(self._markdown, limit=self._message_chars)
-            await self._show([*shown, f":warning: {part.reason}"])
+            await self._show([*shown, f":warning: {notice_mrkdwn(part.reason)}"])
             self.finished = True
         elif isinstance(part, ReplyWithdrawn):
             await self._withdraw(part.notice)
@@ -123,7 +149,7 @@ class SlackReplyStream:
 
     async def _withdraw(self, notice: str) -> None:
         self._markdown = ""
-        await self._show([notice] if notice else [])
+        await self._show([notice_mrkdwn(notice)] if notice else [])
         self.finished = True
         if not notice and self._in_assistant_pane and self._thread_ts:
             # Nothing was posted, so Slack would keep showing "is thinking…" in the pane.
@@ -136,17 +162,23 @@ class SlackReplyStream:
         )
         for name in refused:
             await self.notice(f":warning: I couldn't share *{name}*, a file the assistant made, here.")
+        for withheld in answer.withheld:
+            await self.notice(
+                f":warning: I couldn't share *{withheld.name}*, a file the assistant made: {withheld.reason}."
+            )
         return text
 
     async def notice(self, text: str) -> None:
-        await self._call("chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text)
+        await self._call(
+            "chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=notice_mrkdwn(text)
+        )
 
     async def _personal_notice(self, user_id: str, text: str) -> None:
         # The assistant pane is a private conversation with the bot already: a plain reply is private there.
         if not self._in_assistant_pane:
             try:
                 await self._client.chat_postEphemeral(
-                    channel=self._channel, user=user_id, thread_ts=self._thread_ts, text=text
+                    channel=self._channel, user=user_id, thread_ts=self._thread_ts, text=notice_mrkdwn(text)
                 )
                 return
             except SlackApiError as exc:
@@ -162,10 +194,16 @@ class SlackReplyStream:
         if not self.finished and self._posted and not self._abandoned:
             shown = render_reply(self._markdown, limit=self._message_chars)
             # In the answer's own message when it fits, so that the worker resuming it takes over one message.
-            if shown and len(shown[-1]) + len(INTERRUPTED) + 2 <= self._message_chars:
-                await self._show([*shown[:-1], f"{shown[-1]}\n\n{INTERRUPTED}"])
-            else:
-                await self._show([*shown, INTERRUPTED])
+            chunks = (
+                [*shown[:-1], f"{shown[-1]}\n\n{INTERRUPTED}"]
+                if shown and len(shown[-1]) + len(INTERRUPTED) + 2 <= self._message_chars
+                else [*shown, INTERRUPTED]
+            )
+            try:
+                await self._show(chunks)
+            except (DeliveryError, PlatformUnavailable) as exc:
+                # Best effort: whatever cut the answer off (a cancellation too) must go on, not this.
+                log.warning("could not mark an interrupted answer: %s", exc)
 
     async def _show(self, chunks: list[str]) -> None:
         if self._abandoned:
@@ -194,14 +232,11 @@ class SlackReplyStream:
         return response["ts"]
 
     async def _update(self, ts: str, text: str) -> str:
-        try:
-            await self._client.chat_update(channel=self._channel, ts=ts, text=text)
-            return ts
-        except SlackApiError as exc:
-            if exc.response.get("error") == "message_not_found":
-                # Someone deleted the message we were updating: show the text in a new one.
-                return await self._post(text)
-            raise _delivery_error(exc, "chat.update") from exc
+        response = await self._call("chat_update", channel=self._channel, ts=ts, text=text, ignore=("message_not_found",))
+        if response.get("error") == "message_not_found":
+            # Someone deleted the message we were updating: show the text in a new one.
+            return await self._post(text)
+        return ts
 
     async def _call(self, method: str, *, ignore: tuple[str, ...] = (), **arguments):  # type: ignore[no-untyped-def]
         try:
@@ -209,7 +244,9 @@ class SlackReplyStream:
         except SlackApiError as exc:
             if exc.response.get("error") in ignore:
                 return exc.response
-            raise _delivery_error(exc, method.replace("_", ".")) from exc
+            raise _delivery_failure(exc, method.replace("_", ".")) from exc
+        except CONNECTION_ERRORS as exc:
+            raise PlatformUnavailable(f"{method.replace('_', '.')}: {type(exc).__name__}") from exc
 
 
 def _is_answer_part(message: dict, *, of: str | None = None) -> bool:
@@ -241,20 +278,17 @@ class SlackPlatform:
     async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
         if turn.surface is Surface.DM or turn.thread_key == turn.message_ts:
             return []  # nothing was said before this message in this conversation
-        messages: list[dict] = []
-        cursor = None
-        while True:
-            response = await self._client.conversations_replies(
-                channel=turn.channel_id, ts=turn.thread_key, limit=200, cursor=cursor
+        try:
+            earlier = await self._earlier_messages(turn, since_ts=since_ts)
+        except (SlackApiError, *CONNECTION_ERRORS) as exc:
+            # A thread gone, a scope missing, a rate limit outlasting the retries: the question still deserves
+            # an answer, and failing here would only fail again on every retry.
+            log.warning(
+                "could not read the earlier messages of thread %s in %s (%s); answering without the earlier messages",
+                turn.thread_key, turn.channel_id,
+                _slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__,
             )
-            messages += response.get("messages", [])
-            cursor = (response.get("response_metadata") or {}).get("next_cursor")
-            if not cursor or not response.get("has_more", True):
-                break
-        after = float(since_ts) if since_ts else 0.0
-        earlier = [
-            m for m in messages if after < float(m.get("ts", "0")) < float(turn.message_ts) and m.get("text")
-        ]
+            return []
         speakers = {m["user"] for m in earlier if m.get("user")}
         for m in earlier:
             speakers.update(mentioned_user_ids(m["text"]))
@@ -268,6 +302,34 @@ class SlackPlatform:
                 speaker = names.get(message.get("user", ""), message.get("username") or "someone")
                 history.append(HistoryMessage(role="user", text=f"{speaker}: {text}"))
         return history
+
+    async def _earlier_messages(self, turn: Turn, *, since_ts: str | None) -> list[dict[str, Any]]:
+        """The thread's newest HISTORY_LIMIT messages with text before the turn (and after since_ts), oldest first.
+
+        Slack lists replies oldest first only, so the thread is paged through, keeping the newest so far.
+        """
+        after = float(since_ts) if since_ts else 0.0
+        kept: deque[dict[str, Any]] = deque(maxlen=HISTORY_LIMIT)
+        cursor = None
+        for _ in range(HISTORY_MAX_PAGES):
+            response = await self._client.conversations_replies(
+                channel=turn.channel_id, ts=turn.thread_key, oldest=since_ts, latest=turn.message_ts,
+                limit=HISTORY_PAGE_SIZE, cursor=cursor,
+            )
+            page: list[dict[str, Any]] = response.get("messages", [])
+            kept.extend(
+                message
+                for message in page
+                if after < float(message.get("ts", "0")) < float(turn.message_ts) and message.get("text")
+            )
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor or not response.get("has_more", True):
+                return list(kept)
+        log.info(
+            "thread %s in %s is longer than %d pages; the newest messages of those seed the conversation",
+            turn.thread_key, turn.channel_id, HISTORY_MAX_PAGES,
+        )
+        return list(kept)
 
     async def _answer_parts(self, turn: Turn, *, answer_ts: str) -> tuple[str, ...]:
         """The later messages of a long answer an earlier attempt was showing, in order."""

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select, union, update
 
-from bot.store.models import ApiFile, AssistantChange, Conversation, RetiredState, TurnRecord
+from bot.store.files import drop_file_records_of
+from bot.store.models import AssistantChange, ChannelSetting, Conversation, RetiredState, StoredProfile, TurnRecord
 from bot.store.repositories import OPEN_STATUSES, Store
 
 
@@ -64,6 +65,21 @@ class ChannelStore:
                 .order_by(AssistantChange.id)
             )
             return list(rows)
+
+    async def workspace_profile_ids(self, team_id: str) -> set[str]:
+        """The profiles a workspace uses or made: its channels' choices, and the profiles created in it."""
+        chosen = select(ChannelSetting.profile_id).where(
+            ChannelSetting.team_id == team_id, ChannelSetting.profile_id.is_not(None)
+        )
+        created = select(StoredProfile.id).where(StoredProfile.team_id == team_id)
+        async with self._store.transaction() as session:
+            return {str(profile_id) for profile_id in await session.scalars(union(chosen, created))}
+
+    async def took_part(self, conversation_id: int, *, user_id: str) -> bool:
+        """Whether the person wrote in the conversation to the bot (a turn of theirs is recorded there)."""
+        query = select(TurnRecord.id).where(TurnRecord.conversation_id == conversation_id, TurnRecord.user_id == user_id)
+        async with self._store.transaction() as session:
+            return await session.scalar(query.exists().select()) or False
 
     async def most_recent_conversation(self, *, team_id: str, channel_id: str) -> Conversation | None:
         """The channel's conversation with the latest message (conversations without one come last)."""
@@ -127,7 +143,7 @@ class ChannelStore:
                 return False
             await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))
             await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))
-            await session.execute(delete(ApiFile).where(ApiFile.conversation_id == conversation_id))
+            await drop_file_records_of(session, conversation_id)
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
             return True
 

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.models import ChatMessage, DocumentChunk
-from bot.store.repositories import Store
+from bot.store.repositories import Store, insert_ignoring_duplicates
 
 
 @dataclass(frozen=True)
@@ -104,10 +102,4 @@ class ChatHistoryRecords:
         if not rows:
             return
         async with self._store.transaction() as session:
-            await session.execute(_insert_statement(session, model).on_conflict_do_nothing(), rows)
-
-
-def _insert_statement(session: AsyncSession, model: type) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING, which both databases speak, each through its own dialect."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(model)
+            await session.execute(insert_ignoring_duplicates(session, model), rows)

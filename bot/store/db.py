@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 
 import migrations
-from bot.errors import ConfigurationError
+from bot.errors import ConfigurationError, StoreError
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 # A constant key for PostgreSQL's advisory lock, so replicas starting together migrate one at a time.
@@ -40,11 +44,24 @@ def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _open_sqlite_file(database)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _open_sqlite_file(database: str) -> None:
+    """Make the file's folder and open it once, so that a path no database can live at is reported in one line.
+
+    Left to aiosqlite (0.22), a failed open also prints a traceback from its worker thread when that
+    finishes after the event loop has closed.
+    """
+    try:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(database).close()
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"could not open the database at {database} ({exc}); check DATABASE_URL") from exc
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +89,7 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     On SQLite, foreign keys are off meanwhile: altering a table there means copying it and dropping
     the original, and with foreign keys on, dropping a parent table deletes its children's rows.
     """
-    async with engine.connect() as connection:
+    async with connected(engine) as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
             await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or it is ignored
@@ -86,6 +103,42 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
             if sqlite:
                 await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 await connection.commit()
+
+
+@contextlib.asynccontextmanager
+async def connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection to the database; StoreError names where and the setting when none can be made.
+
+    Only connecting is translated here. asyncpg raises OSError unwrapped (refused, no such host, timed
+    out); SQLAlchemy wraps the server's refusals (credentials, no such database) and SQLite's.
+    """
+    try:
+        connection = await engine.connect().start()
+    except OSError as exc:
+        raise StoreError(f"could not reach the database at {_database_location(engine.url)}; check DATABASE_URL") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"could not open the database at {_database_location(engine.url)} ({_first_line(exc, engine.url)}); "
+            "check DATABASE_URL"
+        ) from exc
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def _database_location(url: URL) -> str:
+    """host:port of a server database, or the file of a SQLite one; never the credentials."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+def _first_line(error: BaseException, url: URL) -> str:
+    """The driver's own reason (e.g. 'database "bot" does not exist'), without the password."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    text = reason[0] if reason else type(error).__name__
+    return text.replace(url.password, "**********") if url.password else text
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

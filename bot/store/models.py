@@ -166,6 +166,18 @@ class ApiFile(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class ApiFileUse(Base):
+    """A conversation that uses an uploaded file (its uploader, or one that reused it): the file is deleted
+    from the API only when its last user is forgotten or purged."""
+
+    __tablename__ = "api_file_uses"
+
+    record_id: Mapped[int] = mapped_column(ForeignKey("api_files.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class ModerationEvent(Base):
     """One flagged input or output; the text itself only when the operator asks to keep it."""
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, and_, delete, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,6 +43,12 @@ def database_now(session: AsyncSession, *, plus_seconds: float = 0.0) -> ColumnE
     if session.get_bind().dialect.name == "postgresql":
         return func.now() + timedelta(seconds=plus_seconds)
     return literal(utcnow() + timedelta(seconds=plus_seconds), DateTime(timezone=True))
+
+
+def insert_ignoring_duplicates(session: AsyncSession, model: type) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, which both databases speak, each through its own dialect."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing()
 
 
 def lease_free(session: AsyncSession) -> ColumnElement[bool]:

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 
-from bot.store.models import ApiFile, Conversation, RetiredState, TurnRecord
+from bot.store.files import drop_file_records_of
+from bot.store.models import Conversation, RetiredState, TurnRecord
 from bot.store.repositories import OPEN_STATUSES, Store, lease_free
 
 
@@ -72,7 +73,7 @@ class RetentionRepository:
             )
             # Explicit deletes rather than ON DELETE CASCADE, which SQLite only honours with foreign keys on.
             await session.execute(delete(RetiredState).where(RetiredState.conversation_id == conversation_id))
-            await session.execute(delete(ApiFile).where(ApiFile.conversation_id == conversation_id))
+            await drop_file_records_of(session, conversation_id)
             if still_idle is None:
                 await session.execute(
                     update(Conversation)

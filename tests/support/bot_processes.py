@@ -1,4 +1,7 @@
-"""The `bot_processes` fixture: real `python -m bot run` processes against the doubles, with the default timings."""
+"""The `bot_processes` fixture: real `python -m bot run` processes against the doubles, with the default timings.
+
+Like `start_bot` it depends on the `backend` fixture: each test runs once per backend, the double shaped for it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from processes import BotProcess, start_bot_process
 
 
 @pytest.fixture
-def bot_processes(openai_double: Any, slack_double: Any, tmp_path: Path) -> Iterator[Callable[..., BotProcess]]:
+def bot_processes(
+    openai_double: Any, slack_double: Any, tmp_path: Path, backend: str
+) -> Iterator[Callable[..., BotProcess]]:
     """Start processes (keyword arguments are environment settings); every one is killed at the end."""
     started: list[BotProcess] = []
     names = itertools.count(1)
@@ -27,6 +32,7 @@ def bot_processes(openai_double: Any, slack_double: Any, tmp_path: Path) -> Iter
             "SLACK_API_URL": slack_double.api_url,
             "OPENAI_API_KEY": OPENAI_KEY,
             "OPENAI_BASE_URL": openai_double.base_url,
+            "OPENAI_BACKEND": backend,
             "OPENAI_MAX_RETRIES": "2",
             "DATABASE_URL": database_url,
             "STREAM_UPDATE_SECONDS": "0",

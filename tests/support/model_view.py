@@ -160,3 +160,36 @@ POLL_REQUESTS = {
 def answer_polls(openai: Any, backend: str) -> list[Any]:
     """The requests that looked at an answer's progress by id (a chat completion has no id to look at)."""
     return openai.requests_to("GET", POLL_REQUESTS[backend])
+
+
+# Model calls for an answer cut off once on its way (its worker stopped, killed or superseded) and then taken up:
+# runs and responses go on on the server and are followed by id; a chat completion ends with its stream, so the
+# bot asks again from its history.
+MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER = {"assistants": 1, "responses": 1, "chat": 2}
+# How many stream events an answer's stream sends up to and including its first text delta.
+EVENTS_TO_FIRST_TEXT = {
+    "assistants": 8,  # run created, queued, in_progress; step created, in_progress; message created, in_progress
+    "responses": 5,  # response created, in_progress; output item added; content part added
+    "chat": 2,  # the chunk naming the role
+}
+# The request that starts a conversation's memory on the server; chat keeps it in the bot, so its one request
+# (the completion) is the first.
+CONVERSATION_START_REQUESTS = {
+    "assistants": r"^/v1/threads$",
+    "responses": r"^/v1/conversations$",
+    "chat": r"^/v1/chat/completions$",
+}
+
+
+def interrupted_answer_script(answer: Any, backend: str) -> list[Any]:
+    """What the model says for one answer that is interrupted once: the answer, again where it is asked again."""
+    return [answer] * MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER[backend]
+
+
+def answer_ids(openai: Any, backend: str) -> list[str]:
+    """The ids of the answers the server works on (runs, responses), oldest first; a chat completion has none."""
+    if backend == "assistants":
+        return [run["id"] for thread in openai.threads() for run in openai.runs_of(thread["id"])]
+    if backend == "responses":
+        return [response["id"] for response in openai.core.family("responses").response_objects()]
+    return []

@@ -132,6 +132,15 @@ class OpenAIDouble:
     def cut_stream_after(self, events: int | None) -> None:
         self.core.cut_stream_after = events
 
+    @property
+    def end_streams_after(self) -> int | None:
+        """End every stream cleanly after this many events, without its done event (the job still finishes)."""
+        return self.core.end_streams_after
+
+    @end_streams_after.setter
+    def end_streams_after(self, events: int | None) -> None:
+        self.core.end_streams_after = events
+
     moderation_flags = _FamilySetting(
         "moderations", "flags", "Substring of a text, or of an image's bytes: categories the API flags for it."
     )
@@ -162,8 +171,13 @@ class OpenAIDouble:
         error_type: str | None = None,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        after_processing: bool = False,
     ) -> None:
-        """Answer the next `times` requests matching method and path (regex search) with this error."""
+        """Answer the next `times` requests matching method and path (regex search) with this error.
+
+        With `after_processing` each is carried out first (message stored, run started, file uploaded) and
+        only its answer is the error, as when a gateway times out on an API that did the work.
+        """
         self.core.fail_next(
             method,
             path_regex,
@@ -173,6 +187,7 @@ class OpenAIDouble:
             error_type=error_type,
             headers=headers,
             times=times,
+            after_processing=after_processing,
         )
 
     def lose_response_next(self, method: str, path_regex: str, *, after: int = 0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .server import ApiCall, ApiError, BinaryReply, JsonReply, Route, ServerCore, not_found
+from .server import ApiCall, ApiError, BinaryReply, JsonReply, Route, ServerCore, not_found, page
 
 
 class FilesFamily:
@@ -20,6 +20,7 @@ class FilesFamily:
     def routes(self) -> list[Route]:
         return [
             Route.of("POST", "/files", self._create_file),
+            Route.of("GET", "/files", self._list_files),
             Route.of("DELETE", "/files/{file_id}", self._delete_file),
             Route.of("GET", "/files/{file_id}", self._retrieve_file),
             Route.of("GET", "/files/{file_id}/content", self._file_content),
@@ -57,6 +58,11 @@ class FilesFamily:
             raise ApiError(400, "'file' is a required multipart file field.", param="file")
         name = getattr(content, "filename", "") or call.body.get("filename") or "upload"
         return JsonReply(copy.deepcopy(self.store(name, content, call.body["purpose"])))
+
+    def _list_files(self, call: ApiCall) -> JsonReply:
+        purpose = call.query.get("purpose")
+        files = [file for file in self.files.values() if purpose is None or file["purpose"] == purpose]
+        return JsonReply(page(files, call.query))
 
     def _retrieve_file(self, call: ApiCall, file_id: str) -> JsonReply:
         return JsonReply(copy.deepcopy(self.get(file_id)))

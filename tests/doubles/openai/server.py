@@ -223,6 +223,7 @@ class _Fault:
     path_pattern: re.Pattern[str]
     error: ApiError
     remaining: int
+    after_processing: bool  # carry the request out first, then answer the error (a gateway's 502 after the API did it)
 
 
 @dataclass
@@ -290,6 +291,7 @@ class ServerCore:
             self.api_key, self.require_query_token, self._shape = self._constructed
             self.streaming = True
             self.cut_stream_after: int | None = None
+            self.end_streams_after: int | None = None
             self._scripts: list[ScriptedAnswer] = []
             self._model_inputs: list[ModelInput] = []
             self._faults: list[_Fault] = []
@@ -361,6 +363,7 @@ class ServerCore:
         error_type: str | None = None,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        after_processing: bool = False,
     ) -> None:
         default_type, default_message = _FAULT_DEFAULTS.get(
             code if code in _FAULT_DEFAULTS else status,
@@ -370,7 +373,7 @@ class ServerCore:
             status, message or default_message, error_type=error_type or default_type, code=code, headers=headers
         )
         with self.lock:
-            self._faults.append(_Fault(method.upper(), re.compile(path_regex), error, times))
+            self._faults.append(_Fault(method.upper(), re.compile(path_regex), error, times, after_processing))
 
     def lose_response_next(self, method: str, path_regex: str, *, after: int = 0) -> None:
         with self.lock:
@@ -456,6 +459,12 @@ class ServerCore:
         route = self._match_route(request.method, request.path)
         try:
             reply = self._handle(request, route, ApiCall(query, body, headers), body_problem)
+            late_fault = self._injected_fault(request.method, request.path, after_processing=True)
+            if late_fault is not None:
+                if isinstance(reply, StreamReply):
+                    with self.lock:
+                        reply.source.release()  # the job goes on; only its answer is replaced by the error
+                raise late_fault
         except ApiError as error:
             reply = error.reply()
         except Exception as crash:
@@ -494,7 +503,9 @@ class ServerCore:
         body_problem: str | None,
     ) -> Reply:
         """Everything before the endpoint's own logic: faults, auth, routing, shape, beta header, spec check."""
-        self._raise_injected_fault(request.method, request.path)
+        early_fault = self._injected_fault(request.method, request.path, after_processing=False)
+        if early_fault is not None:
+            raise early_fault
         self._authenticate(request)
         if route is None or route[0] not in SERVER_SHAPES[self.shape]:
             raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
@@ -517,14 +528,17 @@ class ServerCore:
         with self.lock:
             return handler_route.handler(call, **path_params)
 
-    def _raise_injected_fault(self, method: str, path: str) -> None:
+    def _injected_fault(self, method: str, path: str, *, after_processing: bool) -> ApiError | None:
+        """The error of the first fault injected for this request at this moment (used up by one), if any."""
         with self.lock:
             for fault in self._faults:
-                if fault.method == method and fault.path_pattern.search(path):
+                if (fault.method == method and fault.path_pattern.search(path)
+                        and fault.after_processing == after_processing):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
-                    raise fault.error
+                    return fault.error
+        return None
 
     def _response_lost(self, method: str, path: str) -> bool:
         with self.lock:
@@ -567,7 +581,7 @@ class ServerCore:
         )
         await response.prepare(request)
         with self.lock:
-            cut_after = self.cut_stream_after
+            cut_after, end_after = self.cut_stream_after, self.end_streams_after
         sent = 0
         ended = False  # by its end, or by the double's own cut: anything else is the client hanging up
         try:
@@ -579,6 +593,12 @@ class ServerCore:
                         reply.source.release()
                     if request.transport is not None:
                         request.transport.close()
+                    return response
+                if end_after is not None and sent >= end_after:
+                    ended = True
+                    with self.lock:
+                        reply.source.release()
+                    await response.write_eof()  # a clean end, without the done event, as a proxy may end it
                     return response
                 await self._write_event(response, event, reply.validate_as)
                 sent += 1

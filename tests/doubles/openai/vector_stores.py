@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from .server import ApiCall, JsonReply, Route, ServerCore, not_found
+from .server import ApiCall, JsonReply, Route, ServerCore, not_found, page
 
 if TYPE_CHECKING:
     from .files import FilesFamily
@@ -23,6 +23,7 @@ class VectorStoresFamily:
     def routes(self) -> list[Route]:
         return [
             Route.of("POST", "/vector_stores", self._create_vector_store, beta=True),
+            Route.of("GET", "/vector_stores", self._list_vector_stores, beta=True),
             Route.of("DELETE", "/vector_stores/{vector_store_id}", self._delete_vector_store, beta=True),
             Route.of("POST", "/vector_stores/{vector_store_id}/files", self._create_vector_store_file, beta=True),
             Route.of(
@@ -69,6 +70,9 @@ class VectorStoresFamily:
         }
         self.stores[store["id"]] = store
         return JsonReply(copy.deepcopy(store))
+
+    def _list_vector_stores(self, call: ApiCall) -> JsonReply:
+        return JsonReply(page(list(self.stores.values()), call.query))
 
     def _delete_vector_store(self, call: ApiCall, vector_store_id: str) -> JsonReply:
         if self.stores.pop(vector_store_id, None) is None:

@@ -12,7 +12,7 @@ from bot.conversations.backends.openai_files import ConversationFiles
 
 def build(deps: BackendDeps) -> AssistantsBackend:
     api = AssistantsAPI(deps.client)
-    files = ConversationFiles(deps.files, deps.file_records)
+    files = ConversationFiles(deps.files, deps.file_records, max_answer_file_mb=deps.settings.max_file_mb)
     settings = deps.settings
     return AssistantsBackend(
         api,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from bot.conversations.backend import Citation, Completed
 from bot.conversations.backends.openai_files import ConversationFiles
-from bot.conversations.turn import AnswerFile
+from bot.conversations.turn import AnswerFile, WithheldFile
 from bot.openai_api.models import Annotation, ImageFileContent, Message, Text, TextContent
 
 
@@ -18,7 +18,7 @@ class AnswerComposer:
 
     async def compose(self, messages: Sequence[Message]) -> Completed:
         texts: list[str] = []
-        made: dict[str, AnswerFile] = {}  # by API file id, so a file linked twice is shared once
+        made: dict[str, AnswerFile | WithheldFile] = {}  # by API file id, so a file linked twice is shared once
         cited: dict[str, int] = {}  # API file id -> citation number
         for message in messages:
             for part in message.content:
@@ -28,9 +28,11 @@ class AnswerComposer:
                     await self._fetch(part.image_file.file_id, made, link=None)
         citations = [Citation(number, await self._files.source_name(file_id)) for file_id, number in cited.items()]
         text = "\n\n".join(piece for piece in texts if piece).strip()
-        return Completed(text, tuple(made.values()), tuple(citations))
+        files = tuple(file for file in made.values() if isinstance(file, AnswerFile))
+        withheld = tuple(file for file in made.values() if isinstance(file, WithheldFile))
+        return Completed(text, files, tuple(citations), withheld)
 
-    async def _text(self, text: Text, made: dict[str, AnswerFile], cited: dict[str, int]) -> str:
+    async def _text(self, text: Text, made: dict[str, AnswerFile | WithheldFile], cited: dict[str, int]) -> str:
         value = text.value
         for annotation in text.annotations:
             file_id = _annotated_file(annotation)
@@ -44,7 +46,7 @@ class AnswerComposer:
                 await self._fetch(file_id, made, link=annotation.text)
         return value
 
-    async def _fetch(self, file_id: str, made: dict[str, AnswerFile], *, link: str | None) -> None:
+    async def _fetch(self, file_id: str, made: dict[str, AnswerFile | WithheldFile], *, link: str | None) -> None:
         if file_id in made:
             return
         fetched = await self._files.answer_file(file_id, link=link)

@@ -144,12 +144,11 @@ class AssistantsBackend:
             return
         await self._cancel_run(state["thread_id"], run_id)
 
-    async def forget(self, state: BackendState) -> None:
+    async def forget(self, state: BackendState, *, conversation_id: int) -> None:
         await unless_gone(self._api.delete_thread(state["thread_id"]))
         if state.get("vector_store_id"):
             await self._files.delete_vector_store(state["vector_store_id"])
-        for file_id in state.get("file_ids", ()):
-            await self._files.delete_file(file_id)
+        await self._files.release(conversation_id, uploaded=state.get("file_ids", ()))
 
     # ---- messages -----------------------------------------------------------------------------
 
@@ -226,12 +225,16 @@ class AssistantsBackend:
                 log.info("thread %s: following run %s a dead worker started", batch.thread_id, batch.run_id)
                 yield batch.checkpoint()
         if batch.run_id is not None:
-            events = None
-        else:
-            profile = batch.request.profile
-            tools = await self._tools_for(profile.id, batch.request.tools, state)
-            events = self._api.stream_run(batch.thread_id, assistant_id=profile.id, tools=tools)
-        async for event in self._drive(batch, events):
+            async for event in self._drive(batch, None):
+                yield event
+            return
+        profile = batch.request.profile
+        tools = await self._tools_for(profile.id, batch.request.tools, state)
+
+        def start_run() -> AsyncIterator[SSEvent]:
+            return self._api.stream_run(batch.thread_id, assistant_id=profile.id, tools=tools)
+
+        async for event in self._drive(batch, start_run(), send_again=start_run):
             yield event
 
     async def _unrecorded_run(self, thread_id: str) -> str | None:
@@ -266,8 +269,14 @@ class AssistantsBackend:
         named = {tool.get("function", {}).get("name") for tool in own if tool.get("type") == "function"}
         return own + needed + [spec for spec in registry.specs() if spec["function"]["name"] not in named]
 
-    async def _drive(self, batch: _Batch, events: AsyncIterator[SSEvent] | None) -> AsyncIterator[BackendEvent]:
-        """Follow one run to its end: by its stream while there is one, else by polling."""
+    async def _drive(
+        self, batch: _Batch, events: AsyncIterator[SSEvent] | None,
+        *, send_again: Callable[[], AsyncIterator[SSEvent]] | None = None,
+    ) -> AsyncIterator[BackendEvent]:
+        """Follow one run to its end: by its stream while there is one, else by polling.
+
+        ``send_again`` starts the run anew, once, when its request lost its answer and no run shows it arrived.
+        """
         thread_id = batch.thread_id
         started = self._clock()
         run: Run | None = None
@@ -299,7 +308,12 @@ class AssistantsBackend:
                         # The request may have started a run whose answer was lost: follow that run.
                         batch.run_id = await self._unrecorded_run(thread_id) if exc.request_sent else None
                         if batch.run_id is None:
-                            raise
+                            if not exc.request_sent or send_again is None:
+                                raise
+                            # No run came of it, so it never reached the API: sending it once more is safe.
+                            log.warning("run request lost its answer (%s) and started no run; sending it again", exc)
+                            events, send_again = send_again(), None
+                            continue
                         log.warning("run request lost its answer (%s); following run %s", exc, batch.run_id)
                         yield batch.checkpoint()
                     # The stream broke; the run goes on server-side, so follow it instead of re-running.

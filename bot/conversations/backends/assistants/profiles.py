@@ -145,7 +145,8 @@ class AssistantsProfiles:
             body["instructions"] = spec.instructions
         assistant = await self._api.create_assistant(body)
         log.info("user %s created assistant %s for channel %s", origin.user_id, assistant.id, origin.channel_id)
-        await self._remember(assistant)
+        # The copy records the workspace it was made in: only that workspace sees it among its own.
+        await self._remember(assistant, origin=origin)
         return profile_of(assistant)
 
     async def update(self, profile_id: str, spec: ProfileSpec) -> Profile:
@@ -164,13 +165,13 @@ class AssistantsProfiles:
         await self._remember(assistant)
         return profile_of(assistant)
 
-    async def _remember(self, assistant: Assistant) -> None:
+    async def _remember(self, assistant: Assistant, *, origin: ProfileOrigin | None = None) -> None:
         self._cache[assistant.id] = (self._clock(), assistant)
         save = getattr(self._table_profiles, "save", None)
         if save is None:
             return
         try:
-            await save(profile_of(assistant), origin=None)
+            await save(profile_of(assistant), origin=origin)
         except StoreError as exc:
             # The copy only matters after a switch of backend; this answer must not fail for it.
             log.warning("could not copy assistant %s into the profiles table: %s", assistant.id, exc)

@@ -41,10 +41,10 @@ from bot.conversations.backends.chat.documents import (
     INLINE_DOCUMENT_CHARS,
     best_passages,
     context_message,
-    document_text,
     passages_of,
 )
 from bot.conversations.backends.chat.history import as_message, entry, estimate_tokens, trimmed
+from bot.conversations.documents import document_text
 from bot.conversations.profiles import Profile, ProfileCatalog
 from bot.conversations.tools import ToolRegistry
 from bot.errors import APIConnectionError
@@ -194,7 +194,8 @@ class ChatBackend:
     async def cancel(self, state: BackendState | None, progress: Progress | None) -> None:
         """Nothing runs on the server once the stream is closed, which the service does by no longer reading."""
 
-    async def forget(self, state: BackendState) -> None:
+    async def forget(self, state: BackendState, *, conversation_id: int) -> None:
+        """The history (and its passages) belongs to this one memory: nothing is shared to keep."""
         if "history_id" in state:
             await self._records.forget(str(state["history_id"]))
 

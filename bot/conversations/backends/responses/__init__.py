@@ -17,6 +17,7 @@ def build(deps: BackendDeps) -> ResponsesBackend:
         ResponsesAPI(deps.client),
         files=deps.files,
         file_records=deps.file_records,
+        max_answer_file_mb=deps.settings.max_file_mb,
         profiles=profiles,
         queued_deadline_seconds=deps.settings.run_queued_deadline_seconds,
         deadline_seconds=deps.settings.run_deadline_seconds,

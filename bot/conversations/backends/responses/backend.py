@@ -153,6 +153,7 @@ class ResponsesBackend:
         *,
         files: FilesAPI,
         file_records: ApiFileRecords,
+        max_answer_file_mb: int,
         profiles: ProfileCatalog,
         queued_deadline_seconds: float = 120.0,
         deadline_seconds: float = 600.0,
@@ -162,7 +163,7 @@ class ResponsesBackend:
         self._api = api
         self._deadline_seconds = deadline_seconds
         self._files = files
-        self._conversation_files = ConversationFiles(files, file_records)
+        self._conversation_files = ConversationFiles(files, file_records, max_answer_file_mb=max_answer_file_mb)
         self._answers = AnswerReader(api, self._conversation_files)
         self.profiles = profiles
         self._queued_deadline_seconds = queued_deadline_seconds
@@ -193,13 +194,12 @@ class ResponsesBackend:
         except (BadRequestError, NotFoundError) as exc:
             log.info("response %s could not be cancelled (probably ended already): %s", response_id, exc)
 
-    async def forget(self, state: BackendState) -> None:
+    async def forget(self, state: BackendState, *, conversation_id: int) -> None:
         if state.get("conversation_id"):
             await unless_gone(self._api.delete_conversation(state["conversation_id"]))
         if state.get("vector_store_id"):
             await self._conversation_files.delete_vector_store(state["vector_store_id"])
-        for file_id in state.get("file_ids", ()):
-            await self._conversation_files.delete_file(file_id)
+        await self._conversation_files.release(conversation_id, uploaded=state.get("file_ids", ()))
 
     # ---- a new conversation -------------------------------------------------------------------
 
@@ -215,7 +215,18 @@ class ResponsesBackend:
             # POST /conversations does not list the items it made; the newest one is the anchor.
             rest = items[MAX_ITEMS_PER_REQUEST:]
             for start in range(0, len(rest), MAX_ITEMS_PER_REQUEST):
-                await self._api.add_items(conversation.id, rest[start : start + MAX_ITEMS_PER_REQUEST])
+                chunk = rest[start : start + MAX_ITEMS_PER_REQUEST]
+                try:
+                    await self._api.add_items(conversation.id, chunk)
+                except APIConnectionError as exc:
+                    if not exc.request_sent:
+                        raise
+                    # Adding is all or nothing and only we write to the new conversation: its count tells.
+                    held = len(await self._api.items_after(conversation.id, None))
+                    if held < MAX_ITEMS_PER_REQUEST + start + len(chunk):
+                        log.warning("seeding conversation %s lost an answer and the items are not there; adding again",
+                                    conversation.id)
+                        await self._api.add_items(conversation.id, chunk)
             every = await self._api.items_after(conversation.id, None)
             last_item_id = every[-1]["id"] if every else None
         return {"conversation_id": conversation.id, "last_item_id": last_item_id, "data_file_ids": [], "file_ids": []}
@@ -437,10 +448,14 @@ class ResponsesBackend:
     async def _stream(self, batch: _Batch, events: AsyncIterator[SSEvent]) -> AsyncIterator[BackendEvent | _Outcome]:
         """Translate one stream's events; ends with the response's outcome, or raises _StreamEnded."""
         since_checkpoint = 0
+        queued = True  # until an event shows the response running
         async with aclosing(events) as stream:
-            async for sse in stream:
+            while (sse := await self._next_event(stream, queued=queued)) is not None:
                 data = sse.data if isinstance(sse.data, dict) else {}
                 kind = data.get("type") or sse.event
+                queued = queued and kind in ("response.created", "response.queued") and (
+                    (data.get("response") or {}).get("status") == "queued"
+                )
                 if sse.event == "json":
                     # A server that answered with the response object instead of a stream.
                     async for event in self._remember_response(batch, data):
@@ -475,6 +490,18 @@ class ResponsesBackend:
                     since_checkpoint = 0
                     yield Checkpoint(dict(batch.progress))
         raise _StreamEnded
+
+    async def _next_event(self, stream: AsyncIterator[SSEvent], *, queued: bool) -> SSEvent | None:
+        """The stream's next event, None at its end. A queued response's stream silent past the queued deadline
+        counts as ended, so that the response is looked at by id (and cancelled if it is still queued)."""
+        try:
+            if not queued:
+                return await anext(stream)
+            return await asyncio.wait_for(anext(stream), timeout=self._queued_deadline_seconds)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise _StreamEnded from None
 
     async def _remember_response(self, batch: _Batch, response: dict[str, Any]) -> AsyncIterator[BackendEvent]:
         """Checkpoint a response's id the first time it is seen: from then on it is followed, never re-sent."""

@@ -11,9 +11,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from bot.conversations.backend import ToolStatus
-from bot.conversations.backends.openai_files import ConversationFiles
-from bot.conversations.turn import AnswerFile, Citation, HistoryMessage, ReplyCompleted
-from bot.errors import APIError
+from bot.conversations.backends.openai_files import BYTES_PER_MB, ConversationFiles, answer_file_too_large
+from bot.conversations.turn import AnswerFile, Citation, HistoryMessage, ReplyCompleted, WithheldFile
+from bot.errors import APIError, ContentTooLarge
 from bot.openai_api.responses import ResponsesAPI
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,8 @@ class AnswerReader:
 
     async def compose(self, output: Sequence[dict[str, Any]]) -> ReplyCompleted:
         texts: list[str] = []
-        made: dict[str, AnswerFile] = {}  # by file id (or image call id), so a file cited twice is shared once
+        # By file id (or image call id), so that a file cited twice is shared once.
+        made: dict[str, AnswerFile | WithheldFile] = {}
         cited: dict[tuple[str, str], Citation] = {}
         for item in output:
             if item.get("type") == "message" and item.get("role") == "assistant":
@@ -125,10 +126,12 @@ class AnswerReader:
                 if image is not None:
                     made[item.get("id", "")] = image
         text = "\n\n".join(piece for piece in texts if piece).strip()
-        return ReplyCompleted(text, tuple(made.values()), tuple(cited.values()))
+        files = tuple(file for file in made.values() if isinstance(file, AnswerFile))
+        withheld = tuple(file for file in made.values() if isinstance(file, WithheldFile))
+        return ReplyCompleted(text, files, tuple(cited.values()), withheld)
 
     async def _annotated(
-        self, part: dict[str, Any], cited: dict[tuple[str, str], Citation], made: dict[str, AnswerFile]
+        self, part: dict[str, Any], cited: dict[tuple[str, str], Citation], made: dict[str, AnswerFile | WithheldFile]
     ) -> str:
         text: str = part.get("text", "")
         markers: list[tuple[int, int]] = []  # (position, citation number)
@@ -152,20 +155,29 @@ class AnswerReader:
             text = f"{text[:position]}[{number}]{text[position:]}"
         return text
 
-    async def _container_file(self, annotation: dict[str, Any], text: str, made: dict[str, AnswerFile]) -> None:
+    async def _container_file(
+        self, annotation: dict[str, Any], text: str, made: dict[str, AnswerFile | WithheldFile]
+    ) -> None:
         file_id = annotation.get("file_id", "")
         if file_id in made:
             return
         start, end = _clamp(annotation.get("start_index"), text), _clamp(annotation.get("end_index"), text)
         link = text[start:end] or None
+        # The name may be the container's path (/mnt/data/x.csv); Slack shows the file's own name.
+        name = PurePosixPath(annotation.get("filename") or "").name or file_id
+        max_mb = self._files.max_answer_file_mb
         try:
-            data = await self._api.container_file_content(annotation.get("container_id", ""), file_id)
+            data = await self._api.container_file_content(
+                annotation.get("container_id", ""), file_id, max_bytes=max_mb * BYTES_PER_MB
+            )
+        except ContentTooLarge as exc:
+            log.warning("the answer's container file %s is not fetched: %s", file_id, exc)
+            made[file_id] = WithheldFile(name, answer_file_too_large(max_mb))
+            return
         except APIError as exc:
             log.warning("could not fetch the answer's container file %s: %s", file_id, exc)
             return
-        # The name may be the container's path (/mnt/data/x.csv); Slack shows the file's own name.
-        name = PurePosixPath(annotation.get("filename") or "").name
-        made[file_id] = AnswerFile(name=name or file_id, data=data, link=link)
+        made[file_id] = AnswerFile(name=name, data=data, link=link)
 
 
 def _generated_image(item: dict[str, Any], *, number: int) -> AnswerFile | None:
