@@ -355,7 +355,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     if settings.socket_mode:
         assert settings.slack_app_token is not None
         handler = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
-        await handler.connect_async()
+        await handler.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
         stack.push_async_callback(handler.close_async)
 
     resumed = await service.recover()

@@ -271,7 +271,7 @@ def describe_validation_error(error: ValidationError) -> str:
 def get_settings() -> Settings:
     """The process's settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
     try:
-        settings = Settings()  # type: ignore[call-arg]
+        settings = Settings()
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc)) from None
     if settings.openai_api_key is None and settings.openai_base_url == OPENAI_URL:

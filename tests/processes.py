@@ -16,7 +16,7 @@ import httpx
 from support.waiting import WAIT_SECONDS, eventually
 from doubles.slack_events import deliver
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -18,6 +18,7 @@ from bot.store.repositories import utcnow
 from doubles.openai import ScriptedRun
 from support.bot_processes import bot_processes, turn_statuses  # noqa: F401  (a fixture)
 from support.db_proxy import DatabaseProxy
+from support.model_view import interrupted_answer_script
 from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
 from support.waiting import WAIT_SECONDS, eventually
 from support.workspace import BOT, CHANNEL
@@ -55,9 +56,9 @@ async def postgres_connection(database_url: str) -> asyncpg.Connection:
 
 
 async def test_a_process_killed_mid_answer_is_finished_by_the_next_one_long_before_its_lease_expires(
-    bot_processes, database_url, openai_double, slack_double
+    bot_processes, backend, database_url, openai_double, slack_double
 ) -> None:
-    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.2))
+    openai_double.script(*interrupted_answer_script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.2), backend))
     first = bot_processes(database_url, LEASE_SECONDS=str(LONG_LEASE_SECONDS))
     await first.wait_ready()
     ts = (await post(first, slack_double, f"<@{BOT}> count slowly")).ts

@@ -112,7 +112,8 @@ def dialect(database_url: str) -> str:
 async def test_messages_sent_during_an_answer_wait_and_the_next_answer_takes_them_together(
     start_bot, slack_double, openai_double, backend
 ) -> None:
-    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
+    # Slow enough that both later messages are recorded while the first answer is still being written.
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.3))
     bot = await start_bot()
     first = await post(bot, slack_double, f"<@{BOT}> first")
     await partly_shown(slack_double, first.ts)

@@ -62,7 +62,9 @@ def failed_once(slack: Any, method: str, error: str) -> None:
 # Item 9: a Slack failure on the way out ---------------------------------------------------------------
 
 
-async def test_a_rate_limited_update_while_streaming_is_skipped(start_bot, slack_double, openai_double, backend) -> None:
+async def test_a_rate_limited_update_while_streaming_is_skipped(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     answer = "one two three four five six seven eight"
     openai_double.script(ScriptedAnswer(text=answer, chunks=8))
     bot = await start_bot(stream_update_seconds=0.0)
@@ -121,13 +123,16 @@ async def test_a_refused_file_is_named_as_text(start_bot, slack_double, openai_d
     assert_nothing_broadcast(slack_double)
 
 
-async def test_a_transcript_and_its_file_name_are_shown_as_text(start_bot, slack_double, openai_double, backend) -> None:
+async def test_a_transcript_and_its_file_name_are_shown_as_text(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     name = "<!everyone> memo.m4a"
     openai_double.transcripts[name] = "<!channel> ship it & tell <@U0BOB>"
     bot = await start_bot()
     ts = await share(bot, slack_double, name, b"\x00\x00\x00 ftyp audio", text="", mimetype="audio/mp4")
     texts = bot_texts(slack_double, CHANNEL, ts)
-    assert ":studio_microphone: *&lt;!everyone&gt; memo.m4a*: &lt;!channel&gt; ship it &amp; tell &lt;@U0BOB&gt;" in texts
+    notice = ":studio_microphone: *&lt;!everyone&gt; memo.m4a*: &lt;!channel&gt; ship it &amp; tell &lt;@U0BOB&gt;"
+    assert notice in texts
     assert_nothing_broadcast(slack_double)
 
 
@@ -142,7 +147,9 @@ async def test_a_file_the_api_rejects_is_named_as_text(start_bot, slack_double, 
 
 
 @pytest.mark.backends("chat", reason="the other backends hand spreadsheets to the code interpreter")
-async def test_a_file_the_chat_backend_cannot_use_is_named_as_text(start_bot, slack_double, openai_double, backend) -> None:
+async def test_a_file_the_chat_backend_cannot_use_is_named_as_text(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     bot = await start_bot()
     ts = await share(bot, slack_double, "<!channel> budget.xlsx", b"PK\x03\x04 spreadsheet")
     notice = (
@@ -205,7 +212,9 @@ async def test_a_failed_history_read_answers_without_the_earlier_messages(
     assert bot_texts(slack_double, CHANNEL, root)[-1] == "Echo: Bob: and you?"
 
 
-async def test_a_long_thread_is_paged_and_capped_before_moderation(start_bot, slack_double, openai_double, backend) -> None:
+async def test_a_long_thread_is_paged_and_capped_before_moderation(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     bot = await start_bot()
     earlier = 2 * HISTORY_LIMIT + 50  # more than one page of 200, and more than the cap
     root = slack_double.human_posts(CHANNEL, ADA, "message 0").ts
@@ -217,7 +226,9 @@ async def test_a_long_thread_is_paged_and_capped_before_moderation(start_bot, sl
     # Only the newest HISTORY_LIMIT earlier messages were moderated, in one request, and seeded.
     moderated = [request.body["input"] for request in openai_double.requests_to("POST", r"^/v1/moderations$")]
     history_checks = [texts for texts in moderated if isinstance(texts, list)]
-    newest = [f"{'Bob' if number % 2 else 'Ada'}: message {number}" for number in range(earlier - HISTORY_LIMIT, earlier)]
+    newest = [
+        f"{'Bob' if number % 2 else 'Ada'}: message {number}" for number in range(earlier - HISTORY_LIMIT, earlier)
+    ]
     assert history_checks == [newest]
     seen = [text for role, text in conversations_seen(openai_double)[-1]]
     assert seen[-1] == "Ada: sum it up"

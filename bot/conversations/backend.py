@@ -179,7 +179,11 @@ class Backend(Protocol):
 
     name: str
     capabilities: Capabilities
-    profiles: ProfileCatalog
+
+    @property
+    def profiles(self) -> ProfileCatalog:
+        """The assistants this backend can answer with."""
+        ...
 
     def answer(self, request: AnswerRequest) -> AsyncIterator[BackendEvent]:
         """Add the batch to the conversation and answer it, resuming from ``request.progress``."""

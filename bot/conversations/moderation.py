@@ -84,7 +84,8 @@ TOO_LONG_TO_CHECK = (
 )
 
 ModerationMode = Literal["off", "input", "output", "both"]
-ModerationContent = str | list[dict[str, Any]]
+# A text, several texts judged one by one, or one multi-modal input (text and images) judged as a whole.
+ModerationContent = str | list[str] | list[dict[str, Any]]
 
 
 class ModerationAPI(Protocol):
@@ -214,8 +215,8 @@ def moderation_content(text: str, images: list[InputFile]) -> ModerationContent 
     """One request's input: the text alone, or text and images together; None if there is nothing."""
     if not images:
         return text if text.strip() else None
-    text_part = [{"type": "text", "text": text}] if text.strip() else []
-    return [*text_part, *({"type": "image_url", "image_url": {"url": image.data_url()}} for image in images)]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() else []
+    return [*parts, *({"type": "image_url", "image_url": {"url": image.data_url()}} for image in images)]
 
 
 def _pieces_of(text: str) -> list[str]:

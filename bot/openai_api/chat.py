@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,7 +28,7 @@ class ChatCompletionsAPI:
     def __init__(self, client: OpenAIClient) -> None:
         self._client = client
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEvent]:
+    def stream(self, body: dict[str, Any]) -> AsyncGenerator[SSEvent, None]:
         """Stream one completion: chunks as dicts with event None (or one "json" event from a server that
         will not stream). The caller parses chunks itself: they come per token, too many for pydantic.
 

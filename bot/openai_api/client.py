@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeVar
 from urllib.parse import quote
@@ -311,7 +311,7 @@ class OpenAIClient:
     async def stream_sse(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
         retry_when_sent: bool = True,
-    ) -> AsyncIterator[SSEvent]:
+    ) -> AsyncGenerator[SSEvent, None]:
         """Send a streaming request and yield its events, parsed as JSON, until the stream ends.
 
         Events without an ``event:`` line (chat-completion chunks) come with ``event`` None; a
@@ -496,7 +496,7 @@ class OpenAIClient:
     async def model_ids(self) -> list[str]:
         return [model.id for model in await self.list_models()]
 
-    async def create_moderation(self, input: str | list[dict[str, Any]], *, model: str) -> ModerationResponse:
+    async def create_moderation(self, input: str | list[str] | list[dict[str, Any]], *, model: str) -> ModerationResponse:
         return await self._call(ModerationResponse, "POST", "/moderations", json={"input": input, "model": model})
 
     # ---- images -------------------------------------------------------------------------------
@@ -659,7 +659,7 @@ class OpenAIClient:
             return min(retry_after, self._backoff_max)
         backoff = min(self._backoff_base * 2 ** (attempt - 1), self._backoff_max)
         # Jitter spreads the retries of many conversations hit by the same outage.
-        return backoff * random.uniform(0.5, 1.0)
+        return float(backoff * random.uniform(0.5, 1.0))
 
     def _redact(self, text: str) -> str:
         """The text with every configured secret (key, extra header and query values) masked."""

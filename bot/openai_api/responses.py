@@ -6,7 +6,7 @@ parses one event per text delta, where pydantic would only add cost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from bot.openai_api.client import OpenAIClient, SSEvent, _segment
@@ -73,11 +73,11 @@ class ResponsesAPI:
 
     # ---- responses ----------------------------------------------------------------------------
 
-    def stream_response(self, body: dict[str, Any]) -> AsyncIterator[SSEvent]:
+    def stream_response(self, body: dict[str, Any]) -> AsyncGenerator[SSEvent, None]:
         """POST /responses as a stream; a lost answer is not re-sent (it would start a second response)."""
         return self._client.stream_sse("POST", "/responses", json={**body, "stream": True}, retry_when_sent=False)
 
-    def follow_response(self, response_id: str, *, starting_after: int) -> AsyncIterator[SSEvent]:
+    def follow_response(self, response_id: str, *, starting_after: int) -> AsyncGenerator[SSEvent, None]:
         """The events of a background response after sequence number ``starting_after``."""
         params = {"stream": "true", "starting_after": starting_after}
         return self._client.stream_sse("GET", f"/responses/{_segment(response_id)}", params=params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -128,7 +129,10 @@ async def _upload(client: AsyncWebClient, *, channel: str, thread_ts: str | None
     response = await client.files_upload_v2(
         channel=channel, thread_ts=thread_ts, file=file.data, filename=file.name, title=file.name
     )
-    shared = (response.get("files") or [{}])[0]
-    if shared.get("permalink") or not shared.get("id"):
-        return shared.get("permalink")
-    return (await client.files_info(file=shared["id"]))["file"].get("permalink")
+    shared: dict[str, Any] = (response.get("files") or [{}])[0]
+    permalink: str | None = shared.get("permalink")
+    if permalink or not shared.get("id"):
+        return permalink
+    info = await client.files_info(file=shared["id"])
+    found: str | None = info["file"].get("permalink")
+    return found

@@ -165,7 +165,8 @@ def _convert_inline(text: str, held: _Held) -> str:
             line = _STRONG_MARKER.sub("", line)
         prepared.append(_hold_unpaired_delimiters(line, held))
     # A converter per call: it keeps state while converting, and replies render concurrently.
-    return SlackMarkdownConverter().convert(_escape("\n".join(prepared)))
+    converted: str = SlackMarkdownConverter().convert(_escape("\n".join(prepared)))
+    return converted
 
 
 def _render_literal(match: re.Match[str], held: _Held) -> str:

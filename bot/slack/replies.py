@@ -128,7 +128,9 @@ class SlackReplyStream:
             self._markdown += part.text
             if self._clock() - self._last_shown >= self._update_seconds:
                 try:
-                    await self._show(render_reply(self._markdown, limit=self._message_chars))
+                    # Growing text never needs fewer messages; a resumed answer streamed again from its start
+                    # keeps the later messages it took over, so they are updated in place and not reposted.
+                    await self._show(render_reply(self._markdown, limit=self._message_chars), keep_rest=True)
                 except PlatformUnavailable as exc:
                     # A later update, or the final one (which must get through), shows this text too.
                     log.info("skipped an update of a streaming answer: %s", exc)
@@ -205,7 +207,9 @@ class SlackReplyStream:
                 # Best effort: whatever cut the answer off (a cancellation too) must go on, not this.
                 log.warning("could not mark an interrupted answer: %s", exc)
 
-    async def _show(self, chunks: list[str]) -> None:
+    async def _show(self, chunks: list[str], *, keep_rest: bool = False) -> None:
+        """Show chunks in the posted messages (posting more as needed); the ones left over are deleted unless
+        ``keep_rest``."""
         if self._abandoned:
             return  # over the new owner's text, or its finished answer
         self._last_shown = self._clock()
@@ -216,6 +220,8 @@ class SlackReplyStream:
                     self._posted[index] = (await self._update(ts, chunk), chunk)
             else:
                 self._posted.append((await self._post(chunk), chunk))
+        if keep_rest:
+            return
         for ts, _ in self._posted[len(chunks):]:
             await self._call("chat_delete", channel=self._channel, ts=ts, ignore=("message_not_found",))
         del self._posted[len(chunks):]
@@ -232,7 +238,9 @@ class SlackReplyStream:
         return response["ts"]
 
     async def _update(self, ts: str, text: str) -> str:
-        response = await self._call("chat_update", channel=self._channel, ts=ts, text=text, ignore=("message_not_found",))
+        response = await self._call(
+            "chat_update", channel=self._channel, ts=ts, text=text, ignore=("message_not_found",)
+        )
         if response.get("error") == "message_not_found":
             # Someone deleted the message we were updating: show the text in a new one.
             return await self._post(text)

@@ -28,6 +28,7 @@ def strip_mention(text: str, user_id: str) -> str:
             continue
         pieces.append(text[position : mention.start()].rstrip(" \t"))
         tail = _MENTION_TAIL.match(text, mention.end())
+        assert tail is not None  # the pattern matches the empty string too, so it matches everywhere
         position = tail.end()
         punctuation = tail["punctuation"] or ""
         written = "".join(pieces)

@@ -31,7 +31,7 @@ class TokenUsage:
         return self.prompt_tokens + self.completion_tokens
 
 
-def _open_turn_of(conversation_id: int) -> Select[tuple[int]]:
+def _open_turn_of(conversation_id: int) -> Select[int]:
     return select(TurnRecord.id).where(TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES))
 
 
@@ -164,4 +164,4 @@ class ChannelStore:
             query = query.where(TurnRecord.channel_id == channel_id)
         async with self._store.transaction() as session:
             prompt, completion = (await session.execute(query)).one()
-        return TokenUsage(prompt_tokens=int(prompt), completion_tokens=int(completion))
+        return TokenUsage(prompt_tokens=int(prompt or 0), completion_tokens=int(completion or 0))

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, DateTime, and_, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +30,11 @@ OPEN_STATUSES = (TurnStatus.PENDING.value, TurnStatus.RUNNING.value)
 # and its leases are free. Several missed beats, so that a slow query or a short network stall is survived.
 HEARTBEAT_SECONDS = 1.0
 HEARTBEAT_STALE_SECONDS = 5.0
+
+
+def updated_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE changed (its result is a cursor result, whatever the session's typing says)."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def utcnow() -> datetime:
@@ -103,7 +109,7 @@ class Store:
         stamped = await session.execute(
             update(ProcessHeartbeat).where(ProcessHeartbeat.process_id == self.process_id).values(beat_at=now)
         )
-        if stamped.rowcount == 0:  # only this process writes its row, so nobody inserts it meanwhile
+        if updated_rows(stamped) == 0:  # only this process writes its row, so nobody inserts it meanwhile
             session.add(ProcessHeartbeat(process_id=self.process_id, beat_at=now))
 
     async def stop_beating(self) -> None:
@@ -193,7 +199,7 @@ class Store:
                     lease_expires_at=database_now(session, plus_seconds=lease_seconds),
                 )
             )
-            return result.rowcount == 1
+            return updated_rows(result) == 1
 
     async def release_conversation(self, conversation_id: int, *, owner: str) -> None:
         async with self.transaction() as session:

@@ -26,7 +26,7 @@ def _last_activity() -> ColumnElement[datetime]:
     return func.coalesce(Conversation.last_message_at, Conversation.created_at)
 
 
-def _busy() -> Select[tuple[int]]:
+def _busy() -> Select[int]:
     """Conversations with an unfinished turn."""
     return select(TurnRecord.conversation_id).where(TurnRecord.status.in_(OPEN_STATUSES))
 

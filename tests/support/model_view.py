@@ -166,11 +166,11 @@ def answer_polls(openai: Any, backend: str) -> list[Any]:
 # runs and responses go on on the server and are followed by id; a chat completion ends with its stream, so the
 # bot asks again from its history.
 MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER = {"assistants": 1, "responses": 1, "chat": 2}
-# How many stream events an answer's stream sends up to and including its first text delta.
+# How many stream events an answer's stream sends up to and including its first text delta, where the answer
+# goes on without its stream (a chat completion ends with it).
 EVENTS_TO_FIRST_TEXT = {
     "assistants": 8,  # run created, queued, in_progress; step created, in_progress; message created, in_progress
     "responses": 5,  # response created, in_progress; output item added; content part added
-    "chat": 2,  # the chunk naming the role
 }
 # The request that starts a conversation's memory on the server; chat keeps it in the bot, so its one request
 # (the completion) is the first.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal
 
 from bot.openai_api.client import OpenAIClient, SSEvent, _segment
@@ -77,13 +77,13 @@ class AssistantsAPI:
 
     # ---- runs ---------------------------------------------------------------------------------
 
-    def stream_run(self, thread_id: str, *, assistant_id: str, tools: list[dict[str, Any]]) -> AsyncIterator[SSEvent]:
+    def stream_run(self, thread_id: str, *, assistant_id: str, tools: list[dict[str, Any]]) -> AsyncGenerator[SSEvent, None]:
         """Start a run and stream its events; never re-sent once sent (that could start a second run)."""
         body = {"assistant_id": assistant_id, "tools": tools, "stream": True}
         path = f"/threads/{_segment(thread_id)}/runs"
         return self._client.stream_sse("POST", path, json=body, retry_when_sent=False)
 
-    def stream_tool_outputs(self, thread_id: str, run_id: str, outputs: list[ToolOutput]) -> AsyncIterator[SSEvent]:
+    def stream_tool_outputs(self, thread_id: str, run_id: str, outputs: list[ToolOutput]) -> AsyncGenerator[SSEvent, None]:
         """Submit tool outputs and stream the run's further events; outputs submitted twice are refused."""
         path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
         body = {"tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -231,7 +231,7 @@ class AssistantsBackend:
         profile = batch.request.profile
         tools = await self._tools_for(profile.id, batch.request.tools, state)
 
-        def start_run() -> AsyncIterator[SSEvent]:
+        def start_run() -> AsyncGenerator[SSEvent, None]:
             return self._api.stream_run(batch.thread_id, assistant_id=profile.id, tools=tools)
 
         async for event in self._drive(batch, start_run(), send_again=start_run):
@@ -270,8 +270,8 @@ class AssistantsBackend:
         return own + needed + [spec for spec in registry.specs() if spec["function"]["name"] not in named]
 
     async def _drive(
-        self, batch: _Batch, events: AsyncIterator[SSEvent] | None,
-        *, send_again: Callable[[], AsyncIterator[SSEvent]] | None = None,
+        self, batch: _Batch, events: AsyncGenerator[SSEvent, None] | None,
+        *, send_again: Callable[[], AsyncGenerator[SSEvent, None]] | None = None,
     ) -> AsyncIterator[BackendEvent]:
         """Follow one run to its end: by its stream while there is one, else by polling.
 
@@ -333,8 +333,8 @@ class AssistantsBackend:
                 return
             if run.status == "requires_action":
                 outputs: list[ToolOutput] = []
-                async for event in self._call_tools(run, batch, outputs):
-                    yield event
+                async for activity in self._call_tools(run, batch, outputs):
+                    yield activity
                 events = self._api.stream_tool_outputs(thread_id, run_id, outputs)
                 run = None
                 continue
@@ -351,7 +351,7 @@ class AssistantsBackend:
         """When a run is given up: soon while it was never seen leaving `queued`, later once it runs."""
         return started + (self._deadline_seconds if ran else self._queued_deadline_seconds)
 
-    async def _next_event(self, events: AsyncIterator[SSEvent], started: float, *, ran: bool) -> SSEvent | None:
+    async def _next_event(self, events: AsyncGenerator[SSEvent, None], started: float, *, ran: bool) -> SSEvent | None:
         """The stream's next event (None at its end); TimeoutError once the run's deadline passes in silence."""
         deadline = self._deadline(started, ran=ran)
         try:

@@ -6,6 +6,9 @@ The server remembers nothing, so exactly-once is ours alone: every message of a 
 the history to see how far it got: an answer already stored is given again without asking the model;
 tool calls whose outputs are missing are run; otherwise the model is asked (again). Asking again is
 safe because a completion leaves nothing behind on the server.
+
+Progress is {"input_keys": [...]}, checkpointed once the batch's messages are in the history, so that a
+worker resuming after a crash answers the same batch, and messages that came meanwhile get their own answer.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bot.conversations.backend import (
     BackendEvent,
     BackendState,
     Capabilities,
+    Checkpoint,
     Completed,
     Failed,
     FileKind,
@@ -186,6 +190,7 @@ class ChatBackend:
                 yield notice
             new_entries.append(entry(user_input.key, "user", fields))
         await self._records.append(history, new_entries)
+        yield Checkpoint({"input_keys": [user_input.key for user_input in request.inputs]})
         context = await self._retrieved_context(history, request.inputs)
         batch = _Batch(history, prefix=f"{request.inputs[0].key}:")
         async for event in self._answer_batch(batch, request, context):
@@ -229,9 +234,9 @@ class ChatBackend:
                 return
             completion = _Completion()
             body = self._body(request.profile, request.tools, context, entries)
-            async with aclosing(self._api.stream(body)) as events:
-                async for event in events:
-                    if text := completion.read(event):
+            async with aclosing(self._api.stream(body)) as chunks:
+                async for chunk in chunks:
+                    if text := completion.read(chunk):
                         yield TextDelta(text)
             batch.model_calls += 1
             batch.prompt_tokens += completion.prompt_tokens

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -445,7 +445,7 @@ class ResponsesBackend:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._poll_max_seconds)
 
-    async def _stream(self, batch: _Batch, events: AsyncIterator[SSEvent]) -> AsyncIterator[BackendEvent | _Outcome]:
+    async def _stream(self, batch: _Batch, events: AsyncGenerator[SSEvent, None]) -> AsyncIterator[BackendEvent | _Outcome]:
         """Translate one stream's events; ends with the response's outcome, or raises _StreamEnded."""
         since_checkpoint = 0
         queued = True  # until an event shows the response running
@@ -491,7 +491,7 @@ class ResponsesBackend:
                     yield Checkpoint(dict(batch.progress))
         raise _StreamEnded
 
-    async def _next_event(self, stream: AsyncIterator[SSEvent], *, queued: bool) -> SSEvent | None:
+    async def _next_event(self, stream: AsyncGenerator[SSEvent, None], *, queued: bool) -> SSEvent | None:
         """The stream's next event, None at its end. A queued response's stream silent past the queued deadline
         counts as ended, so that the response is looked at by id (and cancelled if it is still queued)."""
         try:
