@@ -105,8 +105,9 @@ SIGNING_SECRET = "test-signing-secret-5f1d"
 OPENAI_KEY = "sk-test-openai-key-8c2e"
 BOT_TOKEN = "xoxb-test-bot-token-41a7"
 
-# Every test is audited for leaked secrets (logs at DEBUG, Slack, OpenAI bodies); see secret_audit.py.
-from secret_audit import secret_audit  # noqa: E402,F401
+# Fixtures kept beside the helpers they serve. Every test is audited for leaked secrets (logs at DEBUG,
+# Slack, OpenAI bodies): see secret_audit.py.
+pytest_plugins = ["secret_audit", "support.store", "support.contract", "support.bot_processes"]
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from bot.conversations.turn import HistoryMessage
 from bot.errors import APIError
 from conftest import BACKEND_SHAPES
 from doubles.openai import ScriptedAnswer
-from support.contract import LOST_ANSWERS, Harness, contract, final, last_state, said, texts_of  # noqa: F401
+from support.contract import LOST_ANSWERS, Harness, final, last_state, said, texts_of
 from support.waiting import eventually
 
 LOST_ANSWER_CASES = [

@@ -13,7 +13,6 @@ from bot.openai_api.models import ModerationResult
 from bot.settings import Settings
 from bot.store.moderation_log import Flag, ModerationLog
 from bot.store.repositories import Store
-from support.store import store  # noqa: F401  (the migrated store on SQLite and PostgreSQL)
 
 TURN = Turn(
     event_id="Ev1", team_id="T0TEAM", channel_id="C0GENERAL", thread_key="1.0", surface=Surface.CHANNEL,

@@ -12,7 +12,7 @@ from bot.slack.render import render_reply
 from bot.slack.replies import INTERRUPTED
 from doubles.openai import ScriptedRun
 from processes import BotProcess
-from support.bot_processes import bot_processes, turn_statuses  # noqa: F401  (a fixture)
+from support.bot_processes import turn_statuses
 from support.model_view import (
     MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER,
     answers_stopped,

@@ -16,7 +16,7 @@ from bot.slack.replies import INTERRUPTED
 from bot.store.models import Conversation, TurnRecord
 from bot.store.repositories import utcnow
 from doubles.openai import ScriptedRun
-from support.bot_processes import bot_processes, turn_statuses  # noqa: F401  (a fixture)
+from support.bot_processes import turn_statuses
 from support.db_proxy import DatabaseProxy
 from support.model_view import interrupted_answer_script
 from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post

@@ -13,7 +13,6 @@ from bot.store.channels import ChannelStore
 from bot.store.db import create_engine, migrate, session_factory
 from bot.store.models import Base, TurnStatus
 from bot.store.repositories import Store
-from support.store import store  # noqa: F401  (the migrated store on SQLite and PostgreSQL)
 
 
 async def test_migrations_build_exactly_the_models(database_url: str) -> None:

@@ -383,7 +383,7 @@ class SlackCommands:
         available = await self._assistants.available()
         own = await self._assistants.of_workspace(available, team_id=invocation.team_id)
         lines = [f"*Assistants this workspace uses or made ({len(own)})*", *_listed(own, here=current.assistant.id)]
-        # Other teams' assistants (names, models, and through `show` after a `use`, instructions) are theirs.
+        # Only admins see the rest: other teams' assistants, whose names and purposes are theirs to share.
         own_ids = {assistant.id for assistant in own}
         others = [assistant for assistant in available if assistant.id not in own_ids]
         if others and await self._is_admin(team_id=invocation.team_id, user_id=invocation.user_id):

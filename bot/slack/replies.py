@@ -116,6 +116,8 @@ class SlackReplyStream:
         # A resumed answer keeps what people already see until the new text replaces it.
 
     async def _set_status(self, status: str) -> None:
+        if self._thread_ts is None:
+            return  # Slack shows a status only on a thread
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._channel, thread_ts=self._thread_ts, status=status
@@ -235,7 +237,8 @@ class SlackReplyStream:
         response = await self._call(
             "chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=text, metadata=metadata
         )
-        return response["ts"]
+        ts: str = response["ts"]
+        return ts
 
     async def _update(self, ts: str, text: str) -> str:
         response = await self._call(
@@ -246,7 +249,7 @@ class SlackReplyStream:
             return await self._post(text)
         return ts
 
-    async def _call(self, method: str, *, ignore: tuple[str, ...] = (), **arguments):  # type: ignore[no-untyped-def]
+    async def _call(self, method: str, *, ignore: tuple[str, ...] = (), **arguments: Any) -> Any:
         try:
             return await getattr(self._client, method)(**arguments)
         except SlackApiError as exc:
@@ -257,7 +260,7 @@ class SlackReplyStream:
             raise PlatformUnavailable(f"{method.replace('_', '.')}: {type(exc).__name__}") from exc
 
 
-def _is_answer_part(message: dict, *, of: str | None = None) -> bool:
+def _is_answer_part(message: dict[str, Any], *, of: str | None = None) -> bool:
     """A later message of a long answer (of the answer starting at `of`, when given)."""
     metadata = message.get("metadata") or {}
     if metadata.get("event_type") != ANSWER_PART_EVENT:
@@ -349,7 +352,7 @@ class SlackPlatform:
         ]
         return tuple(sorted(parts, key=float))
 
-    async def _messages_after(self, turn: Turn, *, after_ts: str) -> list[dict] | None:
+    async def _messages_after(self, turn: Turn, *, after_ts: str) -> list[dict[str, Any]] | None:
         """Messages of the turn's reply place posted after `after_ts`; None when Slack would not say."""
         try:
             if turn.reply_thread_ts:
@@ -385,7 +388,7 @@ class SlackPlatform:
         ]
         return min(found, key=float) if found else None
 
-    def _is_ours(self, message: dict) -> bool:
+    def _is_ours(self, message: dict[str, Any]) -> bool:
         return message.get("user") == self._identity.user_id or message.get("bot_id") == self._identity.bot_id
 
     @asynccontextmanager
