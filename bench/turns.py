@@ -12,12 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from doubles.openai import OpenAIDouble  # noqa: E402
-from doubles.slack import SlackDouble  # noqa: E402
-from doubles.slack_events import deliver  # noqa: E402
+from doubles.openai import OpenAIDouble
+from doubles.slack import SlackDouble
+from doubles.slack_events import deliver
 
-from bot.app import start_bot  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.app import start_bot
+from bot.settings import Settings
 
 SECRET = "bench-signing-secret"
 CONCURRENCY = tuple(int(arg) for arg in sys.argv[1:]) or (1, 10, 40)
@@ -36,9 +36,17 @@ async def run(
     slack.add_channel("C0BENCH", name="bench")
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        slack_bot_token="xoxb-test-token", slack_signing_secret=SECRET, slack_api_url=slack.api_url,
-        openai_api_key="sk-bench", openai_base_url=openai.base_url, openai_backend=BACKEND, database_url=database,
-        host="127.0.0.1", port=0, stream_update_seconds=0.2, user_rate_limit=100_000,
+        slack_bot_token="xoxb-test-token",
+        slack_signing_secret=SECRET,
+        slack_api_url=slack.api_url,
+        openai_api_key="sk-bench",
+        openai_base_url=openai.base_url,
+        openai_backend=BACKEND,
+        database_url=database,
+        host="127.0.0.1",
+        port=0,
+        stream_update_seconds=0.2,
+        user_rate_limit=100_000,
     )
     bot = await start_bot(settings)
     url = f"http://127.0.0.1:{bot.port}"
@@ -52,7 +60,9 @@ async def run(
             # Slack gives up after 3 s and retries; the bench waits longer to measure how late acks are.
             await deliver(url, envelope, SECRET, timeout=60)
         acks.append(time.perf_counter() - started)
-        while not any(m.get("bot_id") and m["text"].startswith("Echo") for m in slack.messages("C0BENCH", thread_ts=post.ts)):
+        while not any(
+            m.get("bot_id") and m["text"].startswith("Echo") for m in slack.messages("C0BENCH", thread_ts=post.ts)
+        ):
             await asyncio.sleep(0.005)
         latencies.append(time.perf_counter() - started)
 

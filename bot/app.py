@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from urllib.parse import urlsplit
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -25,9 +25,8 @@ from bot.conversations.backend import Backend
 from bot.conversations.backends import BackendDeps, BackendPlugin, assistants, chat, responses
 from bot.conversations.channels import ChannelAssistants, ConversationControl
 from bot.conversations.files import FileDownloadStage, TranscriptStage
-from bot.conversations.limits import LimitsStage
-from bot.conversations.profiles import Profile, TableProfileCatalog
 from bot.conversations.images import ImageMaker
+from bot.conversations.limits import LimitsStage
 from bot.conversations.moderation import (
     ModeratedAnswers,
     ModerationPolicy,
@@ -35,6 +34,7 @@ from bot.conversations.moderation import (
     Moderator,
     ScreenedHistory,
 )
+from bot.conversations.profiles import Profile, TableProfileCatalog
 from bot.conversations.retention import RetentionPurger
 from bot.conversations.service import ChannelProfiles, ConversationService
 from bot.conversations.tools import builtin_tools
@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 SLACK_TIMEOUT_SECONDS = 30
 
 # The model backends by OPENAI_BACKEND name; a new backend is one more entry here.
-BACKENDS: dict[str, BackendPlugin] = {plugin.name: plugin for plugin in (responses.PLUGIN, assistants.PLUGIN, chat.PLUGIN)}
+BACKENDS: dict[str, BackendPlugin] = {
+    plugin.name: plugin for plugin in (responses.PLUGIN, assistants.PLUGIN, chat.PLUGIN)
+}
 
 
 @dataclass
@@ -87,7 +89,10 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=SLACK_TIMEOUT_SECONDS,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ],
     )
 
 
@@ -142,7 +147,9 @@ async def check_api(client: OpenAIClient, settings: Settings) -> None:
     host = url_host(settings.openai_base_url)
     try:
         if not await _serves_all(client, plugin):
-            offered = [name for name, other in BACKENDS.items() if other is not plugin and await _serves_all(client, other)]
+            offered = [
+                name for name, other in BACKENDS.items() if other is not plugin and await _serves_all(client, other)
+            ]
             offer = f"it offers: {', '.join(offered)}" if offered else "it offers none of the backends"
             raise ConfigurationError(
                 f"the API at {host} does not serve the {plugin.name} backend ({plugin.summary}); {offer}. "
@@ -183,7 +190,9 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> BotIdentity
             "check HTTPS_PROXY (or HTTP_PROXY)"
         ) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ConfigurationError(f"could not reach Slack at {host} ({_unreachable(exc)}); check SLACK_API_URL") from None
+        raise ConfigurationError(
+            f"could not reach Slack at {host} ({_unreachable(exc)}); check SLACK_API_URL"
+        ) from None
     return BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
 
 
@@ -285,7 +294,9 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
                 per_minute=settings.user_rate_limit,
             ),
             FileDownloadStage(
-                source=downloader, transcriber=files_api, transcription_model=settings.transcription_model,
+                source=downloader,
+                transcriber=files_api,
+                transcription_model=settings.transcription_model,
                 max_message_mb=settings.max_message_files_mb,
             ),
             # Files are downloaded (and voice clips transcribed) before moderation; the backend uploads them.

@@ -35,7 +35,7 @@ def _json_object(value: Any, name: str) -> dict[str, str]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{name} must be a JSON object, e.g. {{\"key\": \"value\"}}") from exc
+            raise ValueError(f'{name} must be a JSON object, e.g. {{"key": "value"}}') from exc
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a JSON object")
     return {str(key): str(item) for key, item in value.items()}
@@ -279,4 +279,3 @@ def get_settings() -> Settings:
     if not settings.socket_mode and settings.slack_signing_secret is None:
         raise ConfigurationError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
     return settings
-

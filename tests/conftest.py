@@ -7,8 +7,8 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -75,7 +75,11 @@ def postgres_database() -> Iterator[str]:
 async def _reset_postgres(url: str) -> None:
     parsed = make_url(url)
     connection = await asyncpg.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password, database=parsed.database
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
     )
     try:
         await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from support.waiting import WAIT_SECONDS, eventually
 from doubles.slack_events import deliver
+from support.waiting import WAIT_SECONDS, eventually
 
 
 def free_port() -> int:

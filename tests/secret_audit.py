@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
-
 from doubles import slack_events
 
 # Secrets some tests use beyond the fixtures' own (the gateway test's query token).
@@ -60,10 +59,14 @@ def secret_audit(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixtur
     """
     from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
 
-    audit = Audit({
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "OPENAI_API_KEY": OPENAI_KEY, "gateway query token": GATEWAY_TOKEN,
-    })
+    audit = Audit(
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "OPENAI_API_KEY": OPENAI_KEY,
+            "gateway query token": GATEWAY_TOKEN,
+        }
+    )
     post = slack_events._post
 
     async def recording_post(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]

@@ -133,7 +133,9 @@ async def test_admins_bind_only_the_workspaces_profiles_or_those_the_operator_al
     assert newest[0] == ("system", "You are the shared helper.")
     # Now a channel here uses it, people here see it, and `show` tells them what it is told.
     await run_command(bot, slack_double, "/assistant", "list", user=BOB)
-    assert f"`{allowed}`" in last_ephemeral(slack_double, user=BOB) and theirs not in last_ephemeral(slack_double, user=BOB)
+    assert f"`{allowed}`" in last_ephemeral(slack_double, user=BOB) and theirs not in last_ephemeral(
+        slack_double, user=BOB
+    )
     await run_command(bot, slack_double, "/assistant", "show", user=BOB)
     assert "Instructions: You are the shared helper." in last_ephemeral(slack_double, user=BOB)
 
@@ -169,7 +171,9 @@ async def test_only_the_conversations_people_or_admins_start_it_afresh_or_forget
     # Once Bob writes in it, it is his conversation too.
     await bot.say(CHANNEL, BOB, "and mine is to stay", thread_ts=root)
     await run_command(bot, slack_double, "/assistant", "new", user=BOB)
-    assert last_ephemeral(slack_double, user=BOB).startswith("Done: the next message in this conversation starts afresh")
+    assert last_ephemeral(slack_double, user=BOB).startswith(
+        "Done: the next message in this conversation starts afresh"
+    )
 
     # A workspace owner may forget any conversation.
     await click(bot, slack_double, action_id="forget_confirm", value=confirm["value"], message=question, user=owner)

@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from doubles.openai import ScriptedAnswer
+from support.contract import Harness, backend_harness, final, last_progress, last_state, said
 
 from bot.conversations.backend import (
     BackendEvent,
@@ -29,8 +31,6 @@ from bot.conversations.backends.assistants.backend import StepTools
 from bot.conversations.profiles import ProfileOrigin, ProfileSpec
 from bot.conversations.turn import HistoryMessage
 from bot.errors import ProfileNotFound
-from doubles.openai import ScriptedAnswer
-from support.contract import Harness, backend_harness, final, last_progress, last_state, said
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
@@ -46,8 +46,10 @@ async def harness(openai_double: Any, database_url: str) -> AsyncIterator[Harnes
 def user_texts(openai_double: Any, thread_id: str) -> list[str]:
     return [
         part["text"]["value"]
-        for message in openai_double.thread_messages(thread_id) if message["role"] == "user"
-        for part in message["content"] if part["type"] == "text"
+        for message in openai_double.thread_messages(thread_id)
+        if message["role"] == "user"
+        for part in message["content"]
+        if part["type"] == "text"
     ]
 
 
@@ -61,7 +63,8 @@ async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: H
     thread_id = events[0].state["thread_id"]
     [created] = openai_double.requests_to("POST", r"^/v1/threads$")
     assert [(m["role"], m["content"]) for m in created.body["messages"]] == [
-        ("user", "Ada: ship Friday?"), ("assistant", "Monday is safer."),
+        ("user", "Ada: ship Friday?"),
+        ("assistant", "Monday is safer."),
     ]
     assert "".join(event.text for event in events if isinstance(event, TextDelta)) == "Echo: Ada: what now?"
     assert final(events) == Completed("Echo: Ada: what now?")
@@ -72,7 +75,9 @@ async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: H
     assert openai_double.user_texts_seen()[-1] == "Ada: what now?"
 
 
-async def test_a_continued_conversation_neither_seeds_nor_creates_a_thread(harness: Harness, openai_double: Any) -> None:
+async def test_a_continued_conversation_neither_seeds_nor_creates_a_thread(
+    harness: Harness, openai_double: Any
+) -> None:
     first = await harness.answer(said("Ev1", "one"))
     state = last_state(first)
     events = await harness.answer(said("Ev2", "two"), state=state)
@@ -88,7 +93,8 @@ async def test_a_batch_of_two_messages_gets_one_run(harness: Harness, openai_dou
     thread_id = last_state(events)["thread_id"]
     assert user_texts(openai_double, thread_id) == ["Ada: one", "Bob: two"]
     assert [m["metadata"]["event_id"] for m in openai_double.thread_messages(thread_id) if m["role"] == "user"] == [
-        "Ev1", "Ev2",
+        "Ev1",
+        "Ev2",
     ]
     assert len(openai_double.runs_of(thread_id)) == 1
     assert final(events) == Completed("Echo: Bob: two")
@@ -166,9 +172,7 @@ async def test_a_run_checkpointed_before_a_crash_is_followed_not_started_again(
         if isinstance(event, Checkpoint) and event.progress["run_id"]:
             break  # the worker dies here
     await dying.aclose()
-    resumed = await harness.answer(
-        *inputs, state=last_state(seen), progress=last_progress(seen), attempt=2
-    )
+    resumed = await harness.answer(*inputs, state=last_state(seen), progress=last_progress(seen), attempt=2)
     thread_id = last_state(seen)["thread_id"]
     assert len(openai_double.runs_of(thread_id)) == 1
     assert len([m for m in openai_double.thread_messages(thread_id) if m["role"] == "user"]) == 1
@@ -231,8 +235,9 @@ async def test_a_document_is_searched_and_its_citation_numbered(harness: Harness
     assert message["attachments"] == [{"file_id": api_file["id"], "tools": [{"type": "file_search"}]}]
     assert message["content"][0]["text"]["value"] == "keep this\n\n[Shared files: Q3 report.pdf]"
     marker = "【4:0†source】"
-    openai_double.script(ScriptedAnswer(text=f"Revenue grew 5%{marker}.",
-                                        annotations=[("file_citation", marker, api_file["id"])]))
+    openai_double.script(
+        ScriptedAnswer(text=f"Revenue grew 5%{marker}.", annotations=[("file_citation", marker, api_file["id"])])
+    )
     asked = await harness.answer(said("Ev2", "how did revenue do?"), state=state)
     assert final(asked) == Completed("Revenue grew 5%[1].", citations=(Citation(1, "Q3 report.pdf"),))
 
@@ -246,7 +251,9 @@ async def test_an_image_goes_up_for_vision_and_into_the_content(harness: Harness
     assert message["content"][1]["image_file"]["file_id"] == api_file["id"]
 
 
-async def test_a_refused_upload_is_a_notice_and_the_text_is_still_answered(harness: Harness, openai_double: Any) -> None:
+async def test_a_refused_upload_is_a_notice_and_the_text_is_still_answered(
+    harness: Harness, openai_double: Any
+) -> None:
     openai_double.fail_next("POST", r"^/v1/files$", status=400, code="invalid_file")
     document = InputFile("F1", "broken.pdf", FileKind.DOCUMENT, "application/pdf", PDF)
     events = await harness.answer(said("Ev1", "read it", document))
@@ -285,9 +292,14 @@ async def test_profiles_are_the_servers_assistants(harness: Harness, openai_doub
     [stored] = openai_double.assistants()
     assert stored["metadata"] == {"created_by": "U0ADA", "channel": "C1"}
     assert (created.name, created.model, created.instructions, created.tools) == (
-        "Pirate", "gpt-4o", "Talk like a pirate.", ("file_search",)
+        "Pirate",
+        "gpt-4o",
+        "Talk like a pirate.",
+        ("file_search",),
     )
-    edited = await harness.backend.profiles.update(created.id, ProfileSpec("Pirate", "gpt-4o", None, ("code_interpreter",)))
+    edited = await harness.backend.profiles.update(
+        created.id, ProfileSpec("Pirate", "gpt-4o", None, ("code_interpreter",))
+    )
     assert edited == replace(created, tools=("code_interpreter",))
     assert [p.id for p in await harness.backend.profiles.list()] == [created.id]
     assert await harness.profile_records.get(edited.id) == edited
@@ -308,8 +320,11 @@ async def test_an_image_the_code_interpreter_made_comes_back_as_a_png(harness: H
 def test_built_in_tool_calls_in_run_steps_are_reported_started_then_ended() -> None:
     steps = StepTools()
     call = {"id": "call_ci", "type": "code_interpreter", "code_interpreter": {"input": "", "outputs": []}}
-    delta = {"id": "step_1", "object": "thread.run.step.delta",
-             "delta": {"step_details": {"type": "tool_calls", "tool_calls": [{"index": 0, **call}]}}}
+    delta = {
+        "id": "step_1",
+        "object": "thread.run.step.delta",
+        "delta": {"step_details": {"type": "tool_calls", "tool_calls": [{"index": 0, **call}]}},
+    }
     done = {"id": "step_1", "object": "thread.run.step", "step_details": {"type": "tool_calls", "tool_calls": [call]}}
     function = {"id": "call_fn", "type": "function", "function": {"name": "f", "arguments": "{}", "output": None}}
     seen = [

@@ -9,6 +9,10 @@ from contextlib import aclosing
 from typing import Any
 
 import pytest
+from conftest import OPENAI_KEY
+from doubles.openai import ScriptedAnswer
+from support.contract import Harness, backend_harness, final, said, state_of
+from support.samples import PNG, pdf_with_text
 
 from bot.conversations.backend import (
     BackendEvent,
@@ -33,10 +37,6 @@ from bot.openai_api.client import OpenAIClient
 from bot.store.chat import ChatHistoryRecords, HistoryRef, Passage
 from bot.store.db import create_engine, migrate, session_factory
 from bot.store.repositories import Store
-from conftest import OPENAI_KEY
-from doubles.openai import ScriptedAnswer
-from support.contract import Harness, backend_harness, final, said, state_of
-from support.samples import PNG, pdf_with_text
 
 INSTRUCTIONS = "You are a helpful assistant."
 
@@ -75,12 +75,14 @@ async def test_a_new_conversation_is_seeded_with_the_thread_and_streamed(harness
     assert final(events) == Completed(text="Echo: Ada: what now?")
     [usage] = [event for event in events if isinstance(event, Usage)]
     assert usage.prompt_tokens > 0 and usage.completion_tokens == 4
-    assert openai_double.model_inputs("chat") == [[
-        ("system", "You are a helpful assistant."),
-        ("user", "Ada: ship Friday?"),
-        ("assistant", "Monday is safer."),
-        ("user", "Ada: what now?"),
-    ]]
+    assert openai_double.model_inputs("chat") == [
+        [
+            ("system", "You are a helpful assistant."),
+            ("user", "Ada: ship Friday?"),
+            ("assistant", "Monday is safer."),
+            ("user", "Ada: what now?"),
+        ]
+    ]
     [body] = completion_bodies(openai_double)
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["model"] == "gpt-4o-mini"
@@ -124,7 +126,8 @@ async def test_function_tools_loop_until_the_model_answers(harness: Harness, ope
     assert final(events) == Completed(text="It is noon in UTC.")
     activity = [event for event in events if isinstance(event, ToolActivity)]
     assert [(event.name, event.status) for event in activity] == [
-        ("get_current_time", ToolStatus.STARTED), ("get_current_time", ToolStatus.COMPLETED),
+        ("get_current_time", ToolStatus.STARTED),
+        ("get_current_time", ToolStatus.COMPLETED),
     ]
     first_body, second_body = completion_bodies(openai_double)
     assert [tool["function"]["name"] for tool in first_body["tools"]] == ["get_current_time"]
@@ -143,10 +146,11 @@ async def test_function_tools_loop_until_the_model_answers(harness: Harness, ope
 
 
 @pytest.mark.parametrize(
-    ("details", "reason"), [
+    ("details", "reason"),
+    [
         (None, "The answer was cut short because it reached the token limit."),
         ({"reason": "content_filter"}, "The answer was stopped by the content filter."),
-    ]
+    ],
 )
 async def test_an_answer_cut_short_fails_in_plain_words(
     harness: Harness, openai_double: Any, details: dict | None, reason: str
@@ -199,7 +203,9 @@ async def test_a_resumed_batch_adds_nothing_twice(harness: Harness, openai_doubl
     resumed = await harness.answer(*batch, state=state_of(seen), attempt=2)
     assert final(resumed) == Completed(text="Echo: Ada: there")
     assert openai_double.model_inputs("chat")[-1] == [
-        ("system", "You are a helpful assistant."), ("user", "Ada: hi"), ("user", "Ada: there"),
+        ("system", "You are a helpful assistant."),
+        ("user", "Ada: hi"),
+        ("user", "Ada: there"),
     ]
 
     # Died after the answer was stored but before it was shown: the same answer, without asking the model.
@@ -223,7 +229,10 @@ async def test_a_stream_cut_midway_raises_and_the_next_attempt_answers_once(
 
     events = await harness.answer(said("Ev1", "Ada: hello"), state=state_of(seen), attempt=2)
     assert final(events) == Completed(text="Echo: Ada: hello")
-    assert openai_double.model_inputs("chat")[-1] == [("system", "You are a helpful assistant."), ("user", "Ada: hello")]
+    assert openai_double.model_inputs("chat")[-1] == [
+        ("system", "You are a helpful assistant."),
+        ("user", "Ada: hello"),
+    ]
 
 
 async def test_a_resumed_tool_loop_does_not_run_a_finished_tool_again(harness: Harness, openai_double: Any) -> None:
@@ -266,7 +275,9 @@ async def test_forgetting_a_retired_history_leaves_the_current_one(harness: Harn
 
     await harness.answer(said("Ev3", "Ada: more"), state=new)
     assert [text for _, text in openai_double.model_inputs("chat")[-1]][1:] == [
-        "Ada: new topic", "Echo: Ada: new topic", "Ada: more",
+        "Ada: new topic",
+        "Echo: Ada: new topic",
+        "Ada: more",
     ]
     await harness.backend.forget(new, conversation_id=harness.conversation.id)
     await harness.answer(said("Ev4", "Ada: still there?"), state=new)
@@ -339,7 +350,8 @@ async def test_unreadable_files_get_a_notice_and_the_text_is_answered(harness: H
     sheet = document("budget.xlsx", b"PK\x03\x04 not text", kind=FileKind.DATA, mimetype="application/vnd.ms-excel")
     events = await harness.answer(said("Ev1", "Ada: look", scanned, sheet))
     assert [event for event in events if isinstance(event, InputNotice)] == [
-        InputNotice("scan.pdf", PDF_WITHOUT_TEXT), InputNotice("budget.xlsx", UNREADABLE_DATA),
+        InputNotice("scan.pdf", PDF_WITHOUT_TEXT),
+        InputNotice("budget.xlsx", UNREADABLE_DATA),
     ]
     assert final(events) == Completed(text="Echo: Ada: look")
 
@@ -383,7 +395,11 @@ async def test_on_a_chat_only_server_nothing_needs_files_or_vector_stores(harnes
     async with OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=0) as client:
         [probe] = PLUGIN.probes
         assert await client.request(probe.method, probe.path) == {
-            "object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False,
+            "object": "list",
+            "data": [],
+            "first_id": None,
+            "last_id": None,
+            "has_more": False,
         }
     image = InputFile(key="F1", name="chart.png", kind=FileKind.IMAGE, mimetype="image/png", data=PNG)
     files = (image, document("handbook.txt", _long_document()), document("notes.md", b"Ship Monday."))
@@ -412,7 +428,9 @@ async def test_history_records_append_each_key_once_in_order(database_url: str) 
     await records.add_passages(history, [Passage("F1", "a.txt", 0, "again", (0.0, 1.0))])
 
     assert [(item.key, item.fields["content"]) for item in await records.entries(history)] == [
-        ("Ev1", "one"), ("Ev2", "two"), ("Ev3", "three"),
+        ("Ev1", "one"),
+        ("Ev2", "two"),
+        ("Ev3", "three"),
     ]
     assert [passage.text for passage in await records.passages(history)] == ["alpha"]
     assert await records.has_document(history, "F1") and not await records.has_document(other, "F1")

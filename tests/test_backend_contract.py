@@ -12,6 +12,10 @@ import contextlib
 from typing import Any
 
 import pytest
+from conftest import BACKEND_SHAPES
+from doubles.openai import ScriptedAnswer
+from support.contract import LOST_ANSWERS, Harness, final, last_state, said, texts_of
+from support.waiting import eventually
 
 from bot.app import BACKENDS
 from bot.conversations.backend import (
@@ -28,10 +32,6 @@ from bot.conversations.backend import (
 from bot.conversations.service import api_failure_reason
 from bot.conversations.turn import HistoryMessage
 from bot.errors import APIError
-from conftest import BACKEND_SHAPES
-from doubles.openai import ScriptedAnswer
-from support.contract import LOST_ANSWERS, Harness, final, last_state, said, texts_of
-from support.waiting import eventually
 
 LOST_ANSWER_CASES = [
     pytest.param(name, lost, id=f"{name}-{lost}") for name, requests in LOST_ANSWERS.items() for lost in requests
@@ -67,13 +67,15 @@ async def test_a_new_conversation_is_seeded_with_its_history(contract: Harness, 
     [usage] = [event for event in events if isinstance(event, Usage)]
     assert usage.prompt_tokens > 0
     assert contract.history_calls == 1
-    assert openai_double.model_inputs() == [[
-        ("system", "Be brief."),
-        ("user", "Ada: ship Friday?"),
-        ("assistant", "Monday is safer."),
-        ("user", "Bob: or Tuesday?"),
-        ("user", "Ada: what now?"),
-    ]]
+    assert openai_double.model_inputs() == [
+        [
+            ("system", "Be brief."),
+            ("user", "Ada: ship Friday?"),
+            ("assistant", "Monday is safer."),
+            ("user", "Bob: or Tuesday?"),
+            ("user", "Ada: what now?"),
+        ]
+    ]
 
 
 async def test_a_batch_of_two_gets_one_answer(contract: Harness, openai_double: Any) -> None:
@@ -89,8 +91,9 @@ async def test_a_batch_of_two_gets_one_answer(contract: Harness, openai_double: 
 
 
 async def test_a_tool_loop_answers_after_the_tool_output(contract: Harness, openai_double: Any) -> None:
-    openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})],
-                                        text_after_tools="It is late."))
+    openai_double.script(
+        ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})], text_after_tools="It is late.")
+    )
     events = await contract.answer(said("Ev1", "Ada: what time is it?"))
 
     assert final(events) == Completed("It is late.")

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from doubles.openai import ScriptedAnswer
+from support.contract import Harness, backend_harness, checkpoints, final, last_state, said
 
 from bot.conversations.backend import (
     BackendEvent,
@@ -20,8 +22,6 @@ from bot.conversations.backend import (
 )
 from bot.conversations.backends.responses import PLUGIN, ResponsesBackend, import_assistant_profile
 from bot.conversations.turn import AnswerFile, Citation, HistoryMessage
-from doubles.openai import ScriptedAnswer
-from support.contract import Harness, backend_harness, checkpoints, final, last_state, said
 
 
 @pytest.fixture
@@ -35,7 +35,8 @@ def conversation_texts(openai_double: Any, conversation_id: str) -> list[tuple[s
     items = openai_double.core.family("conversations").items_of(conversation_id)
     return [
         (item["role"], "\n".join(part.get("text", "") for part in item["content"]))
-        for item in items if item["type"] == "message"
+        for item in items
+        if item["type"] == "message"
     ]
 
 
@@ -58,8 +59,12 @@ async def test_a_new_conversation_is_seeded_with_history_and_answered(harness: H
     # 26 messages: 20 in POST /conversations, the rest through /items, then the input, then the answer.
     seen = openai_double.model_inputs("responses")
     assert len(seen) == 1
-    assert seen[0] == [("system", "Be brief."), *[("user", f"Ada: point {n}") for n in range(24)],
-                       ("assistant", "Monday is safer."), ("user", "Ada: what now?")]
+    assert seen[0] == [
+        ("system", "Be brief."),
+        *[("user", f"Ada: point {n}") for n in range(24)],
+        ("assistant", "Monday is safer."),
+        ("user", "Ada: what now?"),
+    ]
     body = response_posts(openai_double)[0].body
     assert body["background"] is True and body["stream"] is True and body["store"] is True
     assert "input" not in body and body["model"] == "gpt-4o-mini"
@@ -78,15 +83,18 @@ async def test_a_batch_of_two_goes_into_one_response(harness: Harness, openai_do
     assert final(events) == Completed("Echo: Bob: two")
     assert len(response_posts(openai_double)) == 2
     assert [text for role, text in openai_double.model_inputs("responses")[-1] if role == "user"] == [
-        "Ada: hello", "Ada: one", "Bob: two"
+        "Ada: hello",
+        "Ada: one",
+        "Bob: two",
     ]
     assert len(checkpoints(events)[0]["input_item_ids"]) == 2
     assert harness.history_calls == 1
 
 
 async def test_a_tool_loop_answers_after_the_function_output(harness: Harness, openai_double: Any) -> None:
-    openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})],
-                                        text_after_tools="It is late."))
+    openai_double.script(
+        ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})], text_after_tools="It is late.")
+    )
     events = await harness.answer(said("Ev1", "Ada: time?"))
 
     assert final(events) == Completed("It is late.")
@@ -95,7 +103,8 @@ async def test_a_tool_loop_answers_after_the_function_output(harness: Harness, o
     output = posts[1].body["input"][0]
     assert output["type"] == "function_call_output" and '"timezone": "UTC"' in output["output"]
     assert [(e.tool, e.name, e.status) for e in events if isinstance(e, ToolActivity)] == [
-        ("function", "get_current_time", ToolStatus.STARTED), ("function", "get_current_time", ToolStatus.COMPLETED)
+        ("function", "get_current_time", ToolStatus.STARTED),
+        ("function", "get_current_time", ToolStatus.COMPLETED),
     ]
     tool_seen = [text for role, text in openai_double.model_inputs("responses")[-1] if role == "tool"]
     assert len(tool_seen) == 1 and "UTC" in tool_seen[0]
@@ -113,17 +122,22 @@ async def test_citations_and_made_files_come_with_the_answer(harness: Harness, o
     chart_id = openai_double.add_output_file("chart.png", b"PNG-chart")
     image_id = openai_double.add_output_file("cat.png", b"PNG-cat")
     text = "The plan says Friday. See sandbox:/mnt/data/chart.png"
-    openai_double.script(ScriptedAnswer(
-        text=text, image_file_ids=[image_id],
-        annotations=[("file_citation", "Friday.", pdf_id), ("file_path", "sandbox:/mnt/data/chart.png", chart_id)],
-    ))
+    openai_double.script(
+        ScriptedAnswer(
+            text=text,
+            image_file_ids=[image_id],
+            annotations=[("file_citation", "Friday.", pdf_id), ("file_path", "sandbox:/mnt/data/chart.png", chart_id)],
+        )
+    )
     events = await harness.answer(said("Ev1", "Ada: when?"))
 
     answer = final(events)
     assert answer == Completed(
         "The plan says Friday.[1] See sandbox:/mnt/data/chart.png",
-        files=(AnswerFile("image-1.png", b"PNG-cat"),
-               AnswerFile("chart.png", b"PNG-chart", link="sandbox:/mnt/data/chart.png")),
+        files=(
+            AnswerFile("image-1.png", b"PNG-cat"),
+            AnswerFile("chart.png", b"PNG-chart", link="sandbox:/mnt/data/chart.png"),
+        ),
         citations=(Citation(1, "plan.pdf"),),
     )
     tools = {(e.tool, e.status) for e in events if isinstance(e, ToolActivity)}
@@ -195,9 +209,10 @@ async def test_a_crash_before_the_items_checkpoint_finds_them(harness: Harness, 
     first = await harness.answer(said("Ev1", "Ada: hello"))
     state = last_state(first)
     # The dead worker added the message but died before its checkpoint was stored.
-    await harness.backend._api.add_items(state["conversation_id"], [
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: again"}]}
-    ])
+    await harness.backend._api.add_items(
+        state["conversation_id"],
+        [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: again"}]}],
+    )
     events = await harness.answer(said("Ev2", "Ada: again"), state=state, attempt=2)
 
     assert final(events) == Completed("Echo: Ada: again")
@@ -223,9 +238,10 @@ async def test_a_lost_response_request_with_no_trace_is_sent_once_more(harness: 
     # The worker died after checkpointing its inputs and before any response existed.
     first = await harness.answer(said("Ev1", "Ada: hello"))
     state = last_state(first)
-    added = await harness.backend._api.add_items(state["conversation_id"], [
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: late"}]}
-    ])
+    added = await harness.backend._api.add_items(
+        state["conversation_id"],
+        [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: late"}]}],
+    )
     progress = {"input_item_ids": [added[0]["id"]], "anchor": added[0]["id"], "pending_input": [], "requested": True}
     events = await harness.answer(said("Ev2", "Ada: late"), state=state, progress=progress, attempt=2)
 

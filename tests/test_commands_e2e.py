@@ -7,14 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-
-from bot.conversations.profiles import BUILTIN_TOOLS, ProfileOrigin, ProfileSpec
-from bot.store.channels import BackendMemory, ChannelStore
-from bot.store.models import ApiFile, ChatMessage, Conversation, DocumentChunk, RetiredState, TurnRecord
 from conftest import SIGNING_SECRET
 from doubles.openai import GENERATED_IMAGE_PNG
 from doubles.slack_events import block_action_body, deliver_form, slash_command_body, view_submission_body
+from sqlalchemy import func, select
 from support.model_view import (
     BUILTIN_TOOLS_OFFERED,
     answer_models,
@@ -25,21 +21,34 @@ from support.model_view import (
 from support.slack_view import bot_texts
 from support.workspace import ADA, BOT, CHANNEL, DM
 
+from bot.conversations.profiles import BUILTIN_TOOLS, ProfileOrigin, ProfileSpec
+from bot.store.channels import BackendMemory, ChannelStore
+from bot.store.models import ApiFile, ChatMessage, Conversation, DocumentChunk, RetiredState, TurnRecord
+
 TEAM = "T0TEAM"
 ADMIN = ADA  # named in ADMIN_USER_IDS where a test needs an admin
 NOT_ADMIN = "U0BOB"
 ELSEWHERE = "C0ELSEWHERE"
 # Longer than the chat backend puts inline, so that every backend keeps something of it for the conversation.
-LONG_NOTES = "\n\n".join(f"Private note {number}: the launch code is {number * 7919}." for number in range(600)).encode()
+LONG_NOTES = "\n\n".join(
+    f"Private note {number}: the launch code is {number * 7919}." for number in range(600)
+).encode()
 _triggers = itertools.count(1)
 
 
-async def run_command(bot, slack, command: str, text: str, *, user: str = ADMIN, channel: str = CHANNEL) -> httpx.Response:
+async def run_command(
+    bot, slack, command: str, text: str, *, user: str = ADMIN, channel: str = CHANNEL
+) -> httpx.Response:
     """Slack posts the slash command; the bot must ack at once (the helper's 3 s timeout); then its work settles."""
     response_url = slack.new_response_url(channel=channel, user=user)
     body = slash_command_body(
-        command, text, team_id=TEAM, channel_id=channel, user_id=user,
-        response_url=response_url, trigger_id=f"trigger-{next(_triggers)}",
+        command,
+        text,
+        team_id=TEAM,
+        channel_id=channel,
+        user_id=user,
+        response_url=response_url,
+        trigger_id=f"trigger-{next(_triggers)}",
     )
     response = await deliver_form(bot.url, body, SIGNING_SECRET)
     assert response.status_code == 200, response.text
@@ -93,9 +102,7 @@ async def memories_of(bot, thread_key: str, channel: str = CHANNEL) -> list[Back
 
 async def row_counts(bot, *models: type) -> dict[str, int]:
     async with bot.bot.store.transaction() as session:
-        return {
-            model.__name__: await session.scalar(select(func.count()).select_from(model)) for model in models
-        }
+        return {model.__name__: await session.scalar(select(func.count()).select_from(model)) for model in models}
 
 
 # /ask ---------------------------------------------------------------------------------------
@@ -184,7 +191,19 @@ async def test_help_lists_every_subcommand_and_bad_input_gets_the_usage(start_bo
     bot = await start_bot()
     await run_command(bot, slack_double, "/assistant", "help")
     help_text = last_ephemeral(slack_double)
-    for usage in ("help", "show", "list", "use <id or name>", "create", "edit", "reset", "new", "forget", "models", "usage"):
+    for usage in (
+        "help",
+        "show",
+        "list",
+        "use <id or name>",
+        "create",
+        "edit",
+        "reset",
+        "new",
+        "forget",
+        "models",
+        "usage",
+    ):
         assert f"`/assistant {usage}`" in help_text
     assert "_This conversation_ means" in help_text
     await run_command(bot, slack_double, "/assistant", "frobnicate now")
@@ -333,7 +352,9 @@ def opened_view(slack) -> dict[str, Any]:
 def form_values(
     *, name: str = "", model: str | None = None, instructions: str = "", tools: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    option = (lambda value: {"text": {"type": "plain_text", "text": value}, "value": value})
+    def option(value: str) -> dict[str, Any]:
+        return {"text": {"type": "plain_text", "text": value}, "value": value}
+
     return {
         "name": {"value": {"type": "plain_text_input", "value": name}},
         "model": {"value": {"type": "static_select", "selected_option": option(model) if model else None}},
@@ -371,12 +392,18 @@ async def test_create_opens_a_form_whose_submission_creates_binds_and_records(
     bot = await start_bot(admin_user_ids=ADMIN)
     await run_command(bot, slack_double, "/assistant", "create")
     view = opened_view(slack_double)
-    groups = {g["label"]["text"]: [o["value"] for o in g["options"]] for g in view["blocks"][1]["element"]["option_groups"]}
-    assert groups == {"Fine-tuned": ["ft:gpt-4o-mini:acme::abc123"], "Models": ["gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"]}
+    groups = {
+        g["label"]["text"]: [o["value"] for o in g["options"]] for g in view["blocks"][1]["element"]["option_groups"]
+    }
+    assert groups == {
+        "Fine-tuned": ["ft:gpt-4o-mini:acme::abc123"],
+        "Models": ["gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"],
+    }
     assert offered_tools(view) == list(BUILTIN_TOOLS_OFFERED[backend])
     tools = tuple(tool for tool in ("code_interpreter",) if tool in offered_tools(view))
-    values = form_values(name="Release helper", model="ft:gpt-4o-mini:acme::abc123", instructions="Be brief.",
-                         tools=tools)
+    values = form_values(
+        name="Release helper", model="ft:gpt-4o-mini:acme::abc123", instructions="Be brief.", tools=tools
+    )
     response = await submit(bot, view, values)
     assert response.json()["response_action"] == "update"
     created = await channel_choice(bot)
@@ -404,7 +431,9 @@ async def test_the_form_reports_missing_fields_next_to_them(start_bot, slack_dou
         "errors": {"name": "Give the assistant a name.", "model": "Choose a model."},
     }
     assert await changes(bot) == []
-    assert [profile.name for profile in await bot.bot.backend.profiles.list() if profile.name != "Slack Assistant"] == []
+    assert [
+        profile.name for profile in await bot.bot.backend.profiles.list() if profile.name != "Slack Assistant"
+    ] == []
 
 
 async def test_the_form_accepts_only_the_tools_it_offers(start_bot, slack_double, openai_double) -> None:
@@ -449,10 +478,13 @@ async def test_edit_prefills_the_form_and_updates_the_channels_assistant(
     assert view["blocks"][1]["element"]["initial_option"]["value"] == "gpt-4o"
     assert view["blocks"][2]["element"]["initial_value"] == "You are Pirate."
     tools = tuple(offered_tools(view)[:1])
-    await submit(bot, view, form_values(name="Pirate", model="gpt-4.1-mini", instructions="Talk like a pirate.",
-                                        tools=tools))
+    await submit(
+        bot, view, form_values(name="Pirate", model="gpt-4.1-mini", instructions="Talk like a pirate.", tools=tools)
+    )
     assert (await changes(bot))[-1] == (ADMIN, "edit", pirate, pirate)
-    assert view_text(current_view(slack_double, view["id"])).startswith(f"Saved *Pirate* (`{pirate}`, model `gpt-4.1-mini`)")
+    assert view_text(current_view(slack_double, view["id"])).startswith(
+        f"Saved *Pirate* (`{pirate}`, model `gpt-4.1-mini`)"
+    )
     await run_command(bot, slack_double, "/assistant", "show")
     shown = last_ephemeral(slack_double)
     assert "Model: `gpt-4.1-mini`" in shown and "Instructions: Talk like a pirate." in shown
@@ -522,8 +554,14 @@ async def test_forget_asks_first_then_deletes_every_memory_and_its_files_and_the
     confirm = next(e for e in question["blocks"][1]["elements"] if e["action_id"] == "forget_confirm")
     click_url = slack_double.new_response_url(channel=CHANNEL, user=ADMIN)
     body = block_action_body(
-        action_id="forget_confirm", value=confirm["value"], team_id=TEAM, channel_id=CHANNEL, user_id=ADMIN,
-        message=question, response_url=click_url, trigger_id=f"trigger-{next(_triggers)}",
+        action_id="forget_confirm",
+        value=confirm["value"],
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=ADMIN,
+        message=question,
+        response_url=click_url,
+        trigger_id=f"trigger-{next(_triggers)}",
     )
     assert (await deliver_form(bot.url, body, SIGNING_SECRET)).status_code == 200
     await bot.settle()
@@ -545,8 +583,14 @@ async def test_forget_cancelled_deletes_nothing(start_bot, slack_double, openai_
     await run_command(bot, slack_double, "/assistant", "forget")
     question = slack_double.ephemeral(CHANNEL, ADMIN)[-1]
     body = block_action_body(
-        action_id="forget_cancel", value="", team_id=TEAM, channel_id=CHANNEL, user_id=ADMIN, message=question,
-        response_url=slack_double.new_response_url(channel=CHANNEL, user=ADMIN), trigger_id="trigger-cancel",
+        action_id="forget_cancel",
+        value="",
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=ADMIN,
+        message=question,
+        response_url=slack_double.new_response_url(channel=CHANNEL, user=ADMIN),
+        trigger_id="trigger-cancel",
     )
     assert (await deliver_form(bot.url, body, SIGNING_SECRET)).status_code == 200
     await bot.settle()
@@ -566,8 +610,13 @@ async def test_usage_counts_each_runs_tokens_for_the_person_and_the_channel(
     await bot.say(CHANNEL, "U0BOB", f"<@{BOT}> four five")
     await bot.say(DM, "U0ADA", "six")
     async with bot.bot.store.transaction() as session:
-        rows = (await session.execute(select(TurnRecord.user_id, TurnRecord.channel_id, TurnRecord.prompt_tokens,
-                                             TurnRecord.completion_tokens))).all()
+        rows = (
+            await session.execute(
+                select(
+                    TurnRecord.user_id, TurnRecord.channel_id, TurnRecord.prompt_tokens, TurnRecord.completion_tokens
+                )
+            )
+        ).all()
     assert all(row.prompt_tokens for row in rows)
     ada = sum(row.prompt_tokens + row.completion_tokens for row in rows if row.user_id == "U0ADA")
     channel = sum(row.prompt_tokens + row.completion_tokens for row in rows if row.channel_id == CHANNEL)

@@ -7,8 +7,6 @@ import re
 
 import httpx
 import pytest
-
-from bot.conversations.profiles import ProfileOrigin, ProfileSpec
 from conftest import BACKEND_SHAPES, SIGNING_SECRET
 from doubles.openai import ScriptedAnswer
 from doubles.slack_events import deliver_form, slash_command_body
@@ -25,6 +23,8 @@ from support.model_view import (
 )
 from support.slack_view import bot_texts
 from support.workspace import ADA, BOT, CHANNEL, DM
+
+from bot.conversations.profiles import ProfileOrigin, ProfileSpec
 
 TEAM = "T0TEAM"
 # The backend a deployment switches to from each: every backend is switched away from, and the two that keep
@@ -43,13 +43,17 @@ async def test_a_mention_is_answered_in_a_thread_under_it(start_bot, slack_doubl
     assert conversations_seen(openai_double) == [[("user", "Ada: hello there")]]
 
 
-async def test_follow_ups_in_the_thread_need_no_mention_and_share_one_conversation(start_bot, slack_double, openai_double) -> None:
+async def test_follow_ups_in_the_thread_need_no_mention_and_share_one_conversation(
+    start_bot, slack_double, openai_double
+) -> None:
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> first question")
     await bot.say(CHANNEL, "U0BOB", "and a follow-up", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: first question", "Echo: Bob: and a follow-up"]
     assert conversations_seen(openai_double)[-1] == [
-        ("user", "Ada: first question"), ("assistant", "Echo: Ada: first question"), ("user", "Bob: and a follow-up")
+        ("user", "Ada: first question"),
+        ("assistant", "Echo: Ada: first question"),
+        ("user", "Bob: and a follow-up"),
     ]
 
 
@@ -71,13 +75,15 @@ async def test_threads_the_bot_is_not_in_are_left_alone(start_bot, slack_double,
 async def test_a_mention_inside_an_existing_thread_brings_its_history(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot()
     root = slack_double.human_posts(CHANNEL, "U0ADA", "Should we ship on Friday?").ts
-    slack_double.human_posts(CHANNEL, "U0BOB", f"I think Monday is safer, right <@U0ADA>?", thread_ts=root)
+    slack_double.human_posts(CHANNEL, "U0BOB", "I think Monday is safer, right <@U0ADA>?", thread_ts=root)
     await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> what do you think?", thread_ts=root)
-    assert conversations_seen(openai_double) == [[
-        ("user", "Ada: Should we ship on Friday?"),
-        ("user", "Bob: I think Monday is safer, right @Ada?"),
-        ("user", "Ada: what do you think?"),
-    ]]
+    assert conversations_seen(openai_double) == [
+        [
+            ("user", "Ada: Should we ship on Friday?"),
+            ("user", "Bob: I think Monday is safer, right @Ada?"),
+            ("user", "Ada: what do you think?"),
+        ]
+    ]
     assert bot_texts(slack_double, CHANNEL, root) == ["Echo: Ada: what do you think?"]
 
 
@@ -155,12 +161,16 @@ async def test_servers_that_do_not_stream_are_answered_all_the_same(start_bot, s
     await bot.say(CHANNEL, "U0ADA", "and again", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: no stream", "Echo: Ada: and again"]
     assert conversations_seen(openai_double)[-1] == [
-        ("user", "Ada: no stream"), ("assistant", "Echo: Ada: no stream"), ("user", "Ada: and again")
+        ("user", "Ada: no stream"),
+        ("assistant", "Echo: Ada: no stream"),
+        ("user", "Ada: and again"),
     ]
 
 
 @pytest.mark.backends(
-    "assistants", "responses", reason="a chat completion that is not streamed comes back whole: there is nothing to poll"
+    "assistants",
+    "responses",
+    reason="a chat completion that is not streamed comes back whole: there is nothing to poll",
 )
 async def test_non_streaming_servers_are_polled(start_bot, slack_double, openai_double, backend) -> None:
     openai_double.streaming = False
@@ -170,7 +180,9 @@ async def test_non_streaming_servers_are_polled(start_bot, slack_double, openai_
     assert len(answer_polls(openai_double, backend)) >= 2
 
 
-async def test_failed_answers_are_explained_and_the_next_message_works(start_bot, slack_double, openai_double, backend) -> None:
+async def test_failed_answers_are_explained_and_the_next_message_works(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     endings = [
         ScriptedAnswer(status="failed", last_error={"code": "server_error", "message": "The model crashed."}),
         ScriptedAnswer(status="expired"),
@@ -178,7 +190,9 @@ async def test_failed_answers_are_explained_and_the_next_message_works(start_bot
         ScriptedAnswer(status="incomplete", incomplete_details={"reason": "max_completion_tokens"}),
     ]
     told = {
-        "failed": lambda ending: f":warning: The assistant ran into an error and could not answer: {ending.error['message']}",
+        "failed": lambda ending: (
+            f":warning: The assistant ran into an error and could not answer: {ending.error['message']}"
+        ),
         "expired": lambda _: ":warning: The assistant took too long and the run expired. Please try again.",
         "cancelled": lambda _: ":warning: The run was cancelled before the assistant finished.",
         "incomplete": lambda _: ":warning: The answer was cut short because it reached the token limit.",
@@ -195,9 +209,17 @@ async def test_failed_answers_are_explained_and_the_next_message_works(start_bot
     ]
 
 
-async def test_function_tools_are_called_and_all_outputs_submitted_at_once(start_bot, slack_double, openai_double, backend) -> None:
+async def test_function_tools_are_called_and_all_outputs_submitted_at_once(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.script(
-        ScriptedAnswer(tool_calls=[("get_current_time", {}), ("no_such_tool", {}), ("get_current_time", {"timezone": "Asia/Tokyo"})])
+        ScriptedAnswer(
+            tool_calls=[
+                ("get_current_time", {}),
+                ("no_such_tool", {}),
+                ("get_current_time", {"timezone": "Asia/Tokyo"}),
+            ]
+        )
     )
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> what time is it?")
@@ -245,7 +267,9 @@ async def test_health_and_the_mapping_survive_a_restart(start_bot, slack_double,
     await again.say(CHANNEL, "U0ADA", "do you remember?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: remember this", "Echo: Ada: do you remember?"]
     assert conversations_seen(openai_double)[-1] == [  # the same conversation, not one seeded anew from Slack
-        ("user", "Ada: remember this"), ("assistant", "Echo: Ada: remember this"), ("user", "Ada: do you remember?")
+        ("user", "Ada: remember this"),
+        ("assistant", "Echo: Ada: remember this"),
+        ("user", "Ada: do you remember?"),
     ]
     assert len(await again.bot.backend.profiles.list()) == 1  # the default profile, made once
 
@@ -279,7 +303,9 @@ async def test_a_gateway_with_a_query_token_and_extra_headers(start_bot, slack_d
     assert all("authorization" not in request.headers for request in openai_double.requests)
 
 
-async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(start_bot, slack_double, openai_double, backend) -> None:
+async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.script(ScriptedAnswer(text="## Plan\n**Ship** it, see [docs](https://example.com/d) and `x < y`."))
     bot = await start_bot()
     post = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> plan?")
@@ -315,7 +341,12 @@ async def test_a_switch_of_backend_keeps_the_channels_profile_and_continues_its_
     )
     response_url = slack_double.new_response_url(channel=CHANNEL, user=ADA)
     command = slash_command_body(
-        "/assistant", f"use {pirate.id}", team_id=TEAM, channel_id=CHANNEL, user_id=ADA, response_url=response_url,
+        "/assistant",
+        f"use {pirate.id}",
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=ADA,
+        response_url=response_url,
         trigger_id="trigger-switch",
     )
     assert (await deliver_form(old.url, command, SIGNING_SECRET)).status_code == 200
@@ -327,7 +358,10 @@ async def test_a_switch_of_backend_keeps_the_channels_profile_and_continues_its_
     openai_double.shape = BACKEND_SHAPES[switched]
     new = await start_bot(database_url=sqlite_url, openai_backend=switched)
     await new.say(CHANNEL, ADA, "what was the number?", thread_ts=ts)
-    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: remember the number 7", "Echo: Ada: what was the number?"]
+    assert bot_texts(slack_double, CHANNEL, ts) == [
+        "Echo: Ada: remember the number 7",
+        "Echo: Ada: what was the number?",
+    ]
     assert openai_double.model_inputs(switched)[-1] == [  # seeded from the Slack thread, each message once
         ("system", "You are Pirate."),
         ("user", "Ada: @Assistant remember the number 7"),  # as Slack shows it

@@ -8,20 +8,20 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from conftest import SIGNING_SECRET
+from doubles.openai import ScriptedRun
+from doubles.slack_events import block_action_body, deliver_form, slash_command_body
 from sqlalchemy import select, update
+from support.file_view import images_seen, searched_file_ids, uploads
+from support.samples import PNG, pdf_with_text
+from support.slack_view import bot_texts
+from support.workspace import ADA, BOB, BOT, CHANNEL
 
 from bot.conversations.moderation import DOCUMENT_CHARS_PER_MESSAGE, DOCUMENT_PIECE_CHARS, TOO_LONG_TO_CHECK
 from bot.conversations.retention import RetentionPurger
 from bot.store.models import ApiFile, ApiFileUse, Conversation
 from bot.store.moderation_log import ModerationLog
 from bot.store.repositories import utcnow
-from conftest import SIGNING_SECRET
-from doubles.openai import ScriptedRun
-from doubles.slack_events import block_action_body, deliver_form, slash_command_body
-from support.file_view import images_seen, searched_file_ids, uploads
-from support.samples import PNG, pdf_with_text
-from support.slack_view import bot_texts
-from support.workspace import ADA, BOB, BOT, CHANNEL
 
 TEAM = "T0TEAM"
 NO_FILES_ON_SERVER = "the chat backend keeps no files on the server: there is nothing another conversation shares"
@@ -42,16 +42,26 @@ def bot_files(slack, thread_ts: str) -> list[dict]:
 async def forget_most_recent(bot, slack, *, user: str = ADA) -> str:
     """`/assistant forget` in the channel (its most recently active conversation), then the confirm click."""
     command = slash_command_body(
-        "/assistant", "forget", team_id=TEAM, channel_id=CHANNEL, user_id=user,
-        response_url=slack.new_response_url(channel=CHANNEL, user=user), trigger_id=f"trigger-{next(_triggers)}",
+        "/assistant",
+        "forget",
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=user,
+        response_url=slack.new_response_url(channel=CHANNEL, user=user),
+        trigger_id=f"trigger-{next(_triggers)}",
     )
     assert (await deliver_form(bot.url, command, SIGNING_SECRET)).status_code == 200
     await bot.settle()
     question = slack.ephemeral(CHANNEL, user)[-1]
     confirm = next(e for e in question["blocks"][1]["elements"] if e["action_id"] == "forget_confirm")
     click = block_action_body(
-        action_id="forget_confirm", value=confirm["value"], team_id=TEAM, channel_id=CHANNEL, user_id=user,
-        message=question, response_url=slack.new_response_url(channel=CHANNEL, user=user),
+        action_id="forget_confirm",
+        value=confirm["value"],
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=user,
+        message=question,
+        response_url=slack.new_response_url(channel=CHANNEL, user=user),
         trigger_id=f"trigger-{next(_triggers)}",
     )
     assert (await deliver_form(bot.url, click, SIGNING_SECRET)).status_code == 200
@@ -219,8 +229,10 @@ async def test_a_message_s_files_past_its_byte_budget_are_refused_with_a_note(
 ) -> None:
     bot = await start_bot(max_file_mb=1, max_message_files_mb=2)
     first, second, third = (image_of(MB * 9 // 10, tag) for tag in (b"one", b"two", b"three"))
-    files = [slack_double.add_file(f"{name}.png", data, user=ADA) for name, data in
-             (("one", first), ("two", second), ("three", third))]
+    files = [
+        slack_double.add_file(f"{name}.png", data, user=ADA)
+        for name, data in (("one", first), ("two", second), ("three", third))
+    ]
     ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> compare these", files=files)
 
     texts = bot_texts(slack_double, CHANNEL, ts)
@@ -239,10 +251,12 @@ async def test_a_file_the_assistant_made_past_the_size_limit_is_not_fetched_and_
     big = openai_double.add_output_file("/mnt/data/big.csv", b"x" * (MB + 1))
     small = openai_double.add_output_file("/mnt/data/small.csv", b"month,total\nJan,10\n")
     links = ("sandbox:/mnt/data/big.csv", "sandbox:/mnt/data/small.csv")
-    openai_double.script(ScriptedRun(
-        text=f"Here: [the big one]({links[0]}) and [the small one]({links[1]})",
-        annotations=[("file_path", links[0], big), ("file_path", links[1], small)],
-    ))
+    openai_double.script(
+        ScriptedRun(
+            text=f"Here: [the big one]({links[0]}) and [the small one]({links[1]})",
+            annotations=[("file_path", links[0], big), ("file_path", links[1], small)],
+        )
+    )
     bot = await start_bot(max_file_mb=1)
     ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> make two tables")
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-
-from bot.store.models import ApiFile
 from doubles.openai import ScriptedRun
+from sqlalchemy import select
 from support.file_view import (
     KEEPS_FILES_ON_SERVER,
     code_interpreter_files,
@@ -25,6 +23,8 @@ from support.samples import DAMAGED_PDF, PNG, pdf_with_text
 from support.slack_view import bot_texts
 from support.workspace import ADA, BOB, BOT, CHANNEL, DM
 
+from bot.store.models import ApiFile
+
 REPORT = pdf_with_text("Q3 revenue grew 5%.", "Costs were flat.")
 NO_CODE_INTERPRETER = "chat completions run no code interpreter, so the model makes no files"
 NO_FILES_ON_SERVER = "the chat backend keeps no files on the server: it uploads nothing to /files"
@@ -34,8 +34,17 @@ def bot_files(slack, channel: str, thread_ts: str | None = None) -> list[dict[st
     return [f for m in slack.messages(channel, thread_ts=thread_ts) if m.get("bot_id") for f in m.get("files", [])]
 
 
-async def share(bot, slack, name: str, content: bytes, *, text: str = "have a look", channel: str = CHANNEL,
-                thread_ts: str | None = None, mimetype: str | None = None) -> str:
+async def share(
+    bot,
+    slack,
+    name: str,
+    content: bytes,
+    *,
+    text: str = "have a look",
+    channel: str = CHANNEL,
+    thread_ts: str | None = None,
+    mimetype: str | None = None,
+) -> str:
     """Ada shares one file with a message (mentioning the bot in a channel); returns the message ts."""
     file = slack.add_file(name, content, user=ADA, mimetype=mimetype)
     said = f"<@{BOT}> {text}" if channel == CHANNEL and thread_ts is None else text
@@ -123,7 +132,8 @@ async def test_on_chat_text_data_is_read_inline_and_a_spreadsheet_is_refused(
     assert documents_seen(openai_double, backend) == {"sales.csv"}
     assert "month,revenue\nJan,10\nFeb,12" in openai_double.user_texts_seen()[-1]
     assert_answered_with_notice(
-        slack_double, ts,
+        slack_double,
+        ts,
         ":warning: I couldn't use *budget.xlsx*: the assistant can't read this kind of data file here; "
         "share it as CSV or JSON.",
     )
@@ -197,14 +207,20 @@ def assert_answered_with_notice(slack, ts: str, notice: str) -> None:
 async def test_a_file_over_the_size_limit_is_refused(start_bot, slack_double, openai_double) -> None:
     bot = await start_bot(max_file_mb=1)
     ts = await share(bot, slack_double, "huge.pdf", b"x" * (1024 * 1024 + 1))
-    assert_answered_with_notice(slack_double, ts, ":warning: I couldn't use *huge.pdf*: it is larger than the 1 MB limit.")
+    assert_answered_with_notice(
+        slack_double, ts, ":warning: I couldn't use *huge.pdf*: it is larger than the 1 MB limit."
+    )
     assert uploads(openai_double) == []
 
 
-async def test_the_size_limit_holds_while_streaming_even_if_the_event_says_small(start_bot, slack_double, openai_double) -> None:
+async def test_the_size_limit_holds_while_streaming_even_if_the_event_says_small(
+    start_bot, slack_double, openai_double
+) -> None:
     bot = await start_bot(max_file_mb=1)
     ts = await deliver_altered(bot, slack_double, "liar.pdf", b"x" * (2 * 1024 * 1024), lambda f: f.update(size=10))
-    assert_answered_with_notice(slack_double, ts, ":warning: I couldn't use *liar.pdf*: it is larger than the 1 MB limit.")
+    assert_answered_with_notice(
+        slack_double, ts, ":warning: I couldn't use *liar.pdf*: it is larger than the 1 MB limit."
+    )
     assert uploads(openai_double) == []
 
 
@@ -227,7 +243,8 @@ async def test_a_sign_in_page_instead_of_the_file_means_a_missing_scope(start_bo
     bot = await start_bot()
     ts = await share(bot, slack_double, "report.pdf", REPORT)
     assert_answered_with_notice(
-        slack_double, ts,
+        slack_double,
+        ts,
         ":warning: I couldn't use *report.pdf*: Slack sent a sign-in page instead of the file "
         "(the app may lack the files:read scope).",
     )
@@ -250,7 +267,8 @@ async def test_a_download_link_outside_slack_is_never_followed(start_bot, slack_
         bot, slack_double, "report.pdf", REPORT, lambda f: f.update(url_private_download=foreign)
     )
     assert_answered_with_notice(
-        slack_double, ts,
+        slack_double,
+        ts,
         ":warning: I couldn't use *report.pdf*: its download link does not point to Slack, so I did not follow it.",
     )
     assert openai_double.requests_to("GET", "internal-secret") == []

@@ -9,20 +9,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
-
-from bot.conversations.retention import RetentionPurger
-from bot.store.channels import ChannelStore
-from bot.store.models import ApiFile, AppState, ChatMessage, Conversation, DocumentChunk, RetiredState, TurnRecord
-from bot.store.repositories import utcnow
-from bot.store.retention import RetentionRepository
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
+from sqlalchemy import func, select, update
 from support.file_view import KEEPS_FILES_ON_SERVER
 from support.model_view import server_memories
 from support.samples import pdf_with_text
 from support.slack_view import bot_texts
 from support.waiting import eventually
 from support.workspace import BOT, CHANNEL, DM
+
+from bot.conversations.retention import RetentionPurger
+from bot.store.channels import ChannelStore
+from bot.store.models import ApiFile, AppState, ChatMessage, Conversation, DocumentChunk, RetiredState, TurnRecord
+from bot.store.repositories import utcnow
+from bot.store.retention import RetentionRepository
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,9 @@ def newest_user_texts(openai) -> list[str]:
 # Limits ---------------------------------------------------------------------------------------
 
 
-async def test_a_message_over_the_length_limit_is_refused_without_an_api_call(start_bot, slack_double, openai_double) -> None:
+async def test_a_message_over_the_length_limit_is_refused_without_an_api_call(
+    start_bot, slack_double, openai_double
+) -> None:
     bot = await start_bot(max_input_chars=40)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> " + "a very long question " * 3)
     assert bot_texts(slack_double, CHANNEL, ts) == [
@@ -87,7 +89,9 @@ async def test_a_person_over_the_rate_limit_is_told_once_privately_and_others_ar
     assert statuses == ["answered"] * 7  # refused turns are closed, never left pending for recovery
 
 
-async def test_a_person_still_too_fast_a_window_later_is_told_again_once(start_bot, slack_double, openai_double) -> None:
+async def test_a_person_still_too_fast_a_window_later_is_told_again_once(
+    start_bot, slack_double, openai_double
+) -> None:
     bot = await start_bot(user_rate_limit=2)
     for text in ("one", "two", "three", "four"):
         await bot.say(DM, "U0ADA", text)
@@ -153,8 +157,10 @@ async def _rows_of(store, conversation_id: int) -> dict[str, int]:
     counts = {}
     async with store.transaction() as session:
         for name, column in (
-            ("conversations", Conversation.id), ("turns", TurnRecord.conversation_id),
-            ("retired_states", RetiredState.conversation_id), ("api_files", ApiFile.conversation_id),
+            ("conversations", Conversation.id),
+            ("turns", TurnRecord.conversation_id),
+            ("retired_states", RetiredState.conversation_id),
+            ("api_files", ApiFile.conversation_id),
             ("chat_messages", ChatMessage.conversation_id),
         ):
             counts[name] = await session.scalar(select(func.count()).where(column == conversation_id))
@@ -180,7 +186,11 @@ async def test_retention_purges_idle_conversations_with_their_memories(
 
     assert await kept_memories(bot, openai_double, backend) == recent_memories
     assert await _rows_of(bot.bot.store, old_id) == {
-        "conversations": 0, "turns": 0, "retired_states": 0, "api_files": 0, "chat_messages": 0
+        "conversations": 0,
+        "turns": 0,
+        "retired_states": 0,
+        "api_files": 0,
+        "chat_messages": 0,
     }
     assert (await _rows_of(bot.bot.store, recent_id))["turns"] == 1
     await bot.say(CHANNEL, "U0BOB", "still here?", thread_ts=recent_ts)
@@ -221,7 +231,9 @@ async def test_a_conversation_that_wakes_up_during_the_purge_keeps_its_messages(
     await bot.say(CHANNEL, "U0ADA", "a new message meanwhile", thread_ts=ts)
     assert await repository.delete_if_idle(conversation_id, cutoff) is False
     assert (await _rows_of(bot.bot.store, conversation_id))["turns"] == 2
-    assert (await bot.bot.store.get_conversation(conversation_id)).backend_state is None  # the next answer starts afresh
+    assert (
+        await bot.bot.store.get_conversation(conversation_id)
+    ).backend_state is None  # the next answer starts afresh
 
 
 def test_the_purge_command_runs_once_and_refuses_without_retention(tmp_path: Path, openai_server, slack_server) -> None:
@@ -233,12 +245,20 @@ def test_the_purge_command_runs_once_and_refuses_without_retention(tmp_path: Pat
         "OPENAI_BASE_URL": openai_server.base_url,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
     }
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "OPENAI_", "DATABASE_", "RETENTION_"))}
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLACK_", "OPENAI_", "DATABASE_", "RETENTION_"))
+    }
 
     def purge(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bot", "purge"], env={**clean, **env, **extra}, cwd=tmp_path,
-            capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "bot", "purge"],
+            env={**clean, **env, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     refused = purge()

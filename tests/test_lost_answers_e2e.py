@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from doubles.openai import ScriptedAnswer
 from support.model_view import (
     ANSWER_REQUESTS,
@@ -19,22 +18,30 @@ from support.slack_view import bot_texts
 from support.workspace import BOT, CHANNEL
 
 
-async def test_a_message_whose_answer_was_lost_is_not_added_twice(start_bot, slack_double, openai_double, backend) -> None:
+async def test_a_message_whose_answer_was_lost_is_not_added_twice(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.lose_response_next("POST", MESSAGE_REQUESTS[backend])
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> only once")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: only once"]
     await bot.say(CHANNEL, "U0ADA", "and then?", thread_ts=ts)
     assert conversations_seen(openai_double)[-1] == [  # the conversation holds the message once, answered once
-        ("user", "Ada: only once"), ("assistant", "Echo: Ada: only once"), ("user", "Ada: and then?")
+        ("user", "Ada: only once"),
+        ("assistant", "Echo: Ada: only once"),
+        ("user", "Ada: and then?"),
     ]
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: only once", "Echo: Ada: and then?"]
 
 
 @pytest.mark.backends(
-    "assistants", "responses", reason="a chat completion leaves nothing on the server to follow: a lost one is asked again"
+    "assistants",
+    "responses",
+    reason="a chat completion leaves nothing on the server to follow: a lost one is asked again",
 )
-async def test_a_run_whose_answer_was_lost_is_followed_not_started_again(start_bot, slack_double, openai_double, backend) -> None:
+async def test_a_run_whose_answer_was_lost_is_followed_not_started_again(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.lose_response_next("POST", ANSWER_REQUESTS[backend])
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> one run please")
@@ -43,7 +50,9 @@ async def test_a_run_whose_answer_was_lost_is_followed_not_started_again(start_b
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: one run please"]
 
 
-async def test_tool_outputs_whose_answer_was_lost_are_not_submitted_twice(start_bot, slack_double, openai_double, backend) -> None:
+async def test_tool_outputs_whose_answer_was_lost_are_not_submitted_twice(
+    start_bot, slack_double, openai_double, backend
+) -> None:
     openai_double.script(ScriptedAnswer(tool_calls=[("get_current_time", {"timezone": "UTC"})]))
     openai_double.lose_response_next("POST", ANSWER_REQUESTS[backend], after=1)  # the request carrying the outputs
     bot = await start_bot()

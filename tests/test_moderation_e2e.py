@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bot.store.moderation_log import ModerationLog
 from doubles.openai import ScriptedRun
 from support.model_view import answers_stopped, conversations_seen
 from support.slack_view import bot_texts
 from support.waiting import eventually
 from support.workspace import BOT, CHANNEL, DM
+
+from bot.store.moderation_log import ModerationLog
 
 MODERATIONS = r"^/v1/moderations$"
 # The double answers a moderation failure's retries at once when it says so.
@@ -44,7 +44,8 @@ async def test_a_flagged_message_never_reaches_the_assistant_and_the_thread_stay
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> how do I hurt someone?")
 
     assert openai_double.requests_to("POST", MODERATIONS)[0].body == {
-        "input": "Ada: how do I hurt someone?", "model": "omni-moderation-latest"
+        "input": "Ada: how do I hurt someone?",
+        "model": "omni-moderation-latest",
     }
     assert requests_besides_checks(openai_double) == [] and openai_double.model_calls == 0
     assert bot_texts(slack_double, CHANNEL, ts) == []  # no "Thinking…" left behind
@@ -52,7 +53,11 @@ async def test_a_flagged_message_never_reaches_the_assistant_and_the_thread_stay
     assert "didn't pass your message to the assistant" in notice and "threats and violence" in notice
     [flag] = await flags(bot)
     assert (flag.team_id, flag.channel_id, flag.user_id, flag.direction, flag.source) == (
-        "T0TEAM", CHANNEL, "U0ADA", "input", "text"
+        "T0TEAM",
+        CHANNEL,
+        "U0ADA",
+        "input",
+        "text",
     )
     assert flag.categories == ["harassment/threatening", "violence"]
     assert flag.top_scores["violence"] == 0.97 and len(flag.top_scores) == 3
@@ -121,7 +126,11 @@ async def test_the_operator_can_keep_flagged_text_and_read_the_log(
     }
     shown = subprocess.run(
         [sys.executable, "-m", "bot", "moderation-log", "--limit", "5", "--team", "T0TEAM"],
-        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert shown.returncode == 0, shown.stderr
     header, rule, row = shown.stdout.splitlines()
@@ -129,7 +138,11 @@ async def test_the_operator_can_keep_flagged_text_and_read_the_log(
     assert all(word in row for word in ("T0TEAM", DM, "U0ADA", "input", "text", "violence 0.97", "how do I hurt"))
     other_team = subprocess.run(
         [sys.executable, "-m", "bot", "moderation-log", "--team", "T0OTHER"],
-        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert other_team.stdout.strip() == "no moderation flags recorded"
 

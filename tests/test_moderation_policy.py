@@ -15,8 +15,16 @@ from bot.store.moderation_log import Flag, ModerationLog
 from bot.store.repositories import Store
 
 TURN = Turn(
-    event_id="Ev1", team_id="T0TEAM", channel_id="C0GENERAL", thread_key="1.0", surface=Surface.CHANNEL,
-    user_id="U0ADA", user_name="Ada", text="hi", message_ts="1.0", reply_thread_ts="1.0",
+    event_id="Ev1",
+    team_id="T0TEAM",
+    channel_id="C0GENERAL",
+    thread_key="1.0",
+    surface=Surface.CHANNEL,
+    user_id="U0ADA",
+    user_name="Ada",
+    text="hi",
+    message_ts="1.0",
+    reply_thread_ts="1.0",
 )
 
 
@@ -34,7 +42,9 @@ def test_the_api_verdict_counts_and_thresholds_only_tighten_it() -> None:
     verdict = policy.judge(
         [
             result(
-                {"violence": 0.8, "harassment": 0.1, "hate": 0.01}, flagged=("violence",), applied={"violence": ["image"]}
+                {"violence": 0.8, "harassment": 0.1, "hate": 0.01},
+                flagged=("violence",),
+                applied={"violence": ["image"]},
             ),
             result({"violence": 0.2, "harassment": 0.45, "hate": 0.3}, applied={"harassment": ["text"]}),
         ]
@@ -98,7 +108,9 @@ async def test_answers_are_checked_at_most_once_per_update_and_only_new_text(ope
     checked = [request.body["input"] for request in openai_double.requests_to("POST", r"/moderations$")]
     assert checked == ["One ", "One two three four", "One two three four and five."]  # new text led by context
     assert inner.parts == [
-        TextDelta("One "), TextDelta("two three four"), ReplyCompleted("One two three four and five.")
+        TextDelta("One "),
+        TextDelta("two three four"),
+        ReplyCompleted("One two three four and five."),
     ]
 
 
@@ -106,8 +118,16 @@ async def test_the_log_keeps_flags_newest_first_per_team(store: Store) -> None:
     moderation_log = ModerationLog(store)
     for team, text in [("T1", "first"), ("T2", None), ("T1", "third")]:
         await moderation_log.record(
-            Flag(team_id=team, channel_id="C1", user_id="U1", direction="input", source="text",
-                 categories=("hate",), top_scores={"hate": 0.9}, flagged_text=text)
+            Flag(
+                team_id=team,
+                channel_id="C1",
+                user_id="U1",
+                direction="input",
+                source="text",
+                categories=("hate",),
+                top_scores={"hate": 0.9},
+                flagged_text=text,
+            )
         )
     assert [event.flagged_text for event in await moderation_log.recent(limit=10, team_id="T1")] == ["third", "first"]
     latest = await moderation_log.recent(limit=2)

@@ -24,9 +24,9 @@ from jsonschema import Draft202012Validator
 from multidict import CIMultiDictProxy
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from support.waiting import WAIT_SECONDS
 
 import bot.openai_api.client as client_module
-from support.waiting import WAIT_SECONDS
 from bot.errors import (
     APIConnectionError,
     APIError,
@@ -90,7 +90,11 @@ class FakeAPI:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(
             Seen(
-                request.method, request.path, request.raw_path, dict(request.query), request.headers,
+                request.method,
+                request.path,
+                request.raw_path,
+                dict(request.query),
+                request.headers,
                 await request.read(),
             )
         )
@@ -151,23 +155,47 @@ def hang(api: FakeAPI) -> Responder:
 
 
 def run_json(status: str = "queued", **fields: Any) -> dict[str, Any]:
-    return {"id": "run_1", "object": "thread.run", "thread_id": "thread_1", "assistant_id": "asst_1",
-            "status": status, **fields}
+    return {
+        "id": "run_1",
+        "object": "thread.run",
+        "thread_id": "thread_1",
+        "assistant_id": "asst_1",
+        "status": status,
+        **fields,
+    }
 
 
 def message_json(text: str = "Hello") -> dict[str, Any]:
-    return {"id": "msg_1", "object": "thread.message", "thread_id": "thread_1", "role": "assistant",
-            "status": "completed", "content": [{"type": "text", "text": {"value": text, "annotations": []}}]}
+    return {
+        "id": "msg_1",
+        "object": "thread.message",
+        "thread_id": "thread_1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "text", "text": {"value": text, "annotations": []}}],
+    }
 
 
 def delta_json(text: str) -> dict[str, Any]:
-    return {"id": "msg_1", "object": "thread.message.delta",
-            "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}}
+    return {
+        "id": "msg_1",
+        "object": "thread.message.delta",
+        "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+    }
 
 
 def assistant_json(number: int) -> dict[str, Any]:
-    return {"id": f"asst_{number}", "object": "assistant", "created_at": 1, "name": None, "description": None,
-            "model": "gpt-4o-mini", "instructions": None, "tools": [], "metadata": {}}
+    return {
+        "id": f"asst_{number}",
+        "object": "assistant",
+        "created_at": 1,
+        "name": None,
+        "description": None,
+        "model": "gpt-4o-mini",
+        "instructions": None,
+        "tools": [],
+        "metadata": {},
+    }
 
 
 def assert_no_secrets(text: str) -> None:
@@ -445,8 +473,13 @@ async def test_read_timeout_becomes_api_timeout_error(api: FakeAPI, sleeps: list
 
 @pytest.mark.parametrize(
     ("status", "error_class"),
-    [(400, BadRequestError), (401, AuthenticationError), (403, AuthenticationError), (404, NotFoundError),
-     (422, APIStatusError)],
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, AuthenticationError),
+        (404, NotFoundError),
+        (422, APIStatusError),
+    ],
 )
 async def test_error_statuses_become_typed_errors(
     api: FakeAPI, client: OpenAIClient, status: int, error_class: type[APIStatusError]
@@ -457,7 +490,11 @@ async def test_error_statuses_become_typed_errors(
     error = caught.value
     assert type(error) is error_class
     assert (error.status_code, error.message, error.code, error.error_type, error.request_id) == (
-        status, "Thread thread_1 has an active run", "run_active", "invalid_request_error", "req_123"
+        status,
+        "Thread thread_1 has an active run",
+        "run_active",
+        "invalid_request_error",
+        "req_123",
     )
     assert str(error) == f"HTTP {status}: Thread thread_1 has an active run (request id req_123)"
     assert len(api.seen) == 1
@@ -538,8 +575,13 @@ async def test_secrets_never_reach_connection_errors(sleeps: list[float], caplog
 
 
 async def test_a_run_stream_is_parsed_skipping_unknown_events_and_ending_at_done(api: FakeAPI, client: OpenAIClient):
-    step = {"id": "step_1", "object": "thread.run.step", "type": "message_creation", "status": "in_progress",
-            "step_details": {"type": "message_creation", "message_creation": {"message_id": "msg_1"}}}
+    step = {
+        "id": "step_1",
+        "object": "thread.run.step",
+        "type": "message_creation",
+        "status": "in_progress",
+        "step_details": {"type": "message_creation", "message_creation": {"message_id": "msg_1"}},
+    }
     api.answer(
         sse(
             ("thread.run.created", json.dumps(run_json())),
@@ -647,9 +689,18 @@ async def test_a_stream_refused_with_400_raises_at_once(api: FakeAPI, client: Op
 async def test_tool_outputs_are_submitted_and_streamed(api: FakeAPI, client: OpenAIClient):
     waiting = run_json(
         "requires_action",
-        required_action={"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\": \"UTC\"}"}},
-        ]}},
+        required_action={
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": '{"tz": "UTC"}'},
+                    },
+                ]
+            },
+        },
     )
     api.answer(
         reply(waiting),
@@ -658,7 +709,7 @@ async def test_tool_outputs_are_submitted_and_streamed(api: FakeAPI, client: Ope
     )
     run = await client.retrieve_run("thread_1", "run_1")
     [call] = run.tool_calls
-    assert (call.id, call.function.name, call.function.arguments) == ("call_1", "get_time", "{\"tz\": \"UTC\"}")
+    assert (call.id, call.function.name, call.function.arguments) == ("call_1", "get_time", '{"tz": "UTC"}')
 
     outputs = [ToolOutput(tool_call_id=call.id, output="12:00")]
     assert (await client.submit_tool_outputs("thread_1", "run_1", outputs)).status == "queued"
@@ -675,8 +726,15 @@ async def test_tool_outputs_are_submitted_and_streamed(api: FakeAPI, client: Ope
 
 async def test_iterate_assistants_follows_the_cursor(api: FakeAPI, client: OpenAIClient):
     def page(numbers: list[int], has_more: bool) -> Responder:
-        return reply({"object": "list", "data": [assistant_json(n) for n in numbers], "first_id": f"asst_{numbers[0]}",
-                      "last_id": f"asst_{numbers[-1]}", "has_more": has_more})
+        return reply(
+            {
+                "object": "list",
+                "data": [assistant_json(n) for n in numbers],
+                "first_id": f"asst_{numbers[0]}",
+                "last_id": f"asst_{numbers[-1]}",
+                "has_more": has_more,
+            }
+        )
 
     api.answer(page([1, 2], True), page([3, 4], True), page([5], False))
 
@@ -688,17 +746,33 @@ async def test_iterate_assistants_follows_the_cursor(api: FakeAPI, client: OpenA
 
 
 def test_message_text_joins_text_parts_and_keeps_unknown_parts():
-    message = Message.model_validate({
-        "id": "msg_1", "role": "assistant", "brand_new_field": 1,
-        "content": [
-            {"type": "text", "text": {"value": "One", "annotations": [
-                {"type": "file_citation", "text": "【4:0†source】", "start_index": 3, "end_index": 15,
-                 "file_citation": {"file_id": "file_1"}}]}},
-            {"type": "image_file", "image_file": {"file_id": "file_2"}},
-            {"type": "hologram", "hologram": {"id": "h"}},
-            {"type": "text", "text": {"value": "Two", "annotations": []}},
-        ],
-    })
+    message = Message.model_validate(
+        {
+            "id": "msg_1",
+            "role": "assistant",
+            "brand_new_field": 1,
+            "content": [
+                {
+                    "type": "text",
+                    "text": {
+                        "value": "One",
+                        "annotations": [
+                            {
+                                "type": "file_citation",
+                                "text": "【4:0†source】",
+                                "start_index": 3,
+                                "end_index": 15,
+                                "file_citation": {"file_id": "file_1"},
+                            }
+                        ],
+                    },
+                },
+                {"type": "image_file", "image_file": {"file_id": "file_2"}},
+                {"type": "hologram", "hologram": {"id": "h"}},
+                {"type": "text", "text": {"value": "Two", "annotations": []}},
+            ],
+        }
+    )
     assert message.text() == "One\nTwo"
     assert isinstance(message.content[2], OtherContent)
     assert message.model_extra == {"brand_new_field": 1}
@@ -763,8 +837,15 @@ async def test_requests_match_the_spec_and_spec_examples_parse(
         reply(example(spec, "MessageObject")),
         reply(example(spec, "RunObject")),
         reply(example(spec, "RunObject")),
-        reply({"object": "list", "data": [example(spec, "RunStepObject")], "first_id": "step_abc123",
-               "last_id": "step_abc123", "has_more": False}),
+        reply(
+            {
+                "object": "list",
+                "data": [example(spec, "RunStepObject")],
+                "first_id": "step_abc123",
+                "last_id": "step_abc123",
+                "has_more": False,
+            }
+        ),
         reply({"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 1, "owned_by": "openai"}]}),
         reply(example(spec, "CreateModerationResponse")),
     )
@@ -775,8 +856,14 @@ async def test_requests_match_the_spec_and_spec_examples_parse(
     await client.update_assistant("asst_abc123", instructions="Be brief", tools=[function_tool])
     thread = await client.create_thread(messages=[{"role": "user", "content": "Hi"}], metadata={"channel": "C1"})
     message = await client.create_message("thread_1", content=[{"type": "text", "text": "Hi"}], metadata={"ts": "1.2"})
-    run = await client.create_run("thread_1", assistant_id="asst_1", tools=[function_tool], instructions="x",
-                                  additional_instructions="y", metadata={"ts": "1.2"})
+    run = await client.create_run(
+        "thread_1",
+        assistant_id="asst_1",
+        tools=[function_tool],
+        instructions="x",
+        additional_instructions="y",
+        metadata={"ts": "1.2"},
+    )
     cancelled = await client.cancel_run("thread_1", "run_1")
     steps = await client.list_run_steps("thread_1", "run_1")
     models = await client.list_models()
@@ -824,6 +911,7 @@ PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 def raw(content: bytes, *, chunks: int = 1) -> Responder:
     """The content as a plain body; with chunks > 1 it is streamed without a Content-Length."""
+
     async def respond(request: web.Request) -> web.StreamResponse:
         if chunks == 1:
             return web.Response(body=content, content_type="image/png")
@@ -910,6 +998,7 @@ async def test_a_file_over_the_cap_is_refused(api: FakeAPI, client: OpenAIClient
 
 async def test_a_body_is_read_only_up_to_the_cap(api: FakeAPI, client: OpenAIClient):
     """A server that never stops sending: reading it all before measuring would never return."""
+
     async def endless(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/png"})
         response.enable_chunked_encoding()
@@ -941,6 +1030,8 @@ async def test_downloads_share_one_pooled_connection(api: FakeAPI, client: OpenA
 
 
 async def test_an_expected_host_is_fetched_over_https_only():
-    async with OpenAIClient(api_key=KEY, base_url="https://api.example.test/v1", download_hosts=frozenset({"localhost"})) as openai:
+    async with OpenAIClient(
+        api_key=KEY, base_url="https://api.example.test/v1", download_hosts=frozenset({"localhost"})
+    ) as openai:
         with pytest.raises(APIError, match="http://localhost, which the bot does not download from"):
             await openai.download(f"http://localhost:{free_port()}/img.png", max_bytes=10)

@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-
 from doubles.openai import OpenAIDouble, ScriptedRun
 from doubles.openai.server import ApiCall, Route, ServerCore, StreamEvent, StreamReply
 from doubles.openapi_spec import get_validator, require_spec
@@ -536,9 +535,10 @@ def test_validator_reports_broken_bodies_with_their_location() -> None:
 def test_shapes_refuse_the_families_a_real_server_lacks() -> None:
     require_spec()
     headers = {"Authorization": f"Bearer {API_KEY}", **BETA_HEADERS}
-    with OpenAIDouble(API_KEY, shape="openai") as server, httpx.Client(
-        base_url=server.base_url, headers=headers, timeout=10
-    ) as http:
+    with (
+        OpenAIDouble(API_KEY, shape="openai") as server,
+        httpx.Client(base_url=server.base_url, headers=headers, timeout=10) as http,
+    ):
         no_assistants = http.get("/assistants")
         no_threads = http.post("/threads", json={})
         files_served = http.post("/files", files={"file": ("a.txt", b"hi")}, data={"purpose": "user_data"})

@@ -7,9 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from bot.slack.render import render_reply
-from bot.slack.replies import INTERRUPTED
 from doubles.openai import ScriptedRun
 from processes import BotProcess
 from support.bot_processes import turn_statuses
@@ -23,6 +20,9 @@ from support.model_view import (
 from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
 from support.waiting import eventually
 from support.workspace import BOT, CHANNEL
+
+from bot.slack.render import render_reply
+from bot.slack.replies import INTERRUPTED
 
 # Frequent sweeps, so that a dead process's work is taken over as soon as its heartbeat goes stale.
 FAST_SWEEPS = {"SWEEP_SECONDS": "0.2"}
@@ -59,9 +59,14 @@ async def test_killed_mid_answer_the_next_process_finishes_every_turn_once(
     await all_answered(database_url, 2)
     replies = slack_double.bot_messages(CHANNEL, thread_ts=ts)
     # The half-streamed message was completed in place; the waiting turn got its own answer.
-    assert [(m["ts"], m["text"]) for m in replies] == [(reply_ts, LONG_ANSWER), (replies[1]["ts"], "Echo: Ada: and then?")]
+    assert [(m["ts"], m["text"]) for m in replies] == [
+        (reply_ts, LONG_ANSWER),
+        (replies[1]["ts"], "Echo: Ada: and then?"),
+    ]
     assert conversations_seen(openai_double)[-1] == [  # each message once, and the first answer once
-        ("user", "Ada: count slowly"), ("assistant", LONG_ANSWER), ("user", "Ada: and then?")
+        ("user", "Ada: count slowly"),
+        ("assistant", LONG_ANSWER),
+        ("user", "Ada: and then?"),
     ]
     # The first answer followed by its id, not asked again (chat: asked again, as nothing was left to follow).
     assert openai_double.model_calls == MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER[backend] + 1
@@ -97,7 +102,13 @@ async def test_killed_mid_answer_over_several_messages_every_message_is_taken_ov
 
 
 async def terminated_mid_answer(
-    bot_processes: Callable[..., BotProcess], openai: Any, slack: Any, database_url: str, *, backend: str, grace: str,
+    bot_processes: Callable[..., BotProcess],
+    openai: Any,
+    slack: Any,
+    database_url: str,
+    *,
+    backend: str,
+    grace: str,
     chunk_delay: float,
 ) -> tuple[BotProcess, str, str]:
     """A process sent SIGTERM while LONG_ANSWER streams; returns it, the thread and the answer's message."""
@@ -153,14 +164,18 @@ async def test_two_replicas_answer_every_message_once_and_in_order_even_when_one
         await replica.wait_ready()
     conversations = 3
     rounds = 4
-    roots = [(await post(replicas[n % 2], slack_double, f"<@{BOT}> topic {n} message 0")).ts for n in range(conversations)]
+    roots = [
+        (await post(replicas[n % 2], slack_double, f"<@{BOT}> topic {n} message 0")).ts for n in range(conversations)
+    ]
     deliveries = itertools.count(1)
     for round_number in range(1, rounds):
         if round_number == 2:
             replicas[0].kill()  # whatever it was doing; from now on the load balancer sends everything to the other
             replicas = [replicas[1], replicas[1]]
         for n, root in enumerate(roots):
-            await post(replicas[next(deliveries) % 2], slack_double, f"topic {n} message {round_number}", thread_ts=root)
+            await post(
+                replicas[next(deliveries) % 2], slack_double, f"topic {n} message {round_number}", thread_ts=root
+            )
 
     await all_answered(database_url, conversations * rounds)
     shown = 0

@@ -9,11 +9,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.slack_view import bot_texts
+from support.workspace import BOT, CHANNEL, DM
 
 from bot.slack.render import MIN_LIMIT, markdown_to_mrkdwn, render_reply
 from bot.slack.text import mentioned_user_ids, strip_mention, to_plain_text
-from support.slack_view import bot_texts
-from support.workspace import BOT, CHANNEL, DM
 
 SLACK_TEXT_LIMIT = 40_000  # chat.postMessage truncates longer text
 # Each example delivers over HTTP to a running bot, so fewer than the pure-function properties.
@@ -28,14 +28,32 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
     max_leaves=8,
 )
-NOT_A_STRING = st.none() | st.booleans() | st.integers() | st.lists(JSON_SCALARS, max_size=2) | st.dictionaries(
-    st.text(max_size=5), JSON_SCALARS, max_size=2
+NOT_A_STRING = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.lists(JSON_SCALARS, max_size=2)
+    | st.dictionaries(st.text(max_size=5), JSON_SCALARS, max_size=2)
 )
-NON_USER_SUBTYPES = st.sampled_from([
-    "bot_message", "message_changed", "message_deleted", "message_replied", "channel_join", "channel_leave",
-    "channel_topic", "channel_purpose", "channel_name", "pinned_item", "tombstone", "ekm_access_denied",
-    "assistant_app_thread", "huddle_thread", "some_future_subtype",
-])
+NON_USER_SUBTYPES = st.sampled_from(
+    [
+        "bot_message",
+        "message_changed",
+        "message_deleted",
+        "message_replied",
+        "channel_join",
+        "channel_leave",
+        "channel_topic",
+        "channel_purpose",
+        "channel_name",
+        "pinned_item",
+        "tombstone",
+        "ekm_access_denied",
+        "assistant_app_thread",
+        "huddle_thread",
+        "some_future_subtype",
+    ]
+)
 
 
 def slack_escaped(text: str) -> str:
@@ -188,11 +206,35 @@ def test_mentions_resolve_to_names_and_keep_every_word(case: tuple[str, list[str
 
 # Markdown conversion and splitting -----------------------------------------------------------------
 
-MARKDOWN_PIECES = st.sampled_from([
-    "word", "**bold**", "*it*", "_it_", "~~gone~~", "`co*de`", "a & b", "x < y > z", "# Title", "- item", "> quote",
-    "1. first", "[label](https://example.com/a_(b)?q=1&r=2)", "<https://example.com>", "| a | b |", "|---|---|",
-    "```", "~~~", " ", "\n", "\n\n", "<@U1>", "\\*", "émoji 🎉", "    indented",
-])
+MARKDOWN_PIECES = st.sampled_from(
+    [
+        "word",
+        "**bold**",
+        "*it*",
+        "_it_",
+        "~~gone~~",
+        "`co*de`",
+        "a & b",
+        "x < y > z",
+        "# Title",
+        "- item",
+        "> quote",
+        "1. first",
+        "[label](https://example.com/a_(b)?q=1&r=2)",
+        "<https://example.com>",
+        "| a | b |",
+        "|---|---|",
+        "```",
+        "~~~",
+        " ",
+        "\n",
+        "\n\n",
+        "<@U1>",
+        "\\*",
+        "émoji 🎉",
+        "    indented",
+    ]
+)
 
 
 @PROPERTY_SETTINGS
@@ -203,6 +245,8 @@ def test_any_markdown_renders_to_valid_messages_without_losing_text(markdown: st
     assert not re.search(r"<(?![@#!]|https?:|mailto:)", "".join(chunks))  # every < opens a Slack entity
     assert is_subsequence(readable(markdown), alphanumerics("".join(chunks)))
     assert bool(chunks) == bool(markdown_to_mrkdwn(markdown).strip())
+
+
 # Odd events from people: what Slack can send on a person's message -------------------------------
 
 # The fields of a message event the bot reads, and of an assistant_thread_started event.
@@ -277,7 +321,9 @@ async def test_every_odd_event_a_person_can_cause_is_answered_2xx_and_the_bot_ke
     dm_post = slack_double.human_posts(DM, "U0ADA", "hello")
     dm_thread_post = slack_double.human_posts(DM, "U0ADA", "in a thread", thread_ts=dm_post.ts)
     bases = [
-        *channel_post.envelopes, *dm_post.envelopes, *dm_thread_post.envelopes,
+        *channel_post.envelopes,
+        *dm_post.envelopes,
+        *dm_thread_post.envelopes,
         slack_double.assistant_thread_started(DM, "U0ADA"),
     ]
     loop = asyncio.get_running_loop()

@@ -8,20 +8,20 @@ from typing import Any
 
 import asyncpg
 import pytest
+from doubles.openai import ScriptedRun
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
-
-from bot.conversations.retention import RetentionPurger
-from bot.slack.replies import INTERRUPTED
-from bot.store.models import Conversation, TurnRecord
-from bot.store.repositories import utcnow
-from doubles.openai import ScriptedRun
 from support.bot_processes import turn_statuses
 from support.db_proxy import DatabaseProxy
 from support.model_view import interrupted_answer_script
 from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
 from support.waiting import WAIT_SECONDS, eventually
 from support.workspace import BOT, CHANNEL
+
+from bot.conversations.retention import RetentionPurger
+from bot.slack.replies import INTERRUPTED
+from bot.store.models import Conversation, TurnRecord
+from bot.store.repositories import utcnow
 
 # Far longer than any wait of these tests: an answer they see finished was not waiting for a lease to expire.
 LONG_LEASE_SECONDS = 60.0

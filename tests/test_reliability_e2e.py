@@ -11,16 +11,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from doubles.openai import ScriptedRun
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
-
-from bot.conversations.backends.failures import QUEUED_TOO_LONG
-from bot.conversations.recovery import GAVE_UP
-from bot.slack.replies import INTERRUPTED
-from bot.store.db import create_engine
-from bot.store.models import Conversation
-from bot.store.repositories import utcnow
-from doubles.openai import ScriptedRun
 from support.model_view import (
     ANSWER_REQUESTS,
     CONVERSATION_START_REQUESTS,
@@ -39,6 +32,13 @@ from support.model_view import (
 from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
 from support.waiting import eventually
 from support.workspace import BOT, CHANNEL
+
+from bot.conversations.backends.failures import QUEUED_TOO_LONG
+from bot.conversations.recovery import GAVE_UP
+from bot.slack.replies import INTERRUPTED
+from bot.store.db import create_engine
+from bot.store.models import Conversation
+from bot.store.repositories import utcnow
 
 TEAM = "T0TEAM"
 
@@ -61,7 +61,9 @@ REFUSE_REPLY_TS = [
 ]
 # A database fault that SQLite reports as a constraint violation: it must not pass for a redelivery.
 REFUSE_INSERT = {
-    "sqlite": ["CREATE TRIGGER refuse_insert BEFORE INSERT ON turns BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+    "sqlite": [
+        "CREATE TRIGGER refuse_insert BEFORE INSERT ON turns BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    ],
     "postgresql": [
         "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ "
         "LANGUAGE plpgsql",
@@ -145,7 +147,9 @@ async def test_an_answer_cut_off_by_shutdown_is_completed_in_the_same_message_af
     assert (turn.status, turn.attempts, turn.reply_ts) == ("answered", 2, reply_ts)
     await again.say(CHANNEL, "U0ADA", "and then?", thread_ts=posted.ts)
     assert conversations_seen(openai_double)[-1] == [  # the conversation holds the message and its answer once
-        ("user", "Ada: count slowly"), ("assistant", LONG_ANSWER), ("user", "Ada: and then?")
+        ("user", "Ada: count slowly"),
+        ("assistant", LONG_ANSWER),
+        ("user", "Ada: and then?"),
     ]
 
 
@@ -208,7 +212,9 @@ async def test_a_worker_that_lost_its_lease_stops_and_the_new_holder_finishes_th
     # As if this process had stalled past its lease and another replica had taken the conversation for a while.
     async with bot.bot.store.transaction() as session:
         await session.execute(
-            update(Conversation).values(lease_owner="worker-elsewhere", lease_expires_at=utcnow() + timedelta(seconds=4))
+            update(Conversation).values(
+                lease_owner="worker-elsewhere", lease_expires_at=utcnow() + timedelta(seconds=4)
+            )
         )
     with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
         await eventually(lambda: "lease lost" in caplog.text, what="the worker noticing its lease is gone")
@@ -271,14 +277,20 @@ async def test_rate_limits_and_server_errors_are_retried_then_explained(
     bot = await start_bot(openai_max_retries=2)
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> through the storm")
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: through the storm"]
-    sent = [request for request in openai_double.requests
-            if request.method == "POST" and (re.search(start, request.path) or re.search(answer, request.path))]
+    sent = [
+        request
+        for request in openai_double.requests
+        if request.method == "POST" and (re.search(start, request.path) or re.search(answer, request.path))
+    ]
     assert len(sent) == (3 if start == answer else 4)  # each failure sent once more (chat: both hit its one request)
 
     asked = len(answer_requests(openai_double, backend))
     openai_double.fail_next("POST", answer, status=429, headers={"Retry-After": "0"}, times=3)
     await bot.say(CHANNEL, "U0ADA", "and now?", thread_ts=ts)
-    assert bot_texts(slack_double, CHANNEL, ts)[-1] == ":warning: The assistant is busy right now. Please try again in a minute."
+    assert (
+        bot_texts(slack_double, CHANNEL, ts)[-1]
+        == ":warning: The assistant is busy right now. Please try again in a minute."
+    )
     assert len(answer_requests(openai_double, backend)) == asked + 3  # 1 try + 2 retries, then the person is told
     await bot.say(CHANNEL, "U0ADA", "better?", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts)[-1] == "Echo: Ada: better?"
@@ -300,7 +312,8 @@ async def test_a_stream_that_times_out_is_followed_by_id(start_bot, slack_double
 
 
 @pytest.mark.backends(
-    "assistants", "responses",
+    "assistants",
+    "responses",
     reason="a chat completion is never queued: a server that does not answer times out (OPENAI_TIMEOUT_SECONDS)",
 )
 async def test_an_answer_stuck_in_queued_is_cancelled_and_the_person_told(
@@ -332,7 +345,9 @@ async def test_slack_rate_limits_on_posting_and_updating_are_waited_out(start_bo
     assert [call.response["ok"] for call in slack_double.calls_to("chat.update")][:2] == [False, True]
 
 
-async def test_a_reply_deleted_while_it_streams_is_shown_in_a_new_message(start_bot, slack_double, openai_double) -> None:
+async def test_a_reply_deleted_while_it_streams_is_shown_in_a_new_message(
+    start_bot, slack_double, openai_double
+) -> None:
     openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
     bot = await start_bot()
     posted = await post(bot, slack_double, f"<@{BOT}> count")

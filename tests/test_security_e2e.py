@@ -7,18 +7,18 @@ import logging
 import sys
 import time
 
-from sqlalchemy import select
-
-from bot.conversations.profiles import ProfileOrigin, ProfileSpec
-from bot.store.models import ApiFile, Conversation, TurnRecord
 from conftest import OPENAI_KEY, SIGNING_SECRET
 from doubles.slack_events import block_action_body, deliver_form, slash_command_body
-from secret_audit import record_text, find_leaks
+from secret_audit import find_leaks, record_text
+from sqlalchemy import select
 from support.file_view import KEEPS_FILES_ON_SERVER, documents_seen
 from support.model_view import ANSWER_REQUESTS, conversations_seen
 from support.samples import pdf_with_text
 from support.slack_view import bot_texts
 from support.workspace import BOT, CHANNEL, DM
+
+from bot.conversations.profiles import ProfileOrigin, ProfileSpec
+from bot.store.models import ApiFile, Conversation, TurnRecord
 
 TEAM = "T0TEAM"
 OTHER_TEAM = "T0OTHER"
@@ -35,12 +35,23 @@ async def test_forged_or_stale_slash_commands_and_clicks_are_refused(start_bot, 
     bot = await start_bot()
     response_url = slack_double.new_response_url(channel=CHANNEL, user="U0ADA")
     command = slash_command_body(
-        "/ask", "what is our secret?", team_id=TEAM, channel_id=CHANNEL, user_id="U0ADA",
-        response_url=response_url, trigger_id="1.2.3",
+        "/ask",
+        "what is our secret?",
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id="U0ADA",
+        response_url=response_url,
+        trigger_id="1.2.3",
     )
     click = block_action_body(
-        action_id="forget_confirm", value="C0GENERAL", team_id=TEAM, channel_id=CHANNEL, user_id="U0ADA",
-        message={"ts": "1700000000.000100", "text": "Forget?"}, response_url=response_url, trigger_id="1.2.4",
+        action_id="forget_confirm",
+        value="C0GENERAL",
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id="U0ADA",
+        message={"ts": "1700000000.000100", "text": "Forget?"},
+        response_url=response_url,
+        trigger_id="1.2.4",
     )
     stale = int(time.time()) - 6 * 60  # Bolt accepts five minutes of clock skew, no more
     refused = [
@@ -67,7 +78,10 @@ async def test_an_api_error_echoing_the_key_is_explained_without_it(
     start_bot, slack_double, openai_double, backend, caplog
 ) -> None:
     openai_double.fail_next(
-        "POST", ANSWER_REQUESTS[backend], status=401, code="invalid_api_key",
+        "POST",
+        ANSWER_REQUESTS[backend],
+        status=401,
+        code="invalid_api_key",
         message=f"Incorrect API key provided: {OPENAI_KEY}. You can find your API key at platform.openai.com.",
     )
     bot = await start_bot()
@@ -86,12 +100,19 @@ async def test_assistant_show_and_a_gateway_token_never_reveal_secrets(
 ) -> None:
     secret_audit.secrets["an extra header's key"] = "hdr-key-51"
     openai_double.require_query_token = ("api_token", "gw-token-77")
-    bot = await start_bot(openai_extra_query={"api_token": "gw-token-77"}, openai_extra_headers={"X-Api-Key": "hdr-key-51"})
+    bot = await start_bot(
+        openai_extra_query={"api_token": "gw-token-77"}, openai_extra_headers={"X-Api-Key": "hdr-key-51"}
+    )
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> hello")
     response_url = slack_double.new_response_url(channel=CHANNEL, user="U0ADA")
     body = slash_command_body(
-        "/assistant", "show", team_id=TEAM, channel_id=CHANNEL, user_id="U0ADA",
-        response_url=response_url, trigger_id="1.2.5",
+        "/assistant",
+        "show",
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id="U0ADA",
+        response_url=response_url,
+        trigger_id="1.2.5",
     )
     assert (await deliver_form(bot.url, body, SIGNING_SECRET)).status_code == 200
     await bot.settle()
@@ -109,7 +130,9 @@ def test_the_audit_finds_a_secret_in_a_chained_traceback() -> None:
             raise RuntimeError("request failed") from inner
     except RuntimeError:
         record = logging.LogRecord("bot", logging.ERROR, __file__, 1, "failed", None, exc_info=sys.exc_info())
-    leaks = find_leaks({"OPENAI_API_KEY": OPENAI_KEY}, [("log bot", record_text(record)), ("Slack chat.postMessage", "fine")])
+    leaks = find_leaks(
+        {"OPENAI_API_KEY": OPENAI_KEY}, [("log bot", record_text(record)), ("Slack chat.postMessage", "fine")]
+    )
     assert len(leaks) == 1 and leaks[0].startswith("log bot: OPENAI_API_KEY in ")
 
 
@@ -143,7 +166,9 @@ async def test_two_workspaces_sharing_one_database_never_cross(
     assert documents_seen(openai_double, backend) == {"our-plan.pdf"}
     await ours.say(DM, "U0ADA", "our private note")
     assert documents_seen(openai_double, backend) == set()
-    post = slack_double.human_posts(CHANNEL, "U0CAT", f"<@{OTHER_BOT}> their plan", files=[their_report], team_id=OTHER_TEAM)
+    post = slack_double.human_posts(
+        CHANNEL, "U0CAT", f"<@{OTHER_BOT}> their plan", files=[their_report], team_id=OTHER_TEAM
+    )
     for envelope in post.envelopes:
         assert (await theirs.deliver(envelope)).status_code == 200
     await theirs.settle()
@@ -162,9 +187,16 @@ async def test_two_workspaces_sharing_one_database_never_cross(
 
     # The shared database: four conversations, each with its own memory on the backend.
     async with ours.bot.store.transaction() as session:
-        conversations = {(c.team_id, c.channel_id, c.thread_key): c for c in await session.scalars(select(Conversation))}
+        conversations = {
+            (c.team_id, c.channel_id, c.thread_key): c for c in await session.scalars(select(Conversation))
+        }
         files = list(await session.scalars(select(ApiFile)))
-    assert set(conversations) == {(TEAM, CHANNEL, our_ts), (TEAM, DM, "dm"), (OTHER_TEAM, CHANNEL, their_ts), (OTHER_TEAM, DM, "dm")}
+    assert set(conversations) == {
+        (TEAM, CHANNEL, our_ts),
+        (TEAM, DM, "dm"),
+        (OTHER_TEAM, CHANNEL, their_ts),
+        (OTHER_TEAM, DM, "dm"),
+    }
     states = [conversation.backend_state for conversation in conversations.values()]
     assert all(states) and len({json.dumps(state, sort_keys=True) for state in states}) == 4
     # What the model saw, one answer per conversation in the order they were asked: only that conversation.

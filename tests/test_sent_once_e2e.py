@@ -9,7 +9,6 @@ up what exists before sending again. Each test checks what the model saw and wha
 from __future__ import annotations
 
 import pytest
-
 from conftest import SIGNING_SECRET
 from doubles.slack_events import deliver_form, slash_command_body
 from support.file_view import documents_seen, images_seen, uploads
@@ -32,8 +31,13 @@ NOTHING_LEFT_RUNNING = "a chat completion leaves nothing on the server to follow
 async def imagine(bot, slack, prompt: str) -> None:
     """Ada runs /imagine; the bot acks, then its background work settles."""
     body = slash_command_body(
-        "/imagine", prompt, team_id="T0TEAM", channel_id=CHANNEL, user_id=ADA,
-        response_url=slack.new_response_url(channel=CHANNEL, user=ADA), trigger_id="trigger-imagine",
+        "/imagine",
+        prompt,
+        team_id="T0TEAM",
+        channel_id=CHANNEL,
+        user_id=ADA,
+        response_url=slack.new_response_url(channel=CHANNEL, user=ADA),
+        trigger_id="trigger-imagine",
     )
     response = await deliver_form(bot.url, body, SIGNING_SECRET)
     assert response.status_code == 200, response.text
@@ -56,7 +60,9 @@ async def test_a_message_stored_before_an_error_answer_reaches_the_model_once(
     assert all(seen.count(("user", "Ada: only once")) == 1 for seen in conversations_seen(openai_double))
     await bot.say(CHANNEL, ADA, "and then?", thread_ts=ts)
     assert conversations_seen(openai_double)[-1] == [  # the conversation holds the message once, answered once
-        ("user", "Ada: only once"), ("assistant", "Echo: Ada: only once"), ("user", "Ada: and then?")
+        ("user", "Ada: only once"),
+        ("assistant", "Echo: Ada: only once"),
+        ("user", "Ada: and then?"),
     ]
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: only once", "Echo: Ada: and then?"]
 
@@ -150,5 +156,6 @@ async def test_imagine_makes_one_image_when_the_answer_is_lost_after_generating(
     assert len(openai_double.requests_to("POST", r"^/v1/images/generations$")) == 1  # paid for once, not twice
     assert slack_double.bot_messages(CHANNEL) == []
     assert [message["text"] for message in slack_double.ephemeral(CHANNEL, ADA)] == [
-        "Making your image…", "I couldn't reach the assistant just now. Please try again in a moment."
+        "Making your image…",
+        "I couldn't reach the assistant just now. Please try again in a moment.",
     ]

@@ -10,12 +10,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
-from bot.errors import ConfigurationError
-from bot.settings import Settings, get_settings
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
 from support.slack_view import bot_texts
 from support.workspace import BOT, CHANNEL
+
+from bot.errors import ConfigurationError
+from bot.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_ENV = {

@@ -11,16 +11,6 @@ import httpx
 import jsonschema
 import pytest
 from aiohttp import web
-from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.payload_utils import (
-    is_assistant_thread_started_event,
-    is_user_message_event_in_assistant_thread,
-)
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.web.async_client import AsyncWebClient
-
 from doubles.slack import SlackDouble
 from doubles.slack.methods import METHODS, web_api
 from doubles.slack.references import (
@@ -40,6 +30,15 @@ from doubles.slack_events import (
     slash_command_body,
     view_submission_body,
 )
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.payload_utils import (
+    is_assistant_thread_started_event,
+    is_user_message_event_in_assistant_thread,
+)
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
 from support.waiting import eventually
 
 require_specs()

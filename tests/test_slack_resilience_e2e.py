@@ -15,15 +15,15 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-
-from bot.conversations.ports import HISTORY_LIMIT
-from bot.store.models import TurnRecord
 from doubles.openai import ScriptedAnswer, ScriptedRun
+from sqlalchemy import select
 from support.model_view import ENDINGS_AS_REPORTED, answer_requests, conversations_seen
 from support.slack_view import bot_texts
 from support.waiting import eventually
 from support.workspace import ADA, BOB, BOT, CHANNEL
+
+from bot.conversations.ports import HISTORY_LIMIT
+from bot.store.models import TurnRecord
 
 # Slack turns these into notifications for everyone in the channel (or workspace).
 BROADCAST = re.compile(r"<!(?:channel|here|everyone)\b")

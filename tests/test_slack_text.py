@@ -94,9 +94,12 @@ def test_to_plain_text_never_fails(text: str, names: dict[str, str]) -> None:
 
 
 @PROPERTY_SETTINGS
-@given(st.text(alphabet=st.characters(blacklist_characters="<>")) | st.lists(
-    st.sampled_from(["&amp;", "&lt;", "&gt;", "&", "amp;", "a", " ", "@U1", "#C1", "!here", "|"])
-).map("".join))
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="<>"))
+    | st.lists(st.sampled_from(["&amp;", "&lt;", "&gt;", "&", "amp;", "a", " ", "@U1", "#C1", "!here", "|"])).map(
+        "".join
+    )
+)
 def test_text_without_entities_is_only_unescaped(text: str) -> None:
     assert to_plain_text(text, user_names=NAMES) == unescape(text)
 

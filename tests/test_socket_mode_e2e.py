@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-
 from support.slack_view import bot_texts
 from support.workspace import ADA, BOT, CHANNEL
 

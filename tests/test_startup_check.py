@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
 from processes import start_bot_process
 from test_settings_cli import run_cli

@@ -62,9 +62,7 @@ def test_an_unreachable_slack_is_named_in_one_line(
     assert f"could not reach Slack at {host}" in line and "SLACK_API_URL" in line
 
 
-def test_a_slack_proxy_that_is_down_is_named_in_one_line(
-    openai_double: Any, slack_double: Any, tmp_path: Path
-) -> None:
+def test_a_slack_proxy_that_is_down_is_named_in_one_line(openai_double: Any, slack_double: Any, tmp_path: Path) -> None:
     # aiohttp, under slack_sdk, goes through HTTPS_PROXY when it is set; a proxy that is down fails the same way.
     env = _env(
         openai_double, slack_double, tmp_path, SLACK_API_URL="https://slack.com/api/", HTTPS_PROXY=f"http://{REFUSING}"
@@ -91,11 +89,11 @@ def test_an_unreachable_api_is_named_in_one_line(openai_double: Any, slack_doubl
     assert f"could not reach the API at {REFUSING}" in line and "OPENAI_BASE_URL" in line
 
 
-def test_an_unreachable_postgresql_is_named_in_one_line(
-    openai_double: Any, slack_double: Any, tmp_path: Path
-) -> None:
+def test_an_unreachable_postgresql_is_named_in_one_line(openai_double: Any, slack_double: Any, tmp_path: Path) -> None:
     url = f"postgresql://bot:{DATABASE_PASSWORD}@{REFUSING}/bot"
-    line = _the_one_line(run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path))
+    line = _the_one_line(
+        run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path)
+    )
     assert f"could not reach the database at {REFUSING}" in line and "DATABASE_URL" in line
 
 
@@ -103,7 +101,9 @@ def test_an_unresolvable_postgresql_host_is_named_in_one_line(
     openai_double: Any, slack_double: Any, tmp_path: Path
 ) -> None:
     url = f"postgresql://bot:{DATABASE_PASSWORD}@db.example.invalid:5432/bot"
-    line = _the_one_line(run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path))
+    line = _the_one_line(
+        run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path)
+    )
     assert "could not reach the database at db.example.invalid:5432" in line and "DATABASE_URL" in line
 
 
@@ -113,7 +113,9 @@ def test_a_database_the_server_does_not_have_is_named_in_one_line(
 ) -> None:
     server = make_url(postgres_database)
     url = server.set(database="bot_missing_database").render_as_string(hide_password=False)
-    line = _the_one_line(run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path))
+    line = _the_one_line(
+        run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path)
+    )
     assert f"could not open the database at {server.host}:{server.port or 5432}" in line
     assert 'database "bot_missing_database" does not exist' in line and "DATABASE_URL" in line
 
@@ -124,7 +126,9 @@ def test_a_sqlite_file_that_cannot_be_opened_is_named_in_one_line(
     # The path names a folder, which SQLite cannot open as a database file.
     (tmp_path / "a-folder").mkdir()
     url = f"sqlite:///{tmp_path / 'a-folder'}"
-    line = _the_one_line(run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path))
+    line = _the_one_line(
+        run_cli("run", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path)
+    )
     assert "could not open the database" in line and "DATABASE_URL" in line
 
 
@@ -136,4 +140,3 @@ def test_the_migrate_command_names_an_unreachable_database_in_one_line(
         run_cli("migrate", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path)
     )
     assert f"could not reach the database at {REFUSING}" in line and "DATABASE_URL" in line
-

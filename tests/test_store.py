@@ -6,7 +6,6 @@ import asyncio
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-
 from sqlalchemy import text
 
 from bot.store.channels import ChannelStore
@@ -33,8 +32,13 @@ async def _conversation(store: Store, team: str = "T1", channel: str = "C1", key
 
 async def _record(store: Store, conversation_id: int, event_id: str, team: str = "T1") -> bool:
     return await store.record_turn(
-        conversation_id=conversation_id, team_id=team, event_id=event_id, channel_id="C1",
-        user_id="U1", message_ts="1.0", payload={"text": "hi"},
+        conversation_id=conversation_id,
+        team_id=team,
+        event_id=event_id,
+        channel_id="C1",
+        user_id="U1",
+        message_ts="1.0",
+        payload={"text": "hi"},
     )
 
 
@@ -115,27 +119,36 @@ async def test_assistants_rows_from_before_the_backends_keep_working(database_ur
     engine = create_engine(database_url)
     await migrate(engine, "0002")
     async with engine.begin() as connection:
-        await connection.execute(text(
-            "INSERT INTO conversations (id, team_id, channel_id, thread_key, surface, api_thread_id, assistant_id,"
-            " vector_store_id) VALUES (1, 'T1', 'C1', '1.0', 'channel', 'thread_old', 'asst_1', 'vs_1'),"
-            " (2, 'T1', 'C1', '2.0', 'channel', NULL, NULL, NULL)"
-        ))
-        await connection.execute(text(
-            "INSERT INTO turns (id, team_id, event_id, conversation_id, channel_id, user_id, message_ts, payload,"
-            " status, api_message_id, run_id, attempts) VALUES"
-            " (1, 'T1', 'Ev1', 1, 'C1', 'U1', '1.0', '{}', 'running', 'msg_1', 'run_1', 1)"
-        ))
-        await connection.execute(text(
-            "INSERT INTO retired_threads (conversation_id, team_id, api_thread_id, vector_store_id)"
-            " VALUES (1, 'T1', 'thread_older', NULL)"
-        ))
-        await connection.execute(text(
-            "INSERT INTO channel_settings (team_id, channel_id, assistant_id) VALUES ('T1', 'C1', 'asst_9')"
-        ))
+        await connection.execute(
+            text(
+                "INSERT INTO conversations (id, team_id, channel_id, thread_key, surface, api_thread_id, assistant_id,"
+                " vector_store_id) VALUES (1, 'T1', 'C1', '1.0', 'channel', 'thread_old', 'asst_1', 'vs_1'),"
+                " (2, 'T1', 'C1', '2.0', 'channel', NULL, NULL, NULL)"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO turns (id, team_id, event_id, conversation_id, channel_id, user_id, message_ts, payload,"
+                " status, api_message_id, run_id, attempts) VALUES"
+                " (1, 'T1', 'Ev1', 1, 'C1', 'U1', '1.0', '{}', 'running', 'msg_1', 'run_1', 1)"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO retired_threads (conversation_id, team_id, api_thread_id, vector_store_id)"
+                " VALUES (1, 'T1', 'thread_older', NULL)"
+            )
+        )
+        await connection.execute(
+            text("INSERT INTO channel_settings (team_id, channel_id, assistant_id) VALUES ('T1', 'C1', 'asst_9')")
+        )
     await migrate(engine)
     store = Store(session_factory(engine))
     migrated = await store.get_conversation(1)
-    assert (migrated.backend, migrated.backend_state) == ("assistants", {"thread_id": "thread_old", "vector_store_id": "vs_1"})
+    assert (migrated.backend, migrated.backend_state) == (
+        "assistants",
+        {"thread_id": "thread_old", "vector_store_id": "vs_1"},
+    )
     untouched = await store.get_conversation(2)
     assert (untouched.backend, untouched.backend_state) == (None, None)
     turn = await store.get_turn(team_id="T1", event_id="Ev1")

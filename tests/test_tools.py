@@ -13,8 +13,17 @@ from bot.conversations.turn import Surface, Turn
 
 def make_turn(timezone: str | None = "Asia/Tokyo") -> Turn:
     return Turn(
-        event_id="Ev1", team_id="T1", channel_id="C1", thread_key="1.0", surface=Surface.CHANNEL, user_id="U1",
-        user_name="Ada", text="what time is it?", message_ts="1.0", reply_thread_ts="1.0", user_timezone=timezone,
+        event_id="Ev1",
+        team_id="T1",
+        channel_id="C1",
+        thread_key="1.0",
+        surface=Surface.CHANNEL,
+        user_id="U1",
+        user_name="Ada",
+        text="what time is it?",
+        message_ts="1.0",
+        reply_thread_ts="1.0",
+        user_timezone=timezone,
     )
 
 
@@ -48,7 +57,9 @@ async def test_builtin_registry_offers_the_clock_as_a_function_tool() -> None:
     registry = builtin_tools()
     assert registry.specs() == [CURRENT_TIME_TOOL.spec()]
     assert registry.specs()[0]["function"]["name"] == "get_current_time"
-    output = json.loads(await registry.call("get_current_time", '{"timezone": "Mars/Olympus"}', ToolContext(make_turn())))
+    output = json.loads(
+        await registry.call("get_current_time", '{"timezone": "Mars/Olympus"}', ToolContext(make_turn()))
+    )
     assert "unknown timezone 'Mars/Olympus'" in output["error"]
     with pytest.raises(ValueError):
         registry.register(CURRENT_TIME_TOOL)

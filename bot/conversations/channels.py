@@ -23,7 +23,15 @@ log = logging.getLogger(__name__)
 USAGE_WINDOWS_DAYS = (7, 30)
 # Models no assistant can run on, left out of the model picker.
 NON_CHAT_MODEL_WORDS = (
-    "moderation", "embedding", "whisper", "tts", "dall-e", "image", "transcribe", "audio", "realtime"
+    "moderation",
+    "embedding",
+    "whisper",
+    "tts",
+    "dall-e",
+    "image",
+    "transcribe",
+    "audio",
+    "realtime",
 )
 DM_THREAD_KEY = "dm"
 # Long enough for one conversation's API deletions, each bounded by the API client's own timeout.
@@ -158,8 +166,12 @@ class ChannelAssistants:
         log.info("user %s edited profile %s from channel %s", user_id, assistant_id, channel_id)
         # The channel keeps using what it used (its own choice, or the default that was just edited).
         await self._channel_store.record_assistant_change(
-            team_id=team_id, channel_id=channel_id, user_id=user_id, action="edit",
-            from_id=assistant_id, to_id=assistant_id,
+            team_id=team_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            action="edit",
+            from_id=assistant_id,
+            to_id=assistant_id,
         )
         return profile
 
@@ -170,10 +182,16 @@ class ChannelAssistants:
         """Point the channel at to_id (None: the default) and record who did it, from what, to what."""
         default_id = (await self.default()).id
         from_id = await self._profiles.chosen_id(team_id=team_id, channel_id=channel_id) or default_id
-        await self._store.set_channel_profile(team_id=team_id, channel_id=channel_id, profile_id=to_id, updated_by=user_id)
+        await self._store.set_channel_profile(
+            team_id=team_id, channel_id=channel_id, profile_id=to_id, updated_by=user_id
+        )
         await self._channel_store.record_assistant_change(
-            team_id=team_id, channel_id=channel_id, user_id=user_id, action=action,
-            from_id=from_id, to_id=to_id or default_id,
+            team_id=team_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            action=action,
+            from_id=from_id,
+            to_id=to_id or default_id,
         )
         log.info(
             "channel %s/%s: %s by %s, %s -> %s", team_id, channel_id, action, user_id, from_id, to_id or default_id

@@ -21,8 +21,29 @@ AUDIO_TYPES = frozenset({"m4a", "mp3", "mp4", "mpeg", "mpga", "wav", "webm", "og
 DATA_TYPES = frozenset({"csv", "tsv", "xlsx", "json"})
 # Documents the assistant can read: the types OpenAI's file_search documents.
 SEARCHABLE_TYPES = frozenset(
-    {"c", "cpp", "cs", "css", "doc", "docx", "go", "html", "java", "js", "json", "md", "pdf", "php", "pptx", "py",
-     "rb", "sh", "tex", "ts", "txt"}
+    {
+        "c",
+        "cpp",
+        "cs",
+        "css",
+        "doc",
+        "docx",
+        "go",
+        "html",
+        "java",
+        "js",
+        "json",
+        "md",
+        "pdf",
+        "php",
+        "pptx",
+        "py",
+        "rb",
+        "sh",
+        "tex",
+        "ts",
+        "txt",
+    }
 )
 
 
@@ -114,7 +135,9 @@ class FileDownloadStage:
             return len(data)
         try:
             transcript = await self._transcriber.transcribe(
-                name=file.name, data=data, mimetype=file.mimetype or "application/octet-stream",
+                name=file.name,
+                data=data,
+                mimetype=file.mimetype or "application/octet-stream",
                 model=self._transcription_model,
             )
         except APIError as exc:

@@ -15,8 +15,7 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW = timedelta(minutes=1)
 TOO_LONG = (
-    "Your message is {length:,} characters long; I can read at most {limit:,}. "
-    "Please shorten it or send it in parts."
+    "Your message is {length:,} characters long; I can read at most {limit:,}. Please shorten it or send it in parts."
 )
 TOO_MANY_FILES = "You shared {count} files in one message; I can take at most {limit}. Please send fewer at a time."
 TOO_FAST = (
@@ -49,7 +48,9 @@ class LimitsStage:
         if not await self.too_fast(item):
             return
         item.blocked = True
-        told = await self._repository.claim_rate_notice(team_id=turn.team_id, event_id=turn.event_id, window=RATE_WINDOW)
+        told = await self._repository.claim_rate_notice(
+            team_id=turn.team_id, event_id=turn.event_id, window=RATE_WINDOW
+        )
         self._log_refusal(item, "too fast" if told else "too fast (already told)")
         if told:
             await reply.send(PersonalNotice(turn.user_id, TOO_FAST.format(limit=self._per_minute)))
@@ -66,10 +67,14 @@ class LimitsStage:
     async def too_fast(self, item: PreparedInput) -> bool:
         """Whether the person sent more than the limit in the window before this message."""
         turn = item.turn
-        earlier = await self._repository.messages_before(team_id=turn.team_id, event_id=turn.event_id, window=RATE_WINDOW)
+        earlier = await self._repository.messages_before(
+            team_id=turn.team_id, event_id=turn.event_id, window=RATE_WINDOW
+        )
         return earlier is not None and earlier >= self._per_minute
 
     @staticmethod
     def _log_refusal(item: PreparedInput, reason: str) -> None:
         turn = item.turn
-        log.info("refused event %s from %s in %s/%s: %s", turn.event_id, turn.user_id, turn.team_id, turn.channel_id, reason)
+        log.info(
+            "refused event %s from %s in %s/%s: %s", turn.event_id, turn.user_id, turn.team_id, turn.channel_id, reason
+        )

@@ -195,7 +195,12 @@ class Moderator:
     async def record(self, verdict: Verdict, *, turn: Turn, direction: str, source: str, text: str) -> None:
         log.info(
             "moderation flagged %s %s in %s/%s from %s: %s",
-            direction, source, turn.team_id, turn.channel_id, turn.user_id, ", ".join(verdict.categories),
+            direction,
+            source,
+            turn.team_id,
+            turn.channel_id,
+            turn.user_id,
+            ", ".join(verdict.categories),
         )
         await self._log.record(
             Flag(
@@ -304,7 +309,9 @@ class ScreenedHistory:
             index for index, verdict in zip(said, verdicts, strict=True) if self._moderator.policy.refuses(verdict)
         }
         if refused:
-            log.info("left %d of %d earlier messages out of a new conversation (moderation)", len(refused), len(history))
+            log.info(
+                "left %d of %d earlier messages out of a new conversation (moderation)", len(refused), len(history)
+            )
         return [message for index, message in enumerate(history) if index not in refused]
 
     def reply(
@@ -363,7 +370,7 @@ class ModeratedReplyStream:
         if isinstance(part, TextDelta):
             self._received += part.text
             if self._clock() - self._last_check >= self._update_seconds:
-                unchecked = self._received[len(self._passed):]
+                unchecked = self._received[len(self._passed) :]
                 await self._check(unchecked, after=self._passed)
                 self._passed = self._received
                 await self._inner.send(TextDelta(unchecked))
@@ -372,7 +379,7 @@ class ModeratedReplyStream:
         elif isinstance(part, ReplyCompleted):
             # The final text normally repeats what streamed; only what was not checked yet is checked now.
             checked = self._passed if part.text.startswith(self._passed) else ""
-            await self._check(part.text[len(checked):], after=checked)
+            await self._check(part.text[len(checked) :], after=checked)
             await self._inner.send(part)
         else:
             await self._inner.send(part)

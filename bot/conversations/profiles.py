@@ -130,7 +130,6 @@ class TableProfileCatalog:
         default = await self.default()
         return [default, *(profile for profile in await self._records.list() if profile.id != default.id)]
 
-
     async def create(self, spec: ProfileSpec, *, origin: ProfileOrigin) -> Profile:
         profile = Profile(
             id=f"prof_{secrets.token_hex(8)}",

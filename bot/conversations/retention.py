@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from bot.conversations.backend import Backend
-from bot.errors import APIError, StoreError
+from bot.errors import APIError
 from bot.store.channels import BackendMemory, ChannelStore
 from bot.store.repositories import Store, utcnow
 from bot.store.retention import IdleConversation, RetentionRepository
@@ -32,7 +32,9 @@ async def forget_memories(backend: Backend, memories: Sequence[BackendMemory], *
         if memory.backend != backend.name:
             log.warning(
                 "a conversation memory on the %s backend cannot be deleted through the %s backend; "
-                "its server objects are left", memory.backend, backend.name,
+                "its server objects are left",
+                memory.backend,
+                backend.name,
             )
             continue
         await backend.forget(memory.state, conversation_id=conversation_id)
@@ -92,7 +94,10 @@ class RetentionPurger:
         except APIError as exc:
             log.warning(
                 "retention: conversation %s (team %s, channel %s) kept for now; the API refused a deletion: %s",
-                conversation.id, conversation.team_id, conversation.channel_id, exc,
+                conversation.id,
+                conversation.team_id,
+                conversation.channel_id,
+                exc,
             )
             await self._store.release_conversation(conversation.id, owner=self._owner)
             return False

@@ -86,7 +86,10 @@ class ChannelProfiles:
             except ProfileNotFound:
                 log.warning(
                     "channel %s/%s uses profile %s, which the %s backend does not have; using the default",
-                    team_id, channel_id, chosen, self._backend.name,
+                    team_id,
+                    channel_id,
+                    chosen,
+                    self._backend.name,
                 )
         return await self._backend.profiles.default(), True
 
@@ -366,7 +369,10 @@ class ConversationService:
         except DeliveryError as exc:
             log.error(
                 "conversation %s (channel %s): Slack refused the reply, closing %d turn(s) unanswered: %s",
-                conversation_id, latest.channel_id, len(ids), exc,
+                conversation_id,
+                latest.channel_id,
+                len(ids),
+                exc,
             )
             error = f"delivery failed: {exc}"
         await self._store.update_turns(ids, status=outcome_status.value, error=error, reply_ts=reply_ts)
@@ -376,7 +382,9 @@ class ConversationService:
         ids = [record.id for record in records]
         log.error(
             "conversation %s: giving up on %d turn(s) after %d attempts each",
-            conversation_id, len(ids), self._max_attempts,
+            conversation_id,
+            len(ids),
+            self._max_attempts,
         )
         progress = batch_progress(records)
         if progress is not None:

@@ -84,7 +84,9 @@ def _error_output(message: str) -> str:
     return json.dumps({"error": message})
 
 
-def current_time(context: ToolContext, arguments: dict[str, Any], *, now: Callable[[], datetime] | None = None) -> dict[str, str]:
+def current_time(
+    context: ToolContext, arguments: dict[str, Any], *, now: Callable[[], datetime] | None = None
+) -> dict[str, str]:
     """The current date and time in the asker's Slack timezone, or a timezone the assistant names."""
     zone_name = arguments.get("timezone") or context.turn.user_timezone or "UTC"
     try:
@@ -109,9 +111,7 @@ CURRENT_TIME_TOOL = Tool(
     ),
     parameters={
         "type": "object",
-        "properties": {
-            "timezone": {"type": "string", "description": "Optional IANA timezone name, e.g. Asia/Tokyo."}
-        },
+        "properties": {"timezone": {"type": "string", "description": "Optional IANA timezone name, e.g. Asia/Tokyo."}},
         "required": [],
     },
     handler=current_time,

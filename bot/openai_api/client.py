@@ -61,11 +61,13 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 AMBIGUOUS_STATUSES = frozenset({408, 409})
 # Hosts that serve the files the API links to (generated images): OpenAI's and Azure OpenAI's image
 # stores. `download` fetches over https from these, and from the configured API's own origin, only.
-DOWNLOAD_HOSTS = frozenset({
-    "oaidalleapiprodscus.blob.core.windows.net",
-    "dalleprodsec.blob.core.windows.net",
-    "dalleproduse.blob.core.windows.net",
-})
+DOWNLOAD_HOSTS = frozenset(
+    {
+        "oaidalleapiprodscus.blob.core.windows.net",
+        "dalleprodsec.blob.core.windows.net",
+        "dalleproduse.blob.core.windows.net",
+    }
+)
 MAX_DOWNLOAD_REDIRECTS = 3
 
 STATUS_ERRORS: dict[int, type[APIStatusError]] = {
@@ -86,8 +88,19 @@ class SSEvent(NamedTuple):
     event: str | None
     data: Any
 
-_RUN_EVENTS = ("created", "queued", "in_progress", "requires_action", "completed", "incomplete", "failed",
-               "cancelling", "cancelled", "expired")
+
+_RUN_EVENTS = (
+    "created",
+    "queued",
+    "in_progress",
+    "requires_action",
+    "completed",
+    "incomplete",
+    "failed",
+    "cancelling",
+    "cancelled",
+    "expired",
+)
 _STEP_EVENTS = ("created", "in_progress", "completed", "failed", "cancelled", "expired")
 _MESSAGE_EVENTS = ("created", "in_progress", "completed", "incomplete")
 # Event name -> model of its data; None keeps the raw dict. Events missing here are skipped,
@@ -305,11 +318,17 @@ class OpenAIClient:
         # Once the server has answered 200 the request counts as sent: the run may go on without us.
         raise APIConnectionError(
             f"{response.request.method} {response.request.url.path}: the event stream ended before its done event",
-            request_id=response.headers.get("x-request-id"), request_sent=True,
+            request_id=response.headers.get("x-request-id"),
+            request_sent=True,
         )
 
     async def stream_sse(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
         retry_when_sent: bool = True,
     ) -> AsyncGenerator[SSEvent, None]:
         """Send a streaming request and yield its events, parsed as JSON, until the stream ends.
@@ -338,7 +357,8 @@ class OpenAIClient:
                 except ValueError as exc:
                     raise APIConnectionError(
                         f"the event stream sent a malformed {sse.event or 'data'} event",
-                        request_id=request_id, request_sent=True,
+                        request_id=request_id,
+                        request_sent=True,
                     ) from exc
                 yield SSEvent(sse.event if sse.event != "message" else None, data)
         except httpx.RequestError as exc:
@@ -496,7 +516,9 @@ class OpenAIClient:
     async def model_ids(self) -> list[str]:
         return [model.id for model in await self.list_models()]
 
-    async def create_moderation(self, input: str | list[str] | list[dict[str, Any]], *, model: str) -> ModerationResponse:
+    async def create_moderation(
+        self, input: str | list[str] | list[dict[str, Any]], *, model: str
+    ) -> ModerationResponse:
         return await self._call(ModerationResponse, "POST", "/moderations", json={"input": input, "model": model})
 
     # ---- images -------------------------------------------------------------------------------
@@ -535,7 +557,9 @@ class OpenAIClient:
         except httpx.InvalidURL as exc:
             raise APIError("the API linked to a file with a malformed URL") from exc
         same_origin = (target.scheme, target.host, target.port) == (
-            self._api_origin.scheme, self._api_origin.host, self._api_origin.port
+            self._api_origin.scheme,
+            self._api_origin.host,
+            self._api_origin.port,
         )
         if not same_origin and not (target.scheme == "https" and target.host in self._download_hosts):
             raise APIError(
@@ -576,15 +600,23 @@ class OpenAIClient:
 
     @staticmethod
     def _tool_outputs_body(outputs: list[ToolOutput], *, stream: bool) -> dict[str, Any]:
-        return {"tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
-                "stream": stream}
+        return {
+            "tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
+            "stream": stream,
+        }
 
     async def _call(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
         response = await self._send(method, path, **kwargs)
         return self._parse(model, self._json_object(response), request_id=response.headers.get("x-request-id"))
 
     async def _send(
-        self, method: str, path: str, *, stream: bool = False, accept: str | None = None, retry_when_sent: bool = True,
+        self,
+        method: str,
+        path: str,
+        *,
+        stream: bool = False,
+        accept: str | None = None,
+        retry_when_sent: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
         """The one request path: send, retry what may succeed later, raise a bot.errors exception otherwise.
@@ -621,7 +653,8 @@ class OpenAIClient:
                     raise APIConnectionError(
                         f"{method} {request.url.path} answered HTTP {status_error.status_code} ({status_error.message}):"
                         " it may have been carried out",
-                        request_id=status_error.request_id, request_sent=True,
+                        request_id=status_error.request_id,
+                        request_sent=True,
                     ) from status_error
                 wait, kind = _retry_after(response.headers), f"HTTP {response.status_code}"
             if not retryable or attempt >= self._max_retries:
@@ -630,7 +663,12 @@ class OpenAIClient:
             delay = self._delay(attempt, retry_after=wait)
             logger.warning(
                 "Retrying %s %s after %s (attempt %d of %d) in %.2f s",
-                method, request.url.path, kind, attempt, self._max_retries, delay,
+                method,
+                request.url.path,
+                kind,
+                attempt,
+                self._max_retries,
+                delay,
             )
             await asyncio.sleep(delay)
 

@@ -49,7 +49,11 @@ class FilesAPI:
     async def upload(self, *, name: str, data: bytes, mimetype: str, purpose: FilePurpose) -> OpenAIFile:
         """``POST /files`` as multipart form data; never re-sent once it may have arrived (see ``newest_files``)."""
         return await self._client.request_model(
-            OpenAIFile, "POST", "/files", files={"file": (name, data, mimetype)}, data={"purpose": purpose},
+            OpenAIFile,
+            "POST",
+            "/files",
+            files={"file": (name, data, mimetype)},
+            data={"purpose": purpose},
             retry_when_sent=False,
         )
 

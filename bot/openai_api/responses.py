@@ -6,7 +6,7 @@ parses one event per text delta, where pydantic would only add cost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from bot.openai_api.client import OpenAIClient, SSEvent, _segment

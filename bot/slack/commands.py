@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,8 @@ from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
 from bot.slack.directory import UserDirectory
 from bot.slack.text import to_plain_text
-from bot.store.models import Conversation
 from bot.store.channels import TokenUsage
+from bot.store.models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ CONVERSATION_MEANING = (
     "the conversation there with the most recent message."
 )
 NO_CONVERSATION = "There is no conversation with me here yet, so there is nothing to do."
-NOT_YOURS = (
-    "Only the people who talked with me in this conversation, and admins, can start it afresh or forget it."
-)
+NOT_YOURS = "Only the people who talked with me in this conversation, and admins, can start it afresh or forget it."
 NOT_OF_WORKSPACE = (
     "“{reference}” is not one of this workspace's assistants (the default, one its channels use or one made "
     "here), so no channel here can use it. The bot's operator can allow it by adding its id to "
@@ -150,19 +148,24 @@ class SlackCommands:
                 "/assistant show", "the assistant this channel uses, and what this conversation remembers", self._show
             ),
             "list": Subcommand(
-                "/assistant list", "the assistants this workspace uses or made (admins: all on the API account)",
+                "/assistant list",
+                "the assistants this workspace uses or made (admins: all on the API account)",
                 self._list,
             ),
             "use": Subcommand(
                 "/assistant use <id or name>", "make this channel use that assistant (admins)", self._use, True
             ),
-            "create": Subcommand("/assistant create", "create an assistant in a form; this channel uses it (admins)",
-                                 self._create),
+            "create": Subcommand(
+                "/assistant create", "create an assistant in a form; this channel uses it (admins)", self._create
+            ),
             "edit": Subcommand("/assistant edit", "edit this channel's assistant in a form (admins)", self._edit),
-            "reset": Subcommand("/assistant reset", "this channel goes back to the default assistant (admins)",
-                                self._reset),
+            "reset": Subcommand(
+                "/assistant reset", "this channel goes back to the default assistant (admins)", self._reset
+            ),
             "new": Subcommand(
-                "/assistant new", "this conversation starts afresh, forgetting what came before (kept until forgotten)", self._new
+                "/assistant new",
+                "this conversation starts afresh, forgetting what came before (kept until forgotten)",
+                self._new,
             ),
             "forget": Subcommand(
                 "/assistant forget",
@@ -170,8 +173,9 @@ class SlackCommands:
                 self._forget,
             ),
             "models": Subcommand("/assistant models", "the models available, fine-tuned ones marked", self._models),
-            "usage": Subcommand("/assistant usage", "tokens used by you and in this channel, last 7 and 30 days",
-                                self._usage),
+            "usage": Subcommand(
+                "/assistant usage", "tokens used by you and in this channel, last 7 and 30 days", self._usage
+            ),
         }
 
     def register(self, app: AsyncApp) -> None:
@@ -283,7 +287,8 @@ class SlackCommands:
             log.info("/ask in %s could not be posted: %s", invocation.channel_id, error)
             await self._reply(
                 invocation.respond,
-                NOT_IN_CHANNEL.format(what="your question") if error in CANNOT_POST_ERRORS
+                NOT_IN_CHANNEL.format(what="your question")
+                if error in CANNOT_POST_ERRORS
                 else "I couldn't post your question.",
             )
             return
@@ -334,7 +339,8 @@ class SlackCommands:
             log.info("/imagine in %s could not be uploaded: %s", invocation.channel_id, error)
             await self._reply(
                 invocation.respond,
-                NOT_IN_CHANNEL.format(what="the image") if error in CANNOT_POST_ERRORS
+                NOT_IN_CHANNEL.format(what="the image")
+                if error in CANNOT_POST_ERRORS
                 else "I made the image but couldn't upload it to Slack.",
             )
 
@@ -407,8 +413,12 @@ class SlackCommands:
             return
         usable = await self._assistants.of_workspace(found, team_id=invocation.team_id)
         if not usable:
-            log.info("user %s may not bind %s to profile %r of another workspace", invocation.user_id,
-                     invocation.channel_id, reference)
+            log.info(
+                "user %s may not bind %s to profile %r of another workspace",
+                invocation.user_id,
+                invocation.channel_id,
+                reference,
+            )
             await self._reply(invocation.respond, NOT_OF_WORKSPACE.format(reference=reference))
             return
         if len(usable) > 1:
@@ -509,9 +519,7 @@ class SlackCommands:
             ],
         )
 
-    async def _forget_now(
-        self, team_id: str, channel_id: str, user_id: str, value: str, respond: AsyncRespond
-    ) -> None:
+    async def _forget_now(self, team_id: str, channel_id: str, user_id: str, value: str, respond: AsyncRespond) -> None:
         conversation = await self._control.get(int(value)) if value.isdigit() else None
         # The button's value is only trusted for a conversation of the channel it was clicked in.
         if conversation is None or (conversation.team_id, conversation.channel_id) != (team_id, channel_id):
@@ -564,7 +572,9 @@ class SlackCommands:
     async def _open_editor(self, invocation: Invocation, assistant: Profile | None) -> None:
         models = assistant_models(await self._assistants.model_ids())
         view = editor_view(
-            channel_id=invocation.channel_id, models=models, assistant=assistant,
+            channel_id=invocation.channel_id,
+            models=models,
+            assistant=assistant,
             tools=self._assistants.builtin_tools(),
         )
         try:
@@ -633,7 +643,10 @@ def editor_view(
         "options": [_option(TOOL_LABELS[tool], tool) for tool in tools],
     }
     instructions_input: dict[str, Any] = {
-        "type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": MAX_INPUT_CHARS
+        "type": "plain_text_input",
+        "action_id": "value",
+        "multiline": True,
+        "max_length": MAX_INPUT_CHARS,
     }
     editable_instructions = True
     if assistant is not None:
@@ -653,8 +666,13 @@ def editor_view(
     ]
     if editable_instructions:
         blocks.append(
-            {"type": "input", "block_id": "instructions", "optional": True, "label": _plain("Instructions"),
-             "element": instructions_input}
+            {
+                "type": "input",
+                "block_id": "instructions",
+                "optional": True,
+                "label": _plain("Instructions"),
+                "element": instructions_input,
+            }
         )
     else:
         blocks.append(_context("The instructions are longer than a Slack form can hold; they stay as they are."))
@@ -728,8 +746,10 @@ def _describe(assistant: Profile) -> str:
 
 def _listed(assistants: list[Profile], *, here: str) -> list[str]:
     """One line per assistant (at most MAX_LISTED), the channel's own marked."""
-    lines = [f"• {_describe(assistant)}{' ← this channel' if assistant.id == here else ''}"
-             for assistant in assistants[:MAX_LISTED]]
+    lines = [
+        f"• {_describe(assistant)}{' ← this channel' if assistant.id == here else ''}"
+        for assistant in assistants[:MAX_LISTED]
+    ]
     if len(assistants) > MAX_LISTED:
         lines.append(f"…and {len(assistants) - MAX_LISTED} more.")
     return lines

@@ -158,7 +158,9 @@ class SlackListeners:
             )
         except SlackApiError as exc:
             # The pane works without a greeting; a 500 would only have Slack resend the event and greet twice.
-            log.warning("could not greet in assistant thread %s/%s: %s", channel_id, thread_ts, exc.response.get("error"))
+            log.warning(
+                "could not greet in assistant thread %s/%s: %s", channel_id, thread_ts, exc.response.get("error")
+            )
 
     async def on_assistant_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         message = person_message(body, event, self._identity)
@@ -173,7 +175,13 @@ class SlackListeners:
         await self._accept(body, message, surface=surface, thread_key=thread_ts, reply_thread_ts=thread_ts)
 
     async def _accept(
-        self, body: dict[str, Any], message: PersonMessage, *, surface: Surface, thread_key: str, reply_thread_ts: str | None
+        self,
+        body: dict[str, Any],
+        message: PersonMessage,
+        *,
+        surface: Surface,
+        thread_key: str,
+        reply_thread_ts: str | None,
     ) -> None:
         event_id = body.get("event_id")
         if not isinstance(event_id, str) or not event_id:

@@ -322,7 +322,9 @@ def footnotes(citations: Sequence[Citation]) -> str:
     lines = []
     for citation in citations:
         title = citation.title.replace("[", "(").replace("]", ")") or citation.url or "a source"
-        lines.append(f"[{citation.number}] [{title}]({citation.url})" if citation.url else f"[{citation.number}] {title}")
+        lines.append(
+            f"[{citation.number}] [{title}]({citation.url})" if citation.url else f"[{citation.number}] {title}"
+        )
     return "\n\n" + "\n".join(lines)
 
 

@@ -173,9 +173,7 @@ class SlackReplyStream:
         return text
 
     async def notice(self, text: str) -> None:
-        await self._call(
-            "chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=notice_mrkdwn(text)
-        )
+        await self._call("chat_postMessage", channel=self._channel, thread_ts=self._thread_ts, text=notice_mrkdwn(text))
 
     async def _personal_notice(self, user_id: str, text: str) -> None:
         # The assistant pane is a private conversation with the bot already: a plain reply is private there.
@@ -224,9 +222,9 @@ class SlackReplyStream:
                 self._posted.append((await self._post(chunk), chunk))
         if keep_rest:
             return
-        for ts, _ in self._posted[len(chunks):]:
+        for ts, _ in self._posted[len(chunks) :]:
             await self._call("chat_delete", channel=self._channel, ts=ts, ignore=("message_not_found",))
-        del self._posted[len(chunks):]
+        del self._posted[len(chunks) :]
 
     async def _post(self, text: str) -> str:
         metadata = (
@@ -296,7 +294,8 @@ class SlackPlatform:
             # an answer, and failing here would only fail again on every retry.
             log.warning(
                 "could not read the earlier messages of thread %s in %s (%s); answering without the earlier messages",
-                turn.thread_key, turn.channel_id,
+                turn.thread_key,
+                turn.channel_id,
                 _slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__,
             )
             return []
@@ -324,8 +323,12 @@ class SlackPlatform:
         cursor = None
         for _ in range(HISTORY_MAX_PAGES):
             response = await self._client.conversations_replies(
-                channel=turn.channel_id, ts=turn.thread_key, oldest=since_ts, latest=turn.message_ts,
-                limit=HISTORY_PAGE_SIZE, cursor=cursor,
+                channel=turn.channel_id,
+                ts=turn.thread_key,
+                oldest=since_ts,
+                latest=turn.message_ts,
+                limit=HISTORY_PAGE_SIZE,
+                cursor=cursor,
             )
             page: list[dict[str, Any]] = response.get("messages", [])
             kept.extend(
@@ -338,7 +341,9 @@ class SlackPlatform:
                 return list(kept)
         log.info(
             "thread %s in %s is longer than %d pages; the newest messages of those seed the conversation",
-            turn.thread_key, turn.channel_id, HISTORY_MAX_PAGES,
+            turn.thread_key,
+            turn.channel_id,
+            HISTORY_MAX_PAGES,
         )
         return list(kept)
 
@@ -357,13 +362,18 @@ class SlackPlatform:
         try:
             if turn.reply_thread_ts:
                 response = await self._client.conversations_replies(
-                    channel=turn.channel_id, ts=turn.reply_thread_ts, oldest=after_ts,
-                    limit=UNRECORDED_SEARCH_LIMIT, include_all_metadata=True,
+                    channel=turn.channel_id,
+                    ts=turn.reply_thread_ts,
+                    oldest=after_ts,
+                    limit=UNRECORDED_SEARCH_LIMIT,
+                    include_all_metadata=True,
                 )
             else:
                 response = await self._client.conversations_history(
-                    channel=turn.channel_id, oldest=after_ts,
-                    limit=UNRECORDED_SEARCH_LIMIT, include_all_metadata=True,
+                    channel=turn.channel_id,
+                    oldest=after_ts,
+                    limit=UNRECORDED_SEARCH_LIMIT,
+                    include_all_metadata=True,
                 )
         except SlackApiError as exc:
             log.info("could not look for an interrupted answer: %s", exc.response.get("error"))

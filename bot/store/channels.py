@@ -32,7 +32,9 @@ class TokenUsage:
 
 
 def _open_turn_of(conversation_id: int) -> Select[int]:
-    return select(TurnRecord.id).where(TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES))
+    return select(TurnRecord.id).where(
+        TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES)
+    )
 
 
 class ChannelStore:
@@ -77,7 +79,9 @@ class ChannelStore:
 
     async def took_part(self, conversation_id: int, *, user_id: str) -> bool:
         """Whether the person wrote in the conversation to the bot (a turn of theirs is recorded there)."""
-        query = select(TurnRecord.id).where(TurnRecord.conversation_id == conversation_id, TurnRecord.user_id == user_id)
+        query = select(TurnRecord.id).where(
+            TurnRecord.conversation_id == conversation_id, TurnRecord.user_id == user_id
+        )
         async with self._store.transaction() as session:
             return await session.scalar(query.exists().select()) or False
 
@@ -152,7 +156,8 @@ class ChannelStore:
     ) -> TokenUsage:
         """Tokens of the answers to matching turns (an answer to a batch counts on the batch's last turn)."""
         query = select(
-            func.coalesce(func.sum(TurnRecord.prompt_tokens), 0), func.coalesce(func.sum(TurnRecord.completion_tokens), 0)
+            func.coalesce(func.sum(TurnRecord.prompt_tokens), 0),
+            func.coalesce(func.sum(TurnRecord.completion_tokens), 0),
         ).where(
             TurnRecord.team_id == team_id,
             TurnRecord.created_at >= since,

@@ -50,8 +50,14 @@ class ChatHistoryRecords:
     async def append(self, history: HistoryRef, entries: Sequence[HistoryEntry]) -> None:
         """Add the entries in order, skipping keys the history already has (a resumed batch's)."""
         rows = [
-            {"conversation_id": history.conversation_id, "history_id": history.history_id, "key": entry.key,
-             "role": entry.role, "content": entry.fields, "tokens": entry.tokens}
+            {
+                "conversation_id": history.conversation_id,
+                "history_id": history.history_id,
+                "key": entry.key,
+                "role": entry.role,
+                "content": entry.fields,
+                "tokens": entry.tokens,
+            }
             for entry in entries
         ]
         await self._insert_ignoring_duplicates(ChatMessage, rows)
@@ -67,9 +73,15 @@ class ChatHistoryRecords:
     async def add_passages(self, history: HistoryRef, passages: Sequence[Passage]) -> None:
         """Store a document's passages; those already stored (same file and position) are kept as they are."""
         rows = [
-            {"conversation_id": history.conversation_id, "history_id": history.history_id,
-             "file_key": passage.file_key, "file_name": passage.file_name[:255], "position": passage.position,
-             "text": passage.text, "embedding": list(passage.embedding)}
+            {
+                "conversation_id": history.conversation_id,
+                "history_id": history.history_id,
+                "file_key": passage.file_key,
+                "file_name": passage.file_name[:255],
+                "position": passage.position,
+                "text": passage.text,
+                "embedding": list(passage.embedding),
+            }
             for passage in passages
         ]
         await self._insert_ignoring_duplicates(DocumentChunk, rows)
@@ -88,9 +100,7 @@ class ChatHistoryRecords:
             rows = await session.scalars(
                 select(DocumentChunk).where(DocumentChunk.history_id == history.history_id).order_by(DocumentChunk.id)
             )
-            return [
-                Passage(row.file_key, row.file_name, row.position, row.text, tuple(row.embedding)) for row in rows
-            ]
+            return [Passage(row.file_key, row.file_name, row.position, row.text, tuple(row.embedding)) for row in rows]
 
     async def forget(self, history_id: str) -> None:
         """Delete a history and its passages."""

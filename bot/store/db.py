@@ -116,7 +116,9 @@ async def connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         connection = await engine.connect().start()
     except OSError as exc:
-        raise StoreError(f"could not reach the database at {_database_location(engine.url)}; check DATABASE_URL") from exc
+        raise StoreError(
+            f"could not reach the database at {_database_location(engine.url)}; check DATABASE_URL"
+        ) from exc
     except SQLAlchemyError as exc:
         raise StoreError(
             f"could not open the database at {_database_location(engine.url)} ({_first_line(exc, engine.url)}); "

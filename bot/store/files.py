@@ -28,11 +28,13 @@ class ApiFileRecords:
         """The API file id on record for this channel, now counted as used by the conversation; None if none."""
         async with self._store.transaction() as session:
             record = await session.scalar(
-                select(ApiFile).where(
+                select(ApiFile)
+                .where(
                     ApiFile.team_id == team_id,
                     ApiFile.channel_id == channel_id,
                     ApiFile.slack_file_id == slack_file_id,
-                ).with_for_update()
+                )
+                .with_for_update()
             )
             if record is None:
                 return None
@@ -88,7 +90,8 @@ class ApiFileRecords:
             )
             await session.execute(delete(ApiFileUse).where(ApiFileUse.conversation_id == conversation_id))
             unused = [
-                record for record in records
+                record
+                for record in records
                 if not await session.scalar(select(exists().where(ApiFileUse.record_id == record.id)))
             ]
             if unused:

@@ -157,9 +157,7 @@ class ApiFile(Base):
     # Files never cross channels: a DM's or private channel's file is only reused where it was shared.
     channel_id: Mapped[str] = mapped_column(String(32))
     slack_file_id: Mapped[str] = mapped_column(String(32))
-    conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
-    )
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
     api_file_id: Mapped[str] = mapped_column(String(128))
     purpose: Mapped[str] = mapped_column(String(32))
     filename: Mapped[str] = mapped_column(String(255))

@@ -76,9 +76,7 @@ class RetentionRepository:
             await drop_file_records_of(session, conversation_id)
             if still_idle is None:
                 await session.execute(
-                    update(Conversation)
-                    .where(Conversation.id == conversation_id)
-                    .values(backend_state=None)
+                    update(Conversation).where(Conversation.id == conversation_id).values(backend_state=None)
                 )
                 return False
             await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))

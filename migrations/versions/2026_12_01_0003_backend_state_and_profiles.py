@@ -10,7 +10,6 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-import json
 
 import sqlalchemy as sa
 from alembic import op

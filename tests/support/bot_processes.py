@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bot.store.db import create_engine
 from conftest import BOT_TOKEN, OPENAI_KEY, SIGNING_SECRET
 from processes import BotProcess, start_bot_process
+
+from bot.store.db import create_engine
 
 
 @pytest.fixture

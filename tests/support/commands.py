@@ -17,8 +17,13 @@ _triggers = itertools.count(1)
 async def run_command(bot: Any, slack: Any, command: str, text: str, *, user: str, channel: str = CHANNEL) -> None:
     """Slack posts the slash command; the bot acks at once; then its work settles."""
     body = slash_command_body(
-        command, text, team_id=TEAM, channel_id=channel, user_id=user,
-        response_url=slack.new_response_url(channel=channel, user=user), trigger_id=f"trigger-{next(_triggers)}",
+        command,
+        text,
+        team_id=TEAM,
+        channel_id=channel,
+        user_id=user,
+        response_url=slack.new_response_url(channel=channel, user=user),
+        trigger_id=f"trigger-{next(_triggers)}",
     )
     response = await deliver_form(bot.url, body, SIGNING_SECRET)
     assert response.status_code == 200, response.text
@@ -30,8 +35,14 @@ async def click(
 ) -> None:
     """A person clicks a button of ``message``; the bot acks; then its work settles."""
     body = block_action_body(
-        action_id=action_id, value=value, team_id=TEAM, channel_id=channel, user_id=user, message=message,
-        response_url=slack.new_response_url(channel=channel, user=user), trigger_id=f"trigger-{next(_triggers)}",
+        action_id=action_id,
+        value=value,
+        team_id=TEAM,
+        channel_id=channel,
+        user_id=user,
+        message=message,
+        response_url=slack.new_response_url(channel=channel, user=user),
+        trigger_id=f"trigger-{next(_triggers)}",
     )
     response = await deliver_form(bot.url, body, SIGNING_SECRET)
     assert response.status_code == 200, response.text

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import BACKEND_SHAPES, OPENAI_KEY
 
 from bot.app import BACKENDS, default_profile
 from bot.conversations.backend import (
@@ -39,11 +40,18 @@ from bot.store.db import create_engine, migrate, session_factory
 from bot.store.files import ApiFileRecords
 from bot.store.profiles import ProfileRecords
 from bot.store.repositories import Store
-from conftest import BACKEND_SHAPES, OPENAI_KEY
 
 TURN = Turn(
-    event_id="Ev0", team_id="T1", channel_id="C1", thread_key="1.0", surface=Surface.CHANNEL, user_id="U0ADA",
-    user_name="Ada", text="hi", message_ts="1.0", reply_thread_ts="1.0",
+    event_id="Ev0",
+    team_id="T1",
+    channel_id="C1",
+    thread_key="1.0",
+    surface=Surface.CHANNEL,
+    user_id="U0ADA",
+    user_name="Ada",
+    text="hi",
+    message_ts="1.0",
+    reply_thread_ts="1.0",
 )
 # The default profile every backend answers with (the Assistants API's default assistant is made from it).
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -89,23 +97,37 @@ class Harness:
         self.history_calls += 1
         return self.history
 
-    async def request(self, *inputs: UserInput, state: dict | None = None, progress: dict | None = None,
-                      attempt: int = 1, profile: Profile | None = None) -> AnswerRequest:
+    async def request(
+        self,
+        *inputs: UserInput,
+        state: dict | None = None,
+        progress: dict | None = None,
+        attempt: int = 1,
+        profile: Profile | None = None,
+    ) -> AnswerRequest:
         """A batch of inputs, answered with the given profile or else the backend's default."""
         return AnswerRequest(
-            conversation=self.conversation, state=state, progress=progress, inputs=inputs, history=self._history,
-            profile=profile or await self.backend.profiles.default(), tools=self.tools,
-            tool_context=ToolContext(TURN), attempt=attempt,
+            conversation=self.conversation,
+            state=state,
+            progress=progress,
+            inputs=inputs,
+            history=self._history,
+            profile=profile or await self.backend.profiles.default(),
+            tools=self.tools,
+            tool_context=ToolContext(TURN),
+            attempt=attempt,
         )
 
-    async def answer(self, *inputs: UserInput, state: dict | None = None, progress: dict | None = None,
-                     attempt: int = 1) -> list[BackendEvent]:
+    async def answer(
+        self, *inputs: UserInput, state: dict | None = None, progress: dict | None = None, attempt: int = 1
+    ) -> list[BackendEvent]:
         """Every event of one batch, read to the end."""
         request = await self.request(*inputs, state=state, progress=progress, attempt=attempt)
         return await collect(self.backend.answer(request))
 
-    async def answer_until(self, stop: Callable[[BackendEvent], bool], *inputs: UserInput,
-                           state: dict | None = None) -> list[BackendEvent]:
+    async def answer_until(
+        self, stop: Callable[[BackendEvent], bool], *inputs: UserInput, state: dict | None = None
+    ) -> list[BackendEvent]:
         """The events of a batch up to the first one ``stop`` picks; then the reader dies (stops and closes)."""
         seen: list[BackendEvent] = []
         answering = self.backend.answer(await self.request(*inputs, state=state))
@@ -120,8 +142,9 @@ class Harness:
 
 
 @asynccontextmanager
-async def backend_harness(name: str, *, openai_double: Any, database_url: str,
-                          **settings: Any) -> AsyncIterator[Harness]:
+async def backend_harness(
+    name: str, *, openai_double: Any, database_url: str, **settings: Any
+) -> AsyncIterator[Harness]:
     """The named backend, built through its PLUGIN as the wiring builds it, on a freshly migrated database.
 
     The OpenAI double takes the shape of the server this backend is meant for; ``settings`` override
@@ -134,12 +157,18 @@ async def backend_harness(name: str, *, openai_double: Any, database_url: str,
     row = await store.get_or_create_conversation(team_id="T1", channel_id="C1", thread_key="1.0", surface="channel")
     client = OpenAIClient(api_key=OPENAI_KEY, base_url=openai_double.base_url, max_retries=1, backoff_base=0.01)
     configured = Settings(  # type: ignore[call-arg]
-        _env_file=None, slack_bot_token="xoxb-test", openai_api_key=OPENAI_KEY,
-        openai_base_url=openai_double.base_url, **{**DEFAULT_SETTINGS, **settings},
+        _env_file=None,
+        slack_bot_token="xoxb-test",
+        openai_api_key=OPENAI_KEY,
+        openai_base_url=openai_double.base_url,
+        **{**DEFAULT_SETTINGS, **settings},
     )
     records = ProfileRecords(store)
     deps = BackendDeps(
-        client=client, files=FilesAPI(client), store=store, file_records=ApiFileRecords(store),
+        client=client,
+        files=FilesAPI(client),
+        store=store,
+        file_records=ApiFileRecords(store),
         table_profiles=TableProfileCatalog(records, configured_default=default_profile(configured)),
         settings=configured,
     )

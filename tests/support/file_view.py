@@ -28,15 +28,24 @@ def uploads(openai: Any) -> list[Any]:
 def images_seen(openai: Any, backend: str) -> list[bytes]:
     """The images of the newest user message the model was given, as their bytes."""
     if backend == "chat":
-        urls = [part["image_url"]["url"] for part in _parts(_newest_chat_user_message(openai))
-                if part.get("type") == "image_url"]
+        urls = [
+            part["image_url"]["url"]
+            for part in _parts(_newest_chat_user_message(openai))
+            if part.get("type") == "image_url"
+        ]
         return [base64.b64decode(url.partition(",")[2]) for url in urls]
     if backend == "responses":
-        file_ids = [part["file_id"] for part in _parts(_newest_conversation_user_item(openai))
-                    if part.get("type") == "input_image"]
+        file_ids = [
+            part["file_id"]
+            for part in _parts(_newest_conversation_user_item(openai))
+            if part.get("type") == "input_image"
+        ]
     else:
-        file_ids = [part["image_file"]["file_id"] for part in _parts(_newest_thread_user_message(openai))
-                    if part.get("type") == "image_file"]
+        file_ids = [
+            part["image_file"]["file_id"]
+            for part in _parts(_newest_thread_user_message(openai))
+            if part.get("type") == "image_file"
+        ]
     return [openai.file_content(file_id) for file_id in file_ids]
 
 
@@ -44,8 +53,12 @@ def documents_seen(openai: Any, backend: str) -> set[str]:
     """The names of the shared documents the newest model call could read: by file search, or given inline."""
     if backend == "chat":
         texts = [_text(message) for message in _newest_body(openai, backend)["messages"]]
-        return {name for text in texts for pattern in (_INLINE_DOCUMENT, _RETRIEVED_PASSAGE)
-                for name in pattern.findall(text)}
+        return {
+            name
+            for text in texts
+            for pattern in (_INLINE_DOCUMENT, _RETRIEVED_PASSAGE)
+            for name in pattern.findall(text)
+        }
     return {_file_names(openai)[file_id] for file_id in searched_file_ids(openai, backend)}
 
 
@@ -68,7 +81,9 @@ def searched_file_ids(openai: Any, backend: str) -> list[str]:
     if missing:
         raise AssertionError(f"the model was pointed at vector stores the server does not have: {sorted(missing)}")
     return [
-        indexed["id"] for store_id in store_ids for indexed in openai.vector_store_files(store_id)
+        indexed["id"]
+        for store_id in store_ids
+        for indexed in openai.vector_store_files(store_id)
         if indexed["status"] == "completed"
     ]
 
@@ -77,17 +92,26 @@ def code_interpreter_files(openai: Any, backend: str) -> set[str]:
     """The names of the files the newest model call's code interpreter gets to compute on."""
     if backend == "responses":
         tools = _newest_body(openai, backend).get("tools") or []
-        file_ids = [file_id for tool in tools if tool["type"] == "code_interpreter"
-                    for file_id in tool["container"].get("file_ids", [])]
+        file_ids = [
+            file_id
+            for tool in tools
+            if tool["type"] == "code_interpreter"
+            for file_id in tool["container"].get("file_ids", [])
+        ]
     elif backend == "assistants":
         thread_id = _newest_thread_id(openai)
         runs = any(tool["type"] == "code_interpreter" for tool in openai.runs_of(thread_id)[-1]["tools"])
-        file_ids = [
-            attachment["file_id"]
-            for message in openai.thread_messages(thread_id) if message["role"] == "user"
-            for attachment in message.get("attachments") or []
-            if {"type": "code_interpreter"} in attachment["tools"]
-        ] if runs else []
+        file_ids = (
+            [
+                attachment["file_id"]
+                for message in openai.thread_messages(thread_id)
+                if message["role"] == "user"
+                for attachment in message.get("attachments") or []
+                if {"type": "code_interpreter"} in attachment["tools"]
+            ]
+            if runs
+            else []
+        )
     else:
         raise ValueError("the chat backend has no code interpreter")
     names = _file_names(openai)

@@ -27,7 +27,8 @@ def first_answer_requests(openai: Any, backend: str) -> list[Any]:
     """The requests that started a model's answer (not those that only carried tool outputs back)."""
     pattern = re.compile(ANSWER_REQUESTS[backend])
     return [
-        request for request in openai.requests
+        request
+        for request in openai.requests
         if request.method == "POST" and pattern.search(request.path) and not _carries_tool_outputs(request, backend)
     ]
 

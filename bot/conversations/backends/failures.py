@@ -6,7 +6,11 @@ QUEUED_TOO_LONG = "The assistant did not get to this in time, so I cancelled it.
 
 
 def failure_reason(
-    status: str, *, error_code: str | None = None, error_message: str | None = None, incomplete_reason: str | None = None
+    status: str,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    incomplete_reason: str | None = None,
 ) -> str:
     """Plain words for a run or response that ended without an answer; statuses as the OpenAI APIs name them
     ("queued" for one given up on while it was still waiting to start)."""

@@ -46,8 +46,29 @@ UNKNOWN_SOURCE = "a file"
 BYTES_PER_MB = 1024 * 1024
 # The types the file_search tool reads, as the API documents them.
 FILE_SEARCH_TYPES = frozenset(
-    {"c", "cpp", "cs", "css", "doc", "docx", "go", "html", "java", "js", "json", "md", "pdf", "php", "pptx", "py",
-     "rb", "sh", "tex", "ts", "txt"}
+    {
+        "c",
+        "cpp",
+        "cs",
+        "css",
+        "doc",
+        "docx",
+        "go",
+        "html",
+        "java",
+        "js",
+        "json",
+        "md",
+        "pdf",
+        "php",
+        "pptx",
+        "py",
+        "rb",
+        "sh",
+        "tex",
+        "ts",
+        "txt",
+    }
 )
 UPLOAD_REFUSALS = {
     "unsupported_file": "the assistant does not support this file type",
@@ -115,6 +136,7 @@ class ConversationFiles:
 
     async def _upload_once(self, file: InputFile, *, purpose: FilePurpose) -> OpenAIFile:
         """Upload the file; one whose answer was lost (or ambiguous) is looked for before it goes up again."""
+
         def send() -> Awaitable[OpenAIFile]:
             return self._files.upload(
                 name=file.name, data=file.data, mimetype=file.mimetype or "application/octet-stream", purpose=purpose
@@ -140,8 +162,10 @@ class ConversationFiles:
         since just before it was sent, and held by no record (so not another conversation's upload).
         """
         candidates = [
-            uploaded for uploaded in await self._files.newest_files(purpose=purpose)
-            if uploaded.filename == file.name and uploaded.bytes == len(file.data)
+            uploaded
+            for uploaded in await self._files.newest_files(purpose=purpose)
+            if uploaded.filename == file.name
+            and uploaded.bytes == len(file.data)
             and (uploaded.created_at or 0) >= sent_at - CLOCK_SKEW_SECONDS
         ]
         unrecorded = set(await self._records.unrecorded([uploaded.id for uploaded in candidates]))
@@ -150,7 +174,9 @@ class ConversationFiles:
 
     async def discard(self, conversation: ConversationRef, file_id: str) -> None:
         """Undo an upload that turned out unusable, so nothing is left orphaned on the API."""
-        await self._records.forget(team_id=conversation.team_id, channel_id=conversation.channel_id, api_file_id=file_id)
+        await self._records.forget(
+            team_id=conversation.team_id, channel_id=conversation.channel_id, api_file_id=file_id
+        )
         await quietly(self._files.delete(file_id), f"delete file {file_id}")
 
     async def create_vector_store(self, conversation: ConversationRef) -> str:
@@ -169,7 +195,9 @@ class ConversationFiles:
             return self._files.create_vector_store(
                 name=f"Slack {conversation.team_id}/{conversation.channel_id}/{conversation.thread_key}",
                 metadata={
-                    "team_id": conversation.team_id, "channel_id": conversation.channel_id, "creation_key": creation_key
+                    "team_id": conversation.team_id,
+                    "channel_id": conversation.channel_id,
+                    "creation_key": creation_key,
                 },
             )
 

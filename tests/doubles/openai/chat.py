@@ -74,8 +74,10 @@ class ChatFamily:
         else:
             _raise_if_failed(script)
             calls = []
-            text = script.after_tools_text(outputs) if outputs is not None else script.default_text(
-                _newest_user_text(messages)
+            text = (
+                script.after_tools_text(outputs)
+                if outputs is not None
+                else script.default_text(_newest_user_text(messages))
             )
             finish_reason = _finish_reason(script)
         completion = _Completion(self._core.new_id("chatcmpl"), self._core.now(), body["model"], messages)
@@ -145,8 +147,11 @@ class _Completion:
         deltas += [{"content": piece} for piece in script.text_pieces(text or "")]
         for index, (call_id, name, arguments) in enumerate(calls):
             deltas.append(
-                {"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                 "function": {"name": name, "arguments": ""}}]}
+                {
+                    "tool_calls": [
+                        {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+                    ]
+                }
             )
             encoded = json.dumps(arguments)
             step = -(-len(encoded) // _ARGUMENT_PIECES)
@@ -177,7 +182,9 @@ def _raise_if_failed(script: ScriptedAnswer) -> None:
     error = script.error
     status = _ERROR_STATUSES.get(error.get("code") or "", 500)
     raise ApiError(
-        status, error["message"], error_type="server_error" if status >= 500 else "invalid_request_error",
+        status,
+        error["message"],
+        error_type="server_error" if status >= 500 else "invalid_request_error",
         code=error.get("code"),
     )
 

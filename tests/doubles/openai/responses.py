@@ -12,7 +12,18 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from .server import ApiCall, ApiError, BinaryReply, JsonReply, Route, ServerCore, StreamEvent, StreamReply, not_found, page
+from .server import (
+    ApiCall,
+    ApiError,
+    BinaryReply,
+    JsonReply,
+    Route,
+    ServerCore,
+    StreamEvent,
+    StreamReply,
+    not_found,
+    page,
+)
 
 if TYPE_CHECKING:
     from .files import FilesFamily
@@ -26,7 +37,9 @@ _CITATION_MARKER_START = "【"
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return "\n".join(part.get("text", "") for part in content or () if part.get("type") in ("input_text", "output_text"))
+    return "\n".join(
+        part.get("text", "") for part in content or () if part.get("type") in ("input_text", "output_text")
+    )
 
 
 def _seen(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -45,11 +58,21 @@ def _seen(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
 class _Job:
     """One response: its planned events, how many have happened, and what happens when it ends."""
 
-    def __init__(self, family: ResponsesFamily, response: dict[str, Any], events: list[tuple[str, dict[str, Any]]],
-                 *, stalled: bool, chunk_delay: float, on_end: Any) -> None:
+    def __init__(
+        self,
+        family: ResponsesFamily,
+        response: dict[str, Any],
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        stalled: bool,
+        chunk_delay: float,
+        on_end: Any,
+    ) -> None:
         self.family = family
         self.response = response
-        self.events = [StreamEvent(name, {**data, "sequence_number": index}) for index, (name, data) in enumerate(events)]
+        self.events = [
+            StreamEvent(name, {**data, "sequence_number": index}) for index, (name, data) in enumerate(events)
+        ]
         self.emitted = 0
         self.stalled = stalled
         self.chunk_delay = chunk_delay
@@ -146,7 +169,9 @@ class ResponsesFamily:
             raise ApiError(400, "Cannot use both 'conversation' and 'previous_response_id'.", param="conversation")
         prior = conversations.items_of(conversation_id) if conversation_id else self._previous_items(body)
         raw_input = body.get("input") or []
-        inputs = [{"type": "message", "role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input
+        inputs = (
+            [{"type": "message", "role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input
+        )
         seen = ([("system", body["instructions"])] if body.get("instructions") else []) + _seen(prior + inputs)
         self._core.record_model_input("responses", seen)
         background, stream = bool(body.get("background")), bool(body.get("stream")) and self._core.streaming
@@ -223,7 +248,9 @@ class ResponsesFamily:
         waiting = [self._waiting_scripts.pop(item.get("call_id"), None) for item in outputs]
         script = next((found for found in waiting if found is not None), None)
         if script is not None:
-            texts = [item["output"] if isinstance(item["output"], str) else _text_of(item["output"]) for item in outputs]
+            texts = [
+                item["output"] if isinstance(item["output"], str) else _text_of(item["output"]) for item in outputs
+            ]
             return script, self._answer_items(script, script.after_tools_text(texts))
         script = self._core.next_script()
         if script.tool_calls:
@@ -231,10 +258,16 @@ class ResponsesFamily:
             for name, arguments in script.tool_calls:
                 call_id = self._core.new_id("call")
                 self._waiting_scripts[call_id] = script
-                calls.append({
-                    "type": "function_call", "id": self._core.new_id("fc"), "call_id": call_id, "name": name,
-                    "arguments": json.dumps(arguments), "status": "completed",
-                })
+                calls.append(
+                    {
+                        "type": "function_call",
+                        "id": self._core.new_id("fc"),
+                        "call_id": call_id,
+                        "name": name,
+                        "arguments": json.dumps(arguments),
+                        "status": "completed",
+                    }
+                )
             return script, calls
         newest_user = next((text for role, text in reversed(seen) if role == "user"), "")
         text = script.default_text(newest_user)
@@ -246,8 +279,14 @@ class ResponsesFamily:
         text = text or ""
         files: FilesFamily = self._core.family("files")
         # An Assistants citation marker (【4:0†source】) is not in a Responses answer's text: only its index is.
-        markers = sorted({(text.index(marker), marker) for kind, marker, _ in script.annotations
-                          if kind == "file_citation" and marker.startswith(_CITATION_MARKER_START)}, reverse=True)
+        markers = sorted(
+            {
+                (text.index(marker), marker)
+                for kind, marker, _ in script.annotations
+                if kind == "file_citation" and marker.startswith(_CITATION_MARKER_START)
+            },
+            reverse=True,
+        )
 
         def shifted(position: int) -> int:
             return position - sum(len(marker) for start, marker in markers if start < position)
@@ -262,26 +301,49 @@ class ResponsesFamily:
             else:
                 containers: ContainersFamily = self._core.family("containers")
                 container_id, container_file_id = containers.hold(file_id)
-                items.append({
-                    "type": "code_interpreter_call", "id": self._core.new_id("ci"), "status": "completed",
-                    "container_id": container_id, "code": "save_file()", "outputs": [],
-                })
-                annotations.append({
-                    "type": "container_file_citation", "container_id": container_id, "file_id": container_file_id,
-                    "filename": name, "start_index": shifted(start), "end_index": shifted(end),
-                })
+                items.append(
+                    {
+                        "type": "code_interpreter_call",
+                        "id": self._core.new_id("ci"),
+                        "status": "completed",
+                        "container_id": container_id,
+                        "code": "save_file()",
+                        "outputs": [],
+                    }
+                )
+                annotations.append(
+                    {
+                        "type": "container_file_citation",
+                        "container_id": container_id,
+                        "file_id": container_file_id,
+                        "filename": name,
+                        "start_index": shifted(start),
+                        "end_index": shifted(end),
+                    }
+                )
         for start, marker in markers:  # from the end, so that the earlier positions stay valid
-            text = text[:start] + text[start + len(marker):]
+            text = text[:start] + text[start + len(marker) :]
         for file_id in script.image_file_ids:
-            items.append({
-                "type": "image_generation_call", "id": self._core.new_id("ig"), "status": "completed",
-                "result": base64.b64encode(files.contents[file_id]).decode(),
-            })
+            items.append(
+                {
+                    "type": "image_generation_call",
+                    "id": self._core.new_id("ig"),
+                    "status": "completed",
+                    "result": base64.b64encode(files.contents[file_id]).decode(),
+                }
+            )
         if text:
             status = "incomplete" if script.status == "incomplete" else "completed"
             part = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
-            items.append({"type": "message", "id": self._core.new_id("msg"), "status": status, "role": "assistant",
-                          "content": [part]})
+            items.append(
+                {
+                    "type": "message",
+                    "id": self._core.new_id("msg"),
+                    "status": status,
+                    "role": "assistant",
+                    "content": [part],
+                }
+            )
         return items
 
     def _response_object(self, body: dict[str, Any], conversation_id: str | None) -> dict[str, Any]:
@@ -312,6 +374,7 @@ class ResponsesFamily:
         self, response: dict[str, Any], script: ScriptedAnswer, output: list[dict[str, Any]], *, background: bool
     ) -> list[tuple[str, dict[str, Any]]]:
         """The response's stream events, each response snapshot as it is at that point."""
+
         def snapshot(**changes: Any) -> dict[str, Any]:
             return {**copy.deepcopy(response), **changes}
 
@@ -320,7 +383,9 @@ class ResponsesFamily:
         ]
         if script.stall:
             return events
-        events.append(("response.in_progress", {"type": "response.in_progress", "response": snapshot(status="in_progress")}))
+        events.append(
+            ("response.in_progress", {"type": "response.in_progress", "response": snapshot(status="in_progress")})
+        )
         for index, item in enumerate(output):
             events += self._item_events(index, item, script)
         final_status = {"expired": "failed"}.get(script.status, script.status)
@@ -332,8 +397,10 @@ class ResponsesFamily:
             output=copy.deepcopy(output),
             completed_at=self._core.now() if final_status == "completed" else None,
             usage={
-                "input_tokens": 10, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                "output_tokens": max(seen_text // 4, 1), "output_tokens_details": {"reasoning_tokens": 0},
+                "input_tokens": 10,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": max(seen_text // 4, 1),
+                "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": 10 + max(seen_text // 4, 1),
             },
         )
@@ -351,7 +418,9 @@ class ResponsesFamily:
             events.append(("response.completed", {"type": "response.completed", "response": final}))
         return events
 
-    def _item_events(self, index: int, item: dict[str, Any], script: ScriptedAnswer) -> list[tuple[str, dict[str, Any]]]:
+    def _item_events(
+        self, index: int, item: dict[str, Any], script: ScriptedAnswer
+    ) -> list[tuple[str, dict[str, Any]]]:
         events: list[tuple[str, dict[str, Any]]] = []
         if item["type"] != "message":
             started = {**copy.deepcopy(item), "status": "in_progress"}
@@ -359,28 +428,60 @@ class ResponsesFamily:
                 started["result"] = None
             if item["type"] == "function_call":
                 started["arguments"] = ""
-            events.append(("response.output_item.added",
-                           {"type": "response.output_item.added", "output_index": index, "item": started}))
+            events.append(
+                (
+                    "response.output_item.added",
+                    {"type": "response.output_item.added", "output_index": index, "item": started},
+                )
+            )
         else:
             part = item["content"][0]
             ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
-            events.append(("response.output_item.added", {
-                "type": "response.output_item.added", "output_index": index,
-                "item": {**item, "status": "in_progress", "content": []},
-            }))
-            events.append(("response.content_part.added", {
-                "type": "response.content_part.added", **ids,
-                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
-            }))
+            events.append(
+                (
+                    "response.output_item.added",
+                    {
+                        "type": "response.output_item.added",
+                        "output_index": index,
+                        "item": {**item, "status": "in_progress", "content": []},
+                    },
+                )
+            )
+            events.append(
+                (
+                    "response.content_part.added",
+                    {
+                        "type": "response.content_part.added",
+                        **ids,
+                        "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+                    },
+                )
+            )
             for piece in script.text_pieces(part["text"]):
-                events.append(("response.output_text.delta",
-                               {"type": "response.output_text.delta", **ids, "delta": piece, "logprobs": []}))
-            events.append(("response.output_text.done",
-                           {"type": "response.output_text.done", **ids, "text": part["text"], "logprobs": []}))
-            events.append(("response.content_part.done",
-                           {"type": "response.content_part.done", **ids, "part": copy.deepcopy(part)}))
-        events.append(("response.output_item.done",
-                       {"type": "response.output_item.done", "output_index": index, "item": copy.deepcopy(item)}))
+                events.append(
+                    (
+                        "response.output_text.delta",
+                        {"type": "response.output_text.delta", **ids, "delta": piece, "logprobs": []},
+                    )
+                )
+            events.append(
+                (
+                    "response.output_text.done",
+                    {"type": "response.output_text.done", **ids, "text": part["text"], "logprobs": []},
+                )
+            )
+            events.append(
+                (
+                    "response.content_part.done",
+                    {"type": "response.content_part.done", **ids, "part": copy.deepcopy(part)},
+                )
+            )
+        events.append(
+            (
+                "response.output_item.done",
+                {"type": "response.output_item.done", "output_index": index, "item": copy.deepcopy(item)},
+            )
+        )
         return events
 
     @staticmethod
@@ -433,10 +534,19 @@ class ConversationsFamily:
                     part.update(annotations=[], logprobs=[])
                 content = [part]
             else:
-                content = [{**part, "detail": part.get("detail") or "auto"} if part.get("type") == "input_image"
-                           else dict(part) for part in content]
-            return {"type": "message", "id": self._core.new_id("msg"), "status": "completed", "role": role,
-                    "content": content}
+                content = [
+                    {**part, "detail": part.get("detail") or "auto"}
+                    if part.get("type") == "input_image"
+                    else dict(part)
+                    for part in content
+                ]
+            return {
+                "type": "message",
+                "id": self._core.new_id("msg"),
+                "status": "completed",
+                "role": role,
+                "content": content,
+            }
         resource = {**copy.deepcopy(item), "id": item.get("id") or self._core.new_id("fco"), "status": "completed"}
         return resource
 
@@ -451,7 +561,9 @@ class ConversationsFamily:
     def _create(self, call: ApiCall) -> JsonReply:
         body = call.body or {}
         conversation = {
-            "id": self._core.new_id("conv"), "object": "conversation", "created_at": self._core.now(),
+            "id": self._core.new_id("conv"),
+            "object": "conversation",
+            "created_at": self._core.now(),
             "metadata": body.get("metadata") or {},
         }
         self.conversations[conversation["id"]] = conversation
@@ -471,10 +583,15 @@ class ConversationsFamily:
         self._get(conversation_id)
         added = [self.resource(item) for item in call.body["items"]]
         self.items[conversation_id] += added
-        return JsonReply({
-            "object": "list", "data": copy.deepcopy(added), "has_more": False,
-            "first_id": added[0]["id"] if added else None, "last_id": added[-1]["id"] if added else None,
-        })
+        return JsonReply(
+            {
+                "object": "list",
+                "data": copy.deepcopy(added),
+                "has_more": False,
+                "first_id": added[0]["id"] if added else None,
+                "last_id": added[-1]["id"] if added else None,
+            }
+        )
 
     def _list_items(self, call: ApiCall, conversation_id: str) -> JsonReply:
         self._get(conversation_id)
@@ -504,7 +621,10 @@ class ContainersFamily:
         """A new container holding a copy of the files family's file; returns (container id, container file id)."""
         files: FilesFamily = self._core.family("files")
         container = {
-            "id": self._core.new_id("cntr"), "object": "container", "name": "auto", "created_at": self._core.now(),
+            "id": self._core.new_id("cntr"),
+            "object": "container",
+            "name": "auto",
+            "created_at": self._core.now(),
             "status": "running",
         }
         self.containers[container["id"]] = container

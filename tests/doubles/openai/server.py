@@ -30,15 +30,34 @@ DOWNLOADS_PATH = "/generated-images"
 SERVER_SHAPES: dict[str, frozenset[str]] = {
     "full": frozenset(
         {
-            "models", "moderations", "images", "audio", "files", "vector_stores", "assistants",
-            "responses", "conversations", "containers", "chat", "embeddings",
+            "models",
+            "moderations",
+            "images",
+            "audio",
+            "files",
+            "vector_stores",
+            "assistants",
+            "responses",
+            "conversations",
+            "containers",
+            "chat",
+            "embeddings",
         }
     ),
     # api.openai.com since the Assistants API was shut down (2026-08-26).
     "openai": frozenset(
         {
-            "models", "moderations", "images", "audio", "files", "vector_stores",
-            "responses", "conversations", "containers", "chat", "embeddings",
+            "models",
+            "moderations",
+            "images",
+            "audio",
+            "files",
+            "vector_stores",
+            "responses",
+            "conversations",
+            "containers",
+            "chat",
+            "embeddings",
         }
     ),
     # A chat-completions-compatible server (gateways, local model servers).
@@ -532,8 +551,11 @@ class ServerCore:
         """The error of the first fault injected for this request at this moment (used up by one), if any."""
         with self.lock:
             for fault in self._faults:
-                if (fault.method == method and fault.path_pattern.search(path)
-                        and fault.after_processing == after_processing):
+                if (
+                    fault.method == method
+                    and fault.path_pattern.search(path)
+                    and fault.after_processing == after_processing
+                ):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)

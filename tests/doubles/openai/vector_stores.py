@@ -62,7 +62,11 @@ class VectorStoresFamily:
             "name": body.get("name") or "",
             "usage_bytes": 0,
             "file_counts": {
-                "in_progress": 0, "completed": len(file_ids), "failed": 0, "cancelled": 0, "total": len(file_ids)
+                "in_progress": 0,
+                "completed": len(file_ids),
+                "failed": 0,
+                "cancelled": 0,
+                "total": len(file_ids),
             },
             "status": "completed",
             "last_active_at": now,

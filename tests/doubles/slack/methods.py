@@ -12,13 +12,13 @@ if TYPE_CHECKING:
     from .server import SlackDouble
     from .workspace import Workspace
 
+
 class SlackError(Exception):
     """A Slack API error code, answered as {"ok": false, "error": code}."""
 
     def __init__(self, code: str):
         super().__init__(code)
         self.code = code
-
 
 
 # Arguments Slack reads as JSON; form-encoded clients send them as JSON strings.
@@ -70,7 +70,6 @@ class Params:
             with contextlib.suppress(SlackError):
                 decoded[name] = self.json(name)
         return decoded
-
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ SLACK_SAMPLES_DIR = SPECS_DIR / "slack" / "samples"
 WEB_API_SWAGGER = SPECS_DIR / "slack" / "web-api" / "slack_web_openapi_v2.json"
 EVENT_WRAPPER_SCHEMA = SPECS_DIR / "slack" / "events-api" / "slack_common_event_wrapper_schema.json"
 
+
 def require_specs() -> None:
     """Skip the calling test module when the shared specs are absent, but fail in CI where they must exist."""
     import pytest
@@ -26,7 +27,6 @@ def require_specs() -> None:
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason, allow_module_level=True)
-
 
 
 ANY_JSON_TYPE = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
@@ -210,4 +210,3 @@ def event_sample_path(event: Mapping[str, Any]) -> str:
     if event.get("subtype"):
         words += event["subtype"].removeprefix("message_").split("_")
     return f"events/{''.join(word.capitalize() for word in words)}Payload.json"
-

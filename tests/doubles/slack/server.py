@@ -432,7 +432,9 @@ class SlackDouble:
         socket = web.WebSocketResponse(autoping=True)
         await socket.prepare(request)
         self._sockets.append(socket)
-        await socket.send_json({"type": "hello", "num_connections": len(self._sockets), "connection_info": {"app_id": self.app_id}})
+        await socket.send_json(
+            {"type": "hello", "num_connections": len(self._sockets), "connection_info": {"app_id": self.app_id}}
+        )
         try:
             async for message in socket:
                 if message.type == WSMsgType.TEXT:
@@ -459,8 +461,14 @@ class SlackDouble:
             waiter = self._loop.create_future()
             self._socket_acks[envelope_id] = waiter
             await self._sockets[-1].send_json(
-                {"envelope_id": envelope_id, "type": "events_api", "payload": envelope,
-                 "accepts_response_payload": False, "retry_attempt": 0, "retry_reason": ""}
+                {
+                    "envelope_id": envelope_id,
+                    "type": "events_api",
+                    "payload": envelope,
+                    "accepts_response_payload": False,
+                    "retry_attempt": 0,
+                    "retry_reason": "",
+                }
             )
             return await asyncio.wait_for(waiter, timeout)
 

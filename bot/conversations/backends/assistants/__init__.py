@@ -16,9 +16,7 @@ def build(deps: BackendDeps) -> AssistantsBackend:
     settings = deps.settings
     return AssistantsBackend(
         api,
-        profiles=AssistantsProfiles(
-            api, store=deps.store, settings=settings, table_profiles=deps.table_profiles
-        ),
+        profiles=AssistantsProfiles(api, store=deps.store, settings=settings, table_profiles=deps.table_profiles),
         files=files,
         message_files=MessageFiles(files),
         poll_max_seconds=settings.run_poll_max_seconds,

@@ -49,7 +49,9 @@ class AssistantsAPI:
     # ---- threads and messages -----------------------------------------------------------------
 
     async def create_thread(self, messages: list[dict[str, Any]]) -> Thread:
-        return await self._client.request_model(Thread, "POST", "/threads", json=_without_none(messages=messages or None))
+        return await self._client.request_model(
+            Thread, "POST", "/threads", json=_without_none(messages=messages or None)
+        )
 
     async def delete_thread(self, thread_id: str) -> None:
         await self._client.request("DELETE", f"/threads/{_segment(thread_id)}")
@@ -68,7 +70,12 @@ class AssistantsAPI:
         return await self._client.request_model(Message, "POST", path, json=body, retry_when_sent=False)
 
     async def list_messages(
-        self, thread_id: str, *, run_id: str | None = None, order: Literal["asc", "desc"] = "asc", limit: int = 100,
+        self,
+        thread_id: str,
+        *,
+        run_id: str | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        limit: int = 100,
         after: str | None = None,
     ) -> Page[Message]:
         params = _without_none(run_id=run_id, order=order, limit=limit, after=after)
@@ -77,17 +84,23 @@ class AssistantsAPI:
 
     # ---- runs ---------------------------------------------------------------------------------
 
-    def stream_run(self, thread_id: str, *, assistant_id: str, tools: list[dict[str, Any]]) -> AsyncGenerator[SSEvent, None]:
+    def stream_run(
+        self, thread_id: str, *, assistant_id: str, tools: list[dict[str, Any]]
+    ) -> AsyncGenerator[SSEvent, None]:
         """Start a run and stream its events; never re-sent once sent (that could start a second run)."""
         body = {"assistant_id": assistant_id, "tools": tools, "stream": True}
         path = f"/threads/{_segment(thread_id)}/runs"
         return self._client.stream_sse("POST", path, json=body, retry_when_sent=False)
 
-    def stream_tool_outputs(self, thread_id: str, run_id: str, outputs: list[ToolOutput]) -> AsyncGenerator[SSEvent, None]:
+    def stream_tool_outputs(
+        self, thread_id: str, run_id: str, outputs: list[ToolOutput]
+    ) -> AsyncGenerator[SSEvent, None]:
         """Submit tool outputs and stream the run's further events; outputs submitted twice are refused."""
         path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
-        body = {"tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
-                "stream": True}
+        body = {
+            "tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
+            "stream": True,
+        }
         return self._client.stream_sse("POST", path, json=body, retry_when_sent=False)
 
     async def retrieve_run(self, thread_id: str, run_id: str) -> Run:

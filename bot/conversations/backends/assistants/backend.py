@@ -34,11 +34,11 @@ from bot.conversations.backend import (
     ToolStatus,
     Usage,
 )
-from bot.conversations.backends.failures import QUEUED_TOO_LONG, failure_reason
 from bot.conversations.backends.assistants.answers import AnswerComposer
 from bot.conversations.backends.assistants.api import AssistantsAPI
 from bot.conversations.backends.assistants.files import MessageFiles, OutgoingMessage
 from bot.conversations.backends.assistants.profiles import AssistantsProfiles
+from bot.conversations.backends.failures import QUEUED_TOO_LONG, failure_reason
 from bot.conversations.backends.openai_files import ConversationFiles, unless_gone
 from bot.conversations.tools import ToolRegistry
 from bot.conversations.turn import HistoryMessage
@@ -92,7 +92,12 @@ class AssistantsBackend:
     name = "assistants"
     capabilities = Capabilities(
         # No image output: the Assistants API has no image generation tool (the code interpreter's charts are files).
-        vision=True, file_search=True, code_interpreter=True, image_output=False, web_search=False, resumable=True
+        vision=True,
+        file_search=True,
+        code_interpreter=True,
+        image_output=False,
+        web_search=False,
+        resumable=True,
     )
 
     def __init__(
@@ -262,16 +267,22 @@ class AssistantsBackend:
         own = (await self.profiles.assistant(assistant_id)).tools
         kinds = {tool.get("type") for tool in own}
         needed = [
-            {"type": kind} for kind, used in (
-                ("file_search", state.get("vector_store_id")), ("code_interpreter", state.get("data_file_ids"))
-            ) if used and kind not in kinds
+            {"type": kind}
+            for kind, used in (
+                ("file_search", state.get("vector_store_id")),
+                ("code_interpreter", state.get("data_file_ids")),
+            )
+            if used and kind not in kinds
         ]
         named = {tool.get("function", {}).get("name") for tool in own if tool.get("type") == "function"}
         return own + needed + [spec for spec in registry.specs() if spec["function"]["name"] not in named]
 
     async def _drive(
-        self, batch: _Batch, events: AsyncGenerator[SSEvent, None] | None,
-        *, send_again: Callable[[], AsyncGenerator[SSEvent, None]] | None = None,
+        self,
+        batch: _Batch,
+        events: AsyncGenerator[SSEvent, None] | None,
+        *,
+        send_again: Callable[[], AsyncGenerator[SSEvent, None]] | None = None,
     ) -> AsyncIterator[BackendEvent]:
         """Follow one run to its end: by its stream while there is one, else by polling.
 
@@ -410,7 +421,8 @@ class StepTools:
     def seen(self, event: str, step: dict[str, Any]) -> list[ToolActivity]:
         details = (step.get("delta") or step).get("step_details") or {}
         calls = [
-            call for call in details.get("tool_calls") or ()
+            call
+            for call in details.get("tool_calls") or ()
             if isinstance(call, dict) and call.get("type") in STEP_TOOLS and call.get("id")
         ]
         ended = {"thread.run.step.completed": ToolStatus.COMPLETED}.get(event)
@@ -436,8 +448,9 @@ def _run_of(data: Any) -> Run:
         return Run.model_validate(data)
     except ValidationError as exc:
         # A garbled run event counts as a broken stream: the run is then followed by polling.
-        raise APIConnectionError(f"the run stream sent an unexpected run: {exc.errors()[0]['msg']}",
-                                 request_sent=True) from exc
+        raise APIConnectionError(
+            f"the run stream sent an unexpected run: {exc.errors()[0]['msg']}", request_sent=True
+        ) from exc
 
 
 def _delta_text(data: Any) -> str:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileCatalog, ProfileOrigin, ProfileSpec
 from bot.conversations.backends.assistants.api import AssistantsAPI
+from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileCatalog, ProfileOrigin, ProfileSpec
 from bot.errors import NotFoundError, ProfileNotFound, StoreError
 from bot.openai_api.models import Assistant
 from bot.settings import Settings
@@ -157,7 +157,9 @@ class AssistantsProfiles:
         # Only the built-in tools are edited; function tools the assistant has stay as they are.
         kept = [tool for tool in current.tools if tool.get("type") not in BUILTIN_TOOLS]
         fields: dict[str, Any] = {
-            "name": spec.name, "model": spec.model, "tools": kept + [{"type": tool} for tool in spec.tools]
+            "name": spec.name,
+            "model": spec.model,
+            "tools": kept + [{"type": tool} for tool in spec.tools],
         }
         if spec.instructions is not None:
             fields["instructions"] = spec.instructions

@@ -40,7 +40,6 @@ from bot.conversations.backend import (
     Usage,
     UserInput,
 )
-from bot.conversations.backends.failures import failure_reason
 from bot.conversations.backends.chat.documents import (
     INLINE_DOCUMENT_CHARS,
     best_passages,
@@ -48,6 +47,7 @@ from bot.conversations.backends.chat.documents import (
     passages_of,
 )
 from bot.conversations.backends.chat.history import as_message, entry, estimate_tokens, trimmed
+from bot.conversations.backends.failures import failure_reason
 from bot.conversations.documents import document_text
 from bot.conversations.profiles import Profile, ProfileCatalog
 from bot.conversations.tools import ToolRegistry
@@ -58,8 +58,13 @@ from bot.store.chat import ChatHistoryRecords, HistoryEntry, HistoryRef, Passage
 
 # A model that keeps calling tools is stopped after this many rounds, so that a batch always ends.
 MAX_TOOL_ROUNDS = 8
-IMAGE_MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
-                     "webp": "image/webp"}
+IMAGE_MEDIA_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
 
 TOO_MANY_TOOL_ROUNDS = "The assistant kept calling tools without coming to an answer. Please try again."
 UNSUPPORTED_IMAGE = "the assistant can't look at this kind of image; PNG, JPEG, GIF and WebP work"  # an InputNotice
@@ -221,7 +226,8 @@ class ChatBackend:
             rounds = [item for key, item in mine.items() if key.startswith(batch.key("calls"))]
             if rounds:
                 missing = [
-                    call for call in rounds[-1].fields["tool_calls"]
+                    call
+                    for call in rounds[-1].fields["tool_calls"]
                     if batch.key("tool", len(rounds) - 1, call["id"]) not in mine
                 ]
                 if missing:
@@ -251,8 +257,11 @@ class ChatBackend:
                     yield event
                 return
             if completion.tool_calls:
-                said = entry(batch.key("calls", len(rounds)), "assistant",
-                             {"content": text or None, "tool_calls": completion.calls()})
+                said = entry(
+                    batch.key("calls", len(rounds)),
+                    "assistant",
+                    {"content": text or None, "tool_calls": completion.calls()},
+                )
             else:
                 said = entry(batch.key("answer"), "assistant", {"content": text})
             await self._records.append(batch.history, [said])
@@ -276,9 +285,7 @@ class ChatBackend:
         self, profile: Profile, tools: ToolRegistry, context: str | None, entries: Sequence[HistoryEntry]
     ) -> dict[str, Any]:
         """The request: instructions and retrieved passages first, then as much history as the budget holds."""
-        leading = [
-            {"role": "system", "content": text} for text in (profile.instructions, context) if text
-        ]
+        leading = [{"role": "system", "content": text} for text in (profile.instructions, context) if text]
         budget = self._max_history_tokens - sum(estimate_tokens(message) for message in leading)
         messages = leading + [as_message(item) for item in trimmed(entries, budget=max(budget, 0))]
         body: dict[str, Any] = {"model": profile.model, "messages": messages}

@@ -125,7 +125,9 @@ class _Outcome:
     def failure(self) -> str:
         error = self.error or {}
         return failure_reason(
-            self.status, error_code=error.get("code"), error_message=error.get("message"),
+            self.status,
+            error_code=error.get("code"),
+            error_message=error.get("message"),
             incomplete_reason=self.incomplete_reason,
         )
 
@@ -224,8 +226,10 @@ class ResponsesBackend:
                     # Adding is all or nothing and only we write to the new conversation: its count tells.
                     held = len(await self._api.items_after(conversation.id, None))
                     if held < MAX_ITEMS_PER_REQUEST + start + len(chunk):
-                        log.warning("seeding conversation %s lost an answer and the items are not there; adding again",
-                                    conversation.id)
+                        log.warning(
+                            "seeding conversation %s lost an answer and the items are not there; adding again",
+                            conversation.id,
+                        )
                         await self._api.add_items(conversation.id, chunk)
             every = await self._api.items_after(conversation.id, None)
             last_item_id = every[-1]["id"] if every else None
@@ -256,8 +260,10 @@ class ResponsesBackend:
         existing = await self._api.items_after(batch.state["conversation_id"], batch.state.get("last_item_id"))
         found = find_added(items, existing)
         if found is not None:
-            log.warning("the batch's inputs were already in conversation %s; not adding them again",
-                        batch.state["conversation_id"])
+            log.warning(
+                "the batch's inputs were already in conversation %s; not adding them again",
+                batch.state["conversation_id"],
+            )
         return found
 
     async def _send_inputs(self, batch: _Batch, conversation_id: str, items: list[dict[str, Any]]) -> list[str]:
@@ -272,8 +278,9 @@ class ResponsesBackend:
                 # The items may be in although the answer was lost: look before adding them again.
                 found = await self._find_inputs(batch, items[: start + len(chunk)])
                 if found is None:
-                    log.warning("adding items to %s lost its answer and they are not there; adding again",
-                                conversation_id)
+                    log.warning(
+                        "adding items to %s lost its answer and they are not there; adding again", conversation_id
+                    )
                     added = await self._api.add_items(conversation_id, chunk)
                 else:
                     ids = found[:start]
@@ -346,8 +353,12 @@ class ResponsesBackend:
             if not calls:
                 break
             outputs = await asyncio.gather(
-                *(batch.request.tools.call(call.get("name", ""), call.get("arguments") or "",
-                                           batch.request.tool_context) for call in calls)
+                *(
+                    batch.request.tools.call(
+                        call.get("name", ""), call.get("arguments") or "", batch.request.tool_context
+                    )
+                    for call in calls
+                )
             )
             for call in calls:
                 yield ToolActivity(call.get("call_id", ""), "function", call.get("name", ""), ToolStatus.COMPLETED)
@@ -382,8 +393,11 @@ class ResponsesBackend:
                     if recognised is not None:
                         yield recognised
                         return
-                    log.warning("no trace of a response in conversation %s after %.0f s; sending the request again",
-                                batch.state["conversation_id"], self._queued_deadline_seconds)
+                    log.warning(
+                        "no trace of a response in conversation %s after %.0f s; sending the request again",
+                        batch.state["conversation_id"],
+                        self._queued_deadline_seconds,
+                    )
                 try:
                     async for event in self._stream(batch, self._api.stream_response(self._response_body(batch))):
                         yield event
@@ -414,9 +428,7 @@ class ResponsesBackend:
         while True:
             seen = batch.progress.get("sequence_number", 0)
             try:
-                async for event in self._stream(
-                    batch, self._api.follow_response(response_id, starting_after=seen)
-                ):
+                async for event in self._stream(batch, self._api.follow_response(response_id, starting_after=seen)):
                     yield event
                 return
             except APIConnectionError as exc:
@@ -445,7 +457,9 @@ class ResponsesBackend:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._poll_max_seconds)
 
-    async def _stream(self, batch: _Batch, events: AsyncGenerator[SSEvent, None]) -> AsyncIterator[BackendEvent | _Outcome]:
+    async def _stream(
+        self, batch: _Batch, events: AsyncGenerator[SSEvent, None]
+    ) -> AsyncIterator[BackendEvent | _Outcome]:
         """Translate one stream's events; ends with the response's outcome, or raises _StreamEnded."""
         since_checkpoint = 0
         queued = True  # until an event shows the response running
@@ -453,8 +467,10 @@ class ResponsesBackend:
             while (sse := await self._next_event(stream, queued=queued)) is not None:
                 data = sse.data if isinstance(sse.data, dict) else {}
                 kind = data.get("type") or sse.event
-                queued = queued and kind in ("response.created", "response.queued") and (
-                    (data.get("response") or {}).get("status") == "queued"
+                queued = (
+                    queued
+                    and kind in ("response.created", "response.queued")
+                    and ((data.get("response") or {}).get("status") == "queued")
                 )
                 if sse.event == "json":
                     # A server that answered with the response object instead of a stream.
@@ -559,8 +575,10 @@ class ResponsesBackend:
             }
             for spec in batch.request.tools.specs()
         ]
-        vector_store_ids = [*([state["vector_store_id"]] if state.get("vector_store_id") else []),
-                            *profile.vector_store_ids]
+        vector_store_ids = [
+            *([state["vector_store_id"]] if state.get("vector_store_id") else []),
+            *profile.vector_store_ids,
+        ]
         if vector_store_ids and ("file_search" in profile.tools or state.get("vector_store_id")):
             tools.append({"type": "file_search", "vector_store_ids": vector_store_ids})
         data_file_ids = list(state.get("data_file_ids", ()))
@@ -575,4 +593,3 @@ class ResponsesBackend:
 
 class _StreamEnded(Exception):
     """A response's stream ended without saying how the response ended."""
-
