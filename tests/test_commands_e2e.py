@@ -142,6 +142,28 @@ async def test_ask_without_a_question_or_where_the_bot_is_not_explains_ephemeral
     assert openai_double.requests == []
 
 
+async def test_ask_and_imagine_show_the_persons_words_without_pinging_anyone(
+    start_bot, slack_double, openai_double
+) -> None:
+    bot = await start_bot()
+    await run_command(bot, slack_double, "/ask", "<!channel> ship it? & <@U0BOB>")
+    await run_command(bot, slack_double, "/imagine", "a <!here> banner")
+    posted = [
+        message["text"]
+        for message in slack_double.bot_messages(CHANNEL)
+        if "asked:" in message["text"] or "imagined:" in message["text"]
+    ]
+    assert posted == [
+        "*Ada asked:* &lt;!channel&gt; ship it? &amp; &lt;@U0BOB&gt;",
+        "*Ada imagined:* a &lt;!here&gt; banner",
+    ]
+    assert all(
+        "<!" not in call.params.get("text", "") + call.params.get("initial_comment", "")
+        for call in slack_double.calls
+        if call.method.startswith(("chat.", "files."))
+    )
+
+
 # /imagine -----------------------------------------------------------------------------------
 
 

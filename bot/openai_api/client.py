@@ -8,13 +8,13 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
+from httpx_sse import EventSource
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import (
@@ -32,20 +32,7 @@ from bot.errors import (
     ServerError,
 )
 from bot.logs import secret_forms
-from bot.openai_api.models import (
-    Assistant,
-    ImagesResponse,
-    Message,
-    MessageDelta,
-    Model,
-    ModerationResponse,
-    Page,
-    Run,
-    RunStep,
-    StreamEvent,
-    Thread,
-    ToolOutput,
-)
+from bot.openai_api.models import ImagesResponse, Model, ModerationResponse, Page
 
 logger = logging.getLogger(__name__)
 # Failures before a request left this machine: sending it again cannot duplicate anything.
@@ -89,59 +76,9 @@ class SSEvent(NamedTuple):
     data: Any
 
 
-_RUN_EVENTS = (
-    "created",
-    "queued",
-    "in_progress",
-    "requires_action",
-    "completed",
-    "incomplete",
-    "failed",
-    "cancelling",
-    "cancelled",
-    "expired",
-)
-_STEP_EVENTS = ("created", "in_progress", "completed", "failed", "cancelled", "expired")
-_MESSAGE_EVENTS = ("created", "in_progress", "completed", "incomplete")
-# Event name -> model of its data; None keeps the raw dict. Events missing here are skipped,
-# as the spec asks clients to tolerate events added later.
-EVENT_MODELS: dict[str, type[BaseModel] | None] = {
-    "thread.created": Thread,
-    **{f"thread.run.{name}": Run for name in _RUN_EVENTS},
-    **{f"thread.run.step.{name}": RunStep for name in _STEP_EVENTS},
-    "thread.run.step.delta": None,
-    **{f"thread.message.{name}": Message for name in _MESSAGE_EVENTS},
-    "thread.message.delta": MessageDelta,
-    "error": None,
-}
-
-
-def _segment(value: str) -> str:
+def path_segment(value: str) -> str:
     """One path segment; ids come from the API and chat, so they must not add path or query parts."""
     return quote(value, safe="")
-
-
-def _run_body(
-    assistant_id: str,
-    tools: list[dict[str, Any]] | None,
-    instructions: str | None,
-    additional_instructions: str | None,
-    metadata: Mapping[str, str] | None,
-    *,
-    stream: bool,
-) -> dict[str, Any]:
-    return _without_none(
-        assistant_id=assistant_id,
-        tools=tools,
-        instructions=instructions,
-        additional_instructions=additional_instructions,
-        metadata=metadata,
-        stream=stream or None,
-    )
-
-
-def _without_none(**fields: Any) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if value is not None}
 
 
 class _RedactingFilter(logging.Filter):
@@ -287,41 +224,6 @@ class OpenAIClient:
         response = await self._send(method, path, json=json, params=params, files=files, data=data)
         return self._json_object(response)
 
-    async def stream_events(
-        self, method: str, path: str, *, json: Any, retry_when_sent: bool = True
-    ) -> AsyncIterator[StreamEvent]:
-        """Send a streaming request and yield its run events until ``done``.
-
-        Retries happen only before the response starts. A server that answers with JSON instead
-        of a stream yields one ``thread.run.created`` event with the run it returned. A stream that
-        breaks (or ends without its ``done`` event) raises APIConnectionError: the run goes on on
-        the server, so the caller follows it by polling. Close the iterator when leaving early
-        (``contextlib.aclosing``) so the connection is released at once.
-        """
-        response = await self._send(method, path, json=json, stream=True, retry_when_sent=retry_when_sent)
-        try:
-            if "text/event-stream" not in response.headers.get("content-type", ""):
-                await response.aread()
-                run = self._parse(Run, self._json_object(response), request_id=response.headers.get("x-request-id"))
-                yield StreamEvent("thread.run.created", run)
-                return
-            async for sse in EventSource(response).aiter_sse():
-                if sse.event == "done" or sse.data == "[DONE]":
-                    return
-                if sse.event not in EVENT_MODELS:
-                    continue
-                yield StreamEvent(sse.event, self._event_data(sse, request_id=response.headers.get("x-request-id")))
-        except httpx.RequestError as exc:
-            raise self._connection_error(exc, sent=True) from exc
-        finally:
-            await response.aclose()
-        # Once the server has answered 200 the request counts as sent: the run may go on without us.
-        raise APIConnectionError(
-            f"{response.request.method} {response.request.url.path}: the event stream ended before its done event",
-            request_id=response.headers.get("x-request-id"),
-            request_sent=True,
-        )
-
     async def stream_sse(
         self,
         method: str,
@@ -365,148 +267,6 @@ class OpenAIClient:
             raise self._connection_error(exc, sent=True) from exc
         finally:
             await response.aclose()
-
-    # ---- assistants ---------------------------------------------------------------------------
-
-    async def create_assistant(
-        self,
-        *,
-        model: str,
-        name: str | None = None,
-        instructions: str | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> Assistant:
-        body = _without_none(model=model, name=name, instructions=instructions, tools=tools, metadata=metadata)
-        return await self._call(Assistant, "POST", "/assistants", json=body)
-
-    async def retrieve_assistant(self, assistant_id: str) -> Assistant:
-        return await self._call(Assistant, "GET", f"/assistants/{_segment(assistant_id)}")
-
-    async def update_assistant(self, assistant_id: str, **fields: Any) -> Assistant:
-        """Change the given fields (as named in the API); a field passed as None is cleared."""
-        return await self._call(Assistant, "POST", f"/assistants/{_segment(assistant_id)}", json=fields)
-
-    async def delete_assistant(self, assistant_id: str) -> bool:
-        body = await self.request("DELETE", f"/assistants/{_segment(assistant_id)}")
-        return bool(body.get("deleted"))
-
-    async def list_assistants(self, *, limit: int = 100, after: str | None = None) -> Page[Assistant]:
-        params = _without_none(limit=limit, after=after)
-        return await self._call(Page[Assistant], "GET", "/assistants", params=params)
-
-    async def iterate_assistants(self) -> AsyncIterator[Assistant]:
-        """Every assistant of the organisation, fetching page after page."""
-        after: str | None = None
-        while True:
-            page = await self.list_assistants(after=after)
-            for assistant in page.data:
-                yield assistant
-            if not page.has_more or not page.last_id:
-                return
-            after = page.last_id
-
-    # ---- threads and messages -----------------------------------------------------------------
-
-    async def create_thread(
-        self, *, messages: list[dict[str, Any]] | None = None, metadata: Mapping[str, str] | None = None
-    ) -> Thread:
-        return await self._call(Thread, "POST", "/threads", json=_without_none(messages=messages, metadata=metadata))
-
-    async def retrieve_thread(self, thread_id: str) -> Thread:
-        return await self._call(Thread, "GET", f"/threads/{_segment(thread_id)}")
-
-    async def delete_thread(self, thread_id: str) -> bool:
-        body = await self.request("DELETE", f"/threads/{_segment(thread_id)}")
-        return bool(body.get("deleted"))
-
-    async def create_message(
-        self,
-        thread_id: str,
-        *,
-        content: str | list[dict[str, Any]],
-        role: Literal["user", "assistant"] = "user",
-        attachments: list[dict[str, Any]] | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> Message:
-        body = _without_none(role=role, content=content, attachments=attachments, metadata=metadata)
-        path = f"/threads/{_segment(thread_id)}/messages"
-        return await self._call(Message, "POST", path, json=body, retry_when_sent=False)
-
-    async def list_messages(
-        self,
-        thread_id: str,
-        *,
-        run_id: str | None = None,
-        order: Literal["asc", "desc"] = "asc",
-        limit: int = 100,
-        after: str | None = None,
-    ) -> Page[Message]:
-        params = _without_none(run_id=run_id, order=order, limit=limit, after=after)
-        return await self._call(Page[Message], "GET", f"/threads/{_segment(thread_id)}/messages", params=params)
-
-    # ---- runs ---------------------------------------------------------------------------------
-
-    async def create_run(
-        self,
-        thread_id: str,
-        *,
-        assistant_id: str,
-        tools: list[dict[str, Any]] | None = None,
-        instructions: str | None = None,
-        additional_instructions: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> Run:
-        body = _run_body(assistant_id, tools, instructions, additional_instructions, metadata, stream=False)
-        return await self._call(Run, "POST", f"/threads/{_segment(thread_id)}/runs", json=body)
-
-    async def stream_run(
-        self,
-        thread_id: str,
-        *,
-        assistant_id: str,
-        tools: list[dict[str, Any]] | None = None,
-        instructions: str | None = None,
-        additional_instructions: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """Create a run and stream its events (see ``stream_events`` for the failure modes)."""
-        body = _run_body(assistant_id, tools, instructions, additional_instructions, metadata, stream=True)
-        path = f"/threads/{_segment(thread_id)}/runs"
-        async for event in self.stream_events("POST", path, json=body, retry_when_sent=False):
-            yield event
-
-    async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
-        return await self._call(Run, "GET", f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}")
-
-    async def list_runs(
-        self, thread_id: str, *, order: Literal["asc", "desc"] = "desc", limit: int = 20, after: str | None = None
-    ) -> Page[Run]:
-        params = _without_none(order=order, limit=limit, after=after)
-        return await self._call(Page[Run], "GET", f"/threads/{_segment(thread_id)}/runs", params=params)
-
-    async def cancel_run(self, thread_id: str, run_id: str) -> Run:
-        return await self._call(Run, "POST", f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/cancel")
-
-    async def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: list[ToolOutput]) -> Run:
-        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
-        return await self._call(Run, "POST", path, json=self._tool_outputs_body(outputs, stream=False))
-
-    async def stream_submit_tool_outputs(
-        self, thread_id: str, run_id: str, outputs: list[ToolOutput]
-    ) -> AsyncIterator[StreamEvent]:
-        """Submit tool outputs and stream the run's further events (see ``stream_events``)."""
-        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
-        body = self._tool_outputs_body(outputs, stream=True)
-        # Outputs submitted twice are refused; a lost answer is settled by following the run instead.
-        async for event in self.stream_events("POST", path, json=body, retry_when_sent=False):
-            yield event
-
-    async def list_run_steps(
-        self, thread_id: str, run_id: str, *, limit: int = 100, after: str | None = None
-    ) -> Page[RunStep]:
-        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/steps"
-        return await self._call(Page[RunStep], "GET", path, params=_without_none(limit=limit, after=after))
 
     # ---- models and moderation ----------------------------------------------------------------
 
@@ -597,13 +357,6 @@ class OpenAIClient:
             await response.aclose()
 
     # ---- internals ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _tool_outputs_body(outputs: list[ToolOutput], *, stream: bool) -> dict[str, Any]:
-        return {
-            "tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
-            "stream": stream,
-        }
 
     async def _call(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
         response = await self._send(method, path, **kwargs)
@@ -776,27 +529,13 @@ class OpenAIClient:
         return body
 
     @staticmethod
-    def _parse(
-        model: type[ModelT], body: Any, *, request_id: str | None = None, error_class: type[APIError] = APIError
-    ) -> ModelT:
+    def _parse(model: type[ModelT], body: Any, *, request_id: str | None = None) -> ModelT:
         try:
             return model.model_validate(body)
         except ValidationError as exc:
             first = exc.errors()[0]
             location = ".".join(str(part) for part in first["loc"]) or "body"
-            raise error_class(
+            raise APIError(
                 f"the API answered with an unexpected {model.__name__}: {location}: {first['msg']}",
                 request_id=request_id,
             ) from exc
-
-    def _event_data(self, sse: ServerSentEvent, *, request_id: str | None) -> Any:
-        """The parsed data of a known event; a garbled event counts as a broken stream."""
-        try:
-            raw = sse.json()
-        except ValueError as exc:
-            message = f"the event stream sent a malformed {sse.event} event"
-            raise APIConnectionError(message, request_id=request_id, request_sent=True) from exc
-        model = EVENT_MODELS[sse.event]
-        if model is None:
-            return raw
-        return self._parse(model, raw, request_id=request_id, error_class=APIConnectionError)

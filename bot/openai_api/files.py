@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from bot.openai_api.client import OpenAIClient, _segment
+from bot.openai_api.client import OpenAIClient, path_segment
 from bot.openai_api.models import APIModel, LastError, Page, Thread
 
 FilePurpose = Literal["assistants", "vision"]
@@ -63,14 +63,14 @@ class FilesAPI:
         return (await self._client.request_model(Page[OpenAIFile], "GET", "/files", params=params)).data
 
     async def retrieve(self, file_id: str) -> OpenAIFile:
-        return await self._client.request_model(OpenAIFile, "GET", f"/files/{_segment(file_id)}")
+        return await self._client.request_model(OpenAIFile, "GET", f"/files/{path_segment(file_id)}")
 
     async def content(self, file_id: str, *, max_bytes: int) -> bytes:
         """The file's bytes; ContentTooLarge past ``max_bytes``."""
-        return await self._client.request_bytes("GET", f"/files/{_segment(file_id)}/content", max_bytes=max_bytes)
+        return await self._client.request_bytes("GET", f"/files/{path_segment(file_id)}/content", max_bytes=max_bytes)
 
     async def delete(self, file_id: str) -> None:
-        await self._client.request("DELETE", f"/files/{_segment(file_id)}")
+        await self._client.request("DELETE", f"/files/{path_segment(file_id)}")
 
     # ---- vector stores ------------------------------------------------------------------------
 
@@ -85,23 +85,25 @@ class FilesAPI:
         return (await self._client.request_model(Page[VectorStore], "GET", "/vector_stores", params=params)).data
 
     async def delete_vector_store(self, vector_store_id: str) -> None:
-        await self._client.request("DELETE", f"/vector_stores/{_segment(vector_store_id)}")
+        await self._client.request("DELETE", f"/vector_stores/{path_segment(vector_store_id)}")
 
     async def add_to_vector_store(self, vector_store_id: str, file_id: str) -> VectorStoreFile:
-        path = f"/vector_stores/{_segment(vector_store_id)}/files"
+        path = f"/vector_stores/{path_segment(vector_store_id)}/files"
         return await self._client.request_model(VectorStoreFile, "POST", path, json={"file_id": file_id})
 
     async def vector_store_file(self, vector_store_id: str, file_id: str) -> VectorStoreFile:
-        path = f"/vector_stores/{_segment(vector_store_id)}/files/{_segment(file_id)}"
+        path = f"/vector_stores/{path_segment(vector_store_id)}/files/{path_segment(file_id)}"
         return await self._client.request_model(VectorStoreFile, "GET", path)
 
     async def remove_from_vector_store(self, vector_store_id: str, file_id: str) -> None:
-        await self._client.request("DELETE", f"/vector_stores/{_segment(vector_store_id)}/files/{_segment(file_id)}")
+        await self._client.request(
+            "DELETE", f"/vector_stores/{path_segment(vector_store_id)}/files/{path_segment(file_id)}"
+        )
 
     async def use_vector_store(self, thread_id: str, vector_store_id: str) -> Thread:
         """Make file search on this thread read the vector store (a thread has at most one)."""
         body = {"tool_resources": {"file_search": {"vector_store_ids": [vector_store_id]}}}
-        return await self._client.request_model(Thread, "POST", f"/threads/{_segment(thread_id)}", json=body)
+        return await self._client.request_model(Thread, "POST", f"/threads/{path_segment(thread_id)}", json=body)
 
     # ---- audio --------------------------------------------------------------------------------
 

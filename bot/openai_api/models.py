@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag
@@ -112,52 +111,6 @@ MessageContent = Annotated[
 ]
 
 
-class TextDelta(APIModel):
-    value: str | None = None
-    annotations: list[Annotation] | None = None
-
-
-class TextDeltaContent(APIModel):
-    index: int
-    type: Literal["text"] = "text"
-    text: TextDelta | None = None
-
-
-class ImageFileDeltaContent(APIModel):
-    index: int
-    type: Literal["image_file"] = "image_file"
-    image_file: ImageFile | None = None
-
-
-class ImageUrlDeltaContent(APIModel):
-    index: int
-    type: Literal["image_url"] = "image_url"
-    image_url: ImageUrl | None = None
-
-
-class RefusalDeltaContent(APIModel):
-    index: int
-    type: Literal["refusal"] = "refusal"
-    refusal: str | None = None
-
-
-class OtherDeltaContent(APIModel):
-    """A delta content part of a type this code does not know yet."""
-
-    type: str
-    index: int | None = None
-
-
-MessageDeltaContent = Annotated[
-    Annotated[TextDeltaContent, Tag("text")]
-    | Annotated[ImageFileDeltaContent, Tag("image_file")]
-    | Annotated[ImageUrlDeltaContent, Tag("image_url")]
-    | Annotated[RefusalDeltaContent, Tag("refusal")]
-    | Annotated[OtherDeltaContent, Tag("other")],
-    _by_type("text", "image_file", "image_url", "refusal"),
-]
-
-
 class Assistant(APIModel):
     id: str
     object: str = "assistant"
@@ -205,25 +158,6 @@ class Message(APIModel):
     def text(self) -> str:
         """The message's text parts joined by newlines; images and refusals are left out."""
         return "\n".join(part.text.value for part in self.content if isinstance(part, TextContent))
-
-
-class MessageDeltaBody(APIModel):
-    role: Literal["user", "assistant"] | None = None
-    content: list[MessageDeltaContent] = []
-
-
-class MessageDelta(APIModel):
-    id: str
-    object: str = "thread.message.delta"
-    delta: MessageDeltaBody
-
-    def text(self) -> str:
-        """The text this delta appends to the message."""
-        return "".join(
-            part.text.value or ""
-            for part in self.delta.content
-            if isinstance(part, TextDeltaContent) and part.text is not None
-        )
 
 
 class FunctionCall(APIModel):
@@ -300,51 +234,6 @@ class Run(APIModel):
         return self.required_action.submit_tool_outputs.tool_calls
 
 
-class MessageCreation(APIModel):
-    message_id: str
-
-
-class StepFunction(APIModel):
-    name: str | None = None
-    arguments: str | None = None
-    output: str | None = None
-
-
-class StepToolCall(APIModel):
-    """A tool call recorded in a run step: ``function``, ``code_interpreter`` or ``file_search``."""
-
-    id: str | None = None
-    type: str
-    function: StepFunction | None = None
-    code_interpreter: dict[str, Any] | None = None
-    file_search: dict[str, Any] | None = None
-
-
-class StepDetails(APIModel):
-    type: str
-    message_creation: MessageCreation | None = None
-    tool_calls: list[StepToolCall] = []
-
-
-class RunStep(APIModel):
-    id: str
-    object: str = "thread.run.step"
-    created_at: int | None = None
-    assistant_id: str | None = None
-    thread_id: str | None = None
-    run_id: str | None = None
-    type: Literal["message_creation", "tool_calls"]
-    status: Literal["in_progress", "cancelled", "failed", "completed", "expired"]
-    step_details: StepDetails
-    last_error: LastError | None = None
-    expired_at: int | None = None
-    cancelled_at: int | None = None
-    failed_at: int | None = None
-    completed_at: int | None = None
-    metadata: dict[str, str] | None = None
-    usage: Usage | None = None
-
-
 class Page(APIModel, Generic[T]):
     """One page of a cursor-paginated list; pass ``last_id`` as ``after`` to get the next."""
 
@@ -391,11 +280,3 @@ class ModerationResponse(APIModel):
     def flagged(self) -> bool:
         """True if any input was flagged."""
         return any(result.flagged for result in self.results)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """One server-sent event of a run stream; ``data`` is parsed by event type (raw dict for step deltas and errors)."""
-
-    event: str
-    data: Run | Message | MessageDelta | RunStep | Thread | dict[str, Any]

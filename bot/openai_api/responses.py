@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from bot.openai_api.client import OpenAIClient, SSEvent, _segment
+from bot.openai_api.client import OpenAIClient, SSEvent, path_segment
 from bot.openai_api.models import APIModel
 
 MAX_ITEMS_PER_REQUEST = 20  # POST /conversations and POST /conversations/{id}/items take at most 20 items
@@ -48,7 +48,7 @@ class ResponsesAPI:
 
     async def add_items(self, conversation_id: str, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Append items (at most MAX_ITEMS_PER_REQUEST); never re-sent blindly when the answer is lost."""
-        path = f"/conversations/{_segment(conversation_id)}/items"
+        path = f"/conversations/{path_segment(conversation_id)}/items"
         page = await self._client.request_model(
             ItemPage, "POST", path, json={"items": list(items)}, retry_when_sent=False
         )
@@ -56,7 +56,7 @@ class ResponsesAPI:
 
     async def items_after(self, conversation_id: str, after: str | None) -> list[dict[str, Any]]:
         """Every item after ``after`` (all of them when None), oldest first."""
-        path = f"/conversations/{_segment(conversation_id)}/items"
+        path = f"/conversations/{path_segment(conversation_id)}/items"
         items: list[dict[str, Any]] = []
         while True:
             params: dict[str, Any] = {"order": "asc", "limit": MAX_ITEMS_PER_PAGE}
@@ -69,7 +69,7 @@ class ResponsesAPI:
             after = page.last_id
 
     async def delete_conversation(self, conversation_id: str) -> None:
-        await self._client.request("DELETE", f"/conversations/{_segment(conversation_id)}")
+        await self._client.request("DELETE", f"/conversations/{path_segment(conversation_id)}")
 
     # ---- responses ----------------------------------------------------------------------------
 
@@ -80,17 +80,17 @@ class ResponsesAPI:
     def follow_response(self, response_id: str, *, starting_after: int) -> AsyncGenerator[SSEvent, None]:
         """The events of a background response after sequence number ``starting_after``."""
         params = {"stream": "true", "starting_after": starting_after}
-        return self._client.stream_sse("GET", f"/responses/{_segment(response_id)}", params=params)
+        return self._client.stream_sse("GET", f"/responses/{path_segment(response_id)}", params=params)
 
     async def retrieve_response(self, response_id: str) -> dict[str, Any]:
-        return await self._client.request("GET", f"/responses/{_segment(response_id)}")
+        return await self._client.request("GET", f"/responses/{path_segment(response_id)}")
 
     async def cancel_response(self, response_id: str) -> dict[str, Any]:
-        return await self._client.request("POST", f"/responses/{_segment(response_id)}/cancel")
+        return await self._client.request("POST", f"/responses/{path_segment(response_id)}/cancel")
 
     # ---- containers ---------------------------------------------------------------------------
 
     async def container_file_content(self, container_id: str, file_id: str, *, max_bytes: int) -> bytes:
         """The container file's bytes; ContentTooLarge past ``max_bytes``."""
-        path = f"/containers/{_segment(container_id)}/files/{_segment(file_id)}/content"
+        path = f"/containers/{path_segment(container_id)}/files/{path_segment(file_id)}/content"
         return await self._client.request_bytes("GET", path, max_bytes=max_bytes)

@@ -36,6 +36,7 @@ from bot.conversations.service import ConversationService, api_failure_reason
 from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
 from bot.slack.directory import UserDirectory
+from bot.slack.render import notice_mrkdwn
 from bot.slack.text import to_plain_text
 from bot.store.channels import TokenUsage
 from bot.store.models import Conversation
@@ -280,7 +281,8 @@ class SlackCommands:
         speaker = await self._users.get(invocation.user_id, team_id=invocation.team_id)
         try:
             posted = await invocation.client.chat_postMessage(
-                channel=invocation.channel_id, text=f"*{speaker.display_name} asked:* {question}"
+                channel=invocation.channel_id,
+                text=f"*{notice_mrkdwn(speaker.display_name)} asked:* {notice_mrkdwn(question)}",
             )
         except SlackApiError as exc:
             error = exc.response.get("error")
@@ -332,7 +334,7 @@ class SlackCommands:
                 content=picture.content,
                 filename=picture.filename,
                 title=prompt[:250],
-                initial_comment=f"*{speaker.display_name} imagined:* {prompt}",
+                initial_comment=f"*{notice_mrkdwn(speaker.display_name)} imagined:* {notice_mrkdwn(prompt)}",
             )
         except SlackApiError as exc:
             error = exc.response.get("error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal
 
-from bot.openai_api.client import OpenAIClient, SSEvent, _segment
+from bot.openai_api.client import OpenAIClient, SSEvent, path_segment
 from bot.openai_api.models import Assistant, Message, Page, Run, Thread, ToolOutput
 
 
@@ -25,14 +25,14 @@ class AssistantsAPI:
         return await self._client.request_model(Assistant, "POST", "/assistants", json=dict(body))
 
     async def retrieve_assistant(self, assistant_id: str) -> Assistant:
-        return await self._client.request_model(Assistant, "GET", f"/assistants/{_segment(assistant_id)}")
+        return await self._client.request_model(Assistant, "GET", f"/assistants/{path_segment(assistant_id)}")
 
     async def update_assistant(self, assistant_id: str, fields: Mapping[str, Any]) -> Assistant:
-        path = f"/assistants/{_segment(assistant_id)}"
+        path = f"/assistants/{path_segment(assistant_id)}"
         return await self._client.request_model(Assistant, "POST", path, json=dict(fields))
 
     async def delete_assistant(self, assistant_id: str) -> None:
-        await self._client.request("DELETE", f"/assistants/{_segment(assistant_id)}")
+        await self._client.request("DELETE", f"/assistants/{path_segment(assistant_id)}")
 
     async def assistants(self) -> AsyncIterator[Assistant]:
         """Every assistant of the organisation, page after page."""
@@ -54,19 +54,19 @@ class AssistantsAPI:
         )
 
     async def delete_thread(self, thread_id: str) -> None:
-        await self._client.request("DELETE", f"/threads/{_segment(thread_id)}")
+        await self._client.request("DELETE", f"/threads/{path_segment(thread_id)}")
 
     async def use_vector_store(self, thread_id: str, vector_store_id: str) -> None:
         """Make file search on this thread read the vector store (a thread has at most one)."""
         body = {"tool_resources": {"file_search": {"vector_store_ids": [vector_store_id]}}}
-        await self._client.request_model(Thread, "POST", f"/threads/{_segment(thread_id)}", json=body)
+        await self._client.request_model(Thread, "POST", f"/threads/{path_segment(thread_id)}", json=body)
 
     async def create_message(
         self, thread_id: str, *, content: str | list[dict[str, Any]], attachments: list[dict[str, Any]], key: str
     ) -> Message:
         """Add a user message tagged with its event key; a lost answer is settled by the caller, not re-sent."""
         body = _without_none(role="user", content=content, attachments=attachments or None, metadata={"event_id": key})
-        path = f"/threads/{_segment(thread_id)}/messages"
+        path = f"/threads/{path_segment(thread_id)}/messages"
         return await self._client.request_model(Message, "POST", path, json=body, retry_when_sent=False)
 
     async def list_messages(
@@ -79,7 +79,7 @@ class AssistantsAPI:
         after: str | None = None,
     ) -> Page[Message]:
         params = _without_none(run_id=run_id, order=order, limit=limit, after=after)
-        path = f"/threads/{_segment(thread_id)}/messages"
+        path = f"/threads/{path_segment(thread_id)}/messages"
         return await self._client.request_model(Page[Message], "GET", path, params=params)
 
     # ---- runs ---------------------------------------------------------------------------------
@@ -89,14 +89,14 @@ class AssistantsAPI:
     ) -> AsyncGenerator[SSEvent, None]:
         """Start a run and stream its events; never re-sent once sent (that could start a second run)."""
         body = {"assistant_id": assistant_id, "tools": tools, "stream": True}
-        path = f"/threads/{_segment(thread_id)}/runs"
+        path = f"/threads/{path_segment(thread_id)}/runs"
         return self._client.stream_sse("POST", path, json=body, retry_when_sent=False)
 
     def stream_tool_outputs(
         self, thread_id: str, run_id: str, outputs: list[ToolOutput]
     ) -> AsyncGenerator[SSEvent, None]:
         """Submit tool outputs and stream the run's further events; outputs submitted twice are refused."""
-        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/submit_tool_outputs"
+        path = f"/threads/{path_segment(thread_id)}/runs/{path_segment(run_id)}/submit_tool_outputs"
         body = {
             "tool_outputs": [output.model_dump(include={"tool_call_id", "output"}) for output in outputs],
             "stream": True,
@@ -104,15 +104,15 @@ class AssistantsAPI:
         return self._client.stream_sse("POST", path, json=body, retry_when_sent=False)
 
     async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
-        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}"
+        path = f"/threads/{path_segment(thread_id)}/runs/{path_segment(run_id)}"
         return await self._client.request_model(Run, "GET", path)
 
     async def newest_run(self, thread_id: str) -> Run | None:
         page = await self._client.request_model(
-            Page[Run], "GET", f"/threads/{_segment(thread_id)}/runs", params={"order": "desc", "limit": 1}
+            Page[Run], "GET", f"/threads/{path_segment(thread_id)}/runs", params={"order": "desc", "limit": 1}
         )
         return page.data[0] if page.data else None
 
     async def cancel_run(self, thread_id: str, run_id: str) -> None:
-        path = f"/threads/{_segment(thread_id)}/runs/{_segment(run_id)}/cancel"
+        path = f"/threads/{path_segment(thread_id)}/runs/{path_segment(run_id)}/cancel"
         await self._client.request_model(Run, "POST", path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.conversations.backends.assistants.api import AssistantsAPI
 from bot.conversations.profiles import BUILTIN_TOOLS, Profile
 from bot.errors import APIError, NotFoundError
 from bot.openai_api.client import OpenAIClient
@@ -18,7 +19,7 @@ async def import_assistant_profile(client: OpenAIClient, assistant_id: str) -> P
     catalog asks once) and the settings' default profile is used instead; it never fails a turn.
     """
     try:
-        assistant = await client.retrieve_assistant(assistant_id)
+        assistant = await AssistantsAPI(client).retrieve_assistant(assistant_id)
     except NotFoundError as exc:
         log.warning("OPENAI_ASSISTANT_ID is not served here (%s); using the configured default profile", exc)
         return None
