@@ -196,6 +196,20 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> BotIdentity
     return BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
 
 
+async def _connect_socket(handler: AsyncSocketModeHandler, app_token: str) -> None:
+    """Open the Socket Mode connection. The SDK retries a refused app-level token for ever, so the
+    connection URL is asked for here first: a token Slack refuses stops the start with one line."""
+    try:
+        opened = await handler.client.web_client.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        raise ConfigurationError(
+            f"SLACK_APP_TOKEN was refused by Slack ({exc.response.get('error')}); check SLACK_APP_TOKEN "
+            "(an app-level token, xapp-..., with the connections:write scope)"
+        ) from None
+    handler.client.wss_uri = opened["url"]
+    await handler.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
+
+
 def _unreachable(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "the name does not resolve"
@@ -366,8 +380,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     if settings.socket_mode:
         assert settings.slack_app_token is not None
         handler = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
-        await handler.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
         stack.push_async_callback(handler.close_async)
+        await _connect_socket(handler, settings.slack_app_token.get_secret_value())
 
     resumed = await service.recover()
     sweeper = asyncio.create_task(service.sweep_forever(), name="recovery-sweep")

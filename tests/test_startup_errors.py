@@ -140,3 +140,12 @@ def test_the_migrate_command_names_an_unreachable_database_in_one_line(
         run_cli("migrate", env=_env(openai_double, slack_double, tmp_path, DATABASE_URL=url), cwd=tmp_path)
     )
     assert f"could not reach the database at {REFUSING}" in line and "DATABASE_URL" in line
+
+
+def test_a_refused_slack_app_token_is_named_in_one_line(openai_double: Any, slack_double: Any, tmp_path: Path) -> None:
+    # Socket Mode: the bot token passes auth.test, but apps.connections.open refuses the app-level token.
+    env = _env(openai_double, slack_double, tmp_path, SLACK_APP_TOKEN="xapp-not-the-app-token")
+    result = run_cli("run", env=env, cwd=tmp_path)
+    line = _the_one_line(result)
+    assert "SLACK_APP_TOKEN" in line and "invalid_auth" in line
+    assert "xapp-not-the-app-token" not in result.stderr
