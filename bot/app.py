@@ -196,18 +196,18 @@ async def check_slack(client: AsyncWebClient, settings: Settings) -> BotIdentity
     return BotIdentity(user_id=auth["user_id"], bot_id=auth.get("bot_id") or "")
 
 
-async def _connect_socket(handler: AsyncSocketModeHandler, app_token: str) -> None:
-    """Open the Socket Mode connection. The SDK retries a refused app-level token for ever, so the
-    connection URL is asked for here first: a token Slack refuses stops the start with one line."""
+async def socket_url(client: AsyncWebClient, app_token: str) -> str:
+    """The Socket Mode connection's URL. The SDK retries a refused app-level token for ever, so it is asked
+    for here, before anything else starts: a token Slack refuses stops the start with one line."""
     try:
-        opened = await handler.client.web_client.apps_connections_open(app_token=app_token)
+        opened = await client.apps_connections_open(app_token=app_token)
     except SlackApiError as exc:
         raise ConfigurationError(
             f"SLACK_APP_TOKEN was refused by Slack ({exc.response.get('error')}); check SLACK_APP_TOKEN "
             "(an app-level token, xapp-..., with the connections:write scope)"
         ) from None
-    handler.client.wss_uri = opened["url"]
-    await handler.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
+    url: str = opened["url"]
+    return url
 
 
 def _unreachable(error: BaseException) -> str:
@@ -265,6 +265,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
 
     client = slack_client(settings)
     identity = await check_slack(client, settings)
+    app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+    opened_socket_url = await socket_url(client, app_token) if app_token else None
     files_api = FilesAPI(openai)
     downloader = SlackFileDownloader(
         token=settings.slack_bot_token.get_secret_value(), api_url=settings.slack_api_url, max_mb=settings.max_file_mb
@@ -377,11 +379,11 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     await site.start()
     port = runner.addresses[0][1]
 
-    if settings.socket_mode:
-        assert settings.slack_app_token is not None
-        handler = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
+    if app_token is not None and opened_socket_url is not None:
+        handler = AsyncSocketModeHandler(bolt_app, app_token)
         stack.push_async_callback(handler.close_async)
-        await _connect_socket(handler, settings.slack_app_token.get_secret_value())
+        handler.client.wss_uri = opened_socket_url
+        await handler.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
 
     resumed = await service.recover()
     sweeper = asyncio.create_task(service.sweep_forever(), name="recovery-sweep")
