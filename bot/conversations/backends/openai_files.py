@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from bot.conversations.backend import ConversationRef, InputFile
+from bot.conversations.files import SEARCHABLE_TYPES
 from bot.conversations.turn import AnswerFile, WithheldFile
 from bot.errors import APIConnectionError, APIError, APIStatusError, ContentTooLarge, FileRefused, NotFoundError
 from bot.openai_api.files import FilePurpose, FilesAPI, OpenAIFile, VectorStore
@@ -44,32 +45,8 @@ CLOCK_SKEW_SECONDS = 60
 INDEX_POLL_MAX_SECONDS = 2.0
 UNKNOWN_SOURCE = "a file"
 BYTES_PER_MB = 1024 * 1024
-# The types the file_search tool reads, as the API documents them.
-FILE_SEARCH_TYPES = frozenset(
-    {
-        "c",
-        "cpp",
-        "cs",
-        "css",
-        "doc",
-        "docx",
-        "go",
-        "html",
-        "java",
-        "js",
-        "json",
-        "md",
-        "pdf",
-        "php",
-        "pptx",
-        "py",
-        "rb",
-        "sh",
-        "tex",
-        "ts",
-        "txt",
-    }
-)
+# The file_search tool reads exactly the documents the bot accepts (the types OpenAI documents for it).
+FILE_SEARCH_TYPES = SEARCHABLE_TYPES
 UPLOAD_REFUSALS = {
     "unsupported_file": "the assistant does not support this file type",
     "invalid_file": "the assistant found the file invalid or damaged",
