@@ -220,6 +220,24 @@ async def test_a_crash_before_the_items_checkpoint_finds_them(harness: Harness, 
     assert users == ["Ada: hello", "Ada: again"]
 
 
+async def test_a_batch_grown_after_a_crash_adds_only_what_the_dead_worker_had_not(
+    harness: Harness, openai_double: Any
+) -> None:
+    first = await harness.answer(said("Ev1", "Ada: hello"))
+    state = last_state(first)
+    # The dead worker added its one message and died before its checkpoint; meanwhile another arrived,
+    # so the worker taking over answers both at once.
+    await harness.backend._api.add_items(
+        state["conversation_id"],
+        [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ada: again"}]}],
+    )
+    events = await harness.answer(said("Ev2", "Ada: again"), said("Ev3", "Ada: and more"), state=state, attempt=2)
+
+    assert final(events) == Completed("Echo: Ada: and more")
+    users = [t for r, t in openai_double.model_inputs("responses")[-1] if r == "user"]
+    assert users == ["Ada: hello", "Ada: again", "Ada: and more"]
+
+
 async def test_a_response_whose_answer_was_lost_is_found_in_the_conversation(
     harness: Harness, openai_double: Any
 ) -> None:

@@ -65,6 +65,7 @@ from bot.conversations.backends.failures import failure_reason
 from bot.conversations.backends.openai_files import FILE_SEARCH_TYPES, ConversationFiles, unless_gone
 from bot.conversations.backends.responses.items import (
     AnswerReader,
+    added_prefix,
     find_added,
     history_item,
     open_function_calls,
@@ -251,7 +252,8 @@ class ResponsesBackend:
         recovering = batch.request.attempt > 1 or batch.request.progress is not None
         ids = await self._find_inputs(batch, items) if recovering else None
         if ids is None:
-            ids = await self._send_inputs(batch, conversation_id, items)
+            already = await self._added_prefix(batch, items) if recovering else []
+            ids = already + await self._send_inputs(batch, conversation_id, items[len(already) :])
         anchor = ids[-1] if ids else batch.state.get("last_item_id")
         batch.progress = {"input_item_ids": ids, "anchor": anchor, "pending_input": [], "requested": True}
         yield Checkpoint(dict(batch.progress))
@@ -264,6 +266,13 @@ class ResponsesBackend:
                 "the batch's inputs were already in conversation %s; not adding them again",
                 batch.state["conversation_id"],
             )
+        return found
+
+    async def _added_prefix(self, batch: _Batch, items: list[dict[str, Any]]) -> list[str]:
+        existing = await self._api.items_after(batch.state["conversation_id"], batch.state.get("last_item_id"))
+        found = added_prefix(items, existing)
+        if found:
+            log.warning("%d of the batch's inputs were already in the conversation; adding the rest", len(found))
         return found
 
     async def _send_inputs(self, batch: _Batch, conversation_id: str, items: list[dict[str, Any]]) -> list[str]:

@@ -77,6 +77,19 @@ def find_added(ours: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any]
     return None
 
 
+def added_prefix(ours: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any]]) -> list[str]:
+    """The ids of the longest beginning of our items that the conversation ends with.
+
+    A worker that died after adding some inputs of its batch leaves them at the conversation's end; the
+    worker taking over may answer them in a larger batch, so only the rest may be added.
+    """
+    for length in range(min(len(ours), len(existing)), 0, -1):
+        tail = existing[len(existing) - length :]
+        if all(_same_message(mine, theirs) for mine, theirs in zip(ours[:length], tail, strict=True)):
+            return [item["id"] for item in tail]
+    return []
+
+
 def open_function_calls(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The function calls among these items that no function_call_output among them answers."""
     answered = {item.get("call_id") for item in items if item.get("type") == "function_call_output"}
