@@ -23,7 +23,17 @@ from typing import Any, Protocol
 
 from bot.conversations.profiles import Profile, ProfileCatalog
 from bot.conversations.tools import ToolContext, ToolRegistry
-from bot.conversations.turn import AnswerFile, Citation, HistoryMessage, ReplyCompleted, ReplyFailed, TextDelta
+from bot.conversations.turn import (
+    AnswerFile,
+    Citation,
+    HistoryMessage,
+    ReasoningNote,
+    ReplyCompleted,
+    ReplyFailed,
+    TextDelta,
+    ToolActivity,
+    ToolStatus,
+)
 
 BackendState = dict[str, Any]
 """A conversation's memory on a backend, as JSON: whatever that backend needs to continue it."""
@@ -119,22 +129,6 @@ class Checkpoint:
     progress: Progress
 
 
-class ToolStatus(str, enum.Enum):
-    STARTED = "started"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class ToolActivity:
-    """A tool call started or ended, for showing progress."""
-
-    call_id: str
-    tool: str  # "function", "file_search", "code_interpreter", "web_search", "image_generation", "mcp"
-    name: str  # the function's name, or the tool's own
-    status: ToolStatus
-
-
 @dataclass(frozen=True)
 class InputNotice:
     """A shared file the backend could not give the model; the message's text is answered anyway."""
@@ -154,7 +148,9 @@ class Usage:
 Completed = ReplyCompleted
 Failed = ReplyFailed
 
-BackendEvent = StateChanged | Checkpoint | TextDelta | ToolActivity | InputNotice | Usage | Completed | Failed
+BackendEvent = (
+    StateChanged | Checkpoint | TextDelta | ToolActivity | ReasoningNote | InputNotice | Usage | Completed | Failed
+)
 
 
 @dataclass(frozen=True)
@@ -216,6 +212,7 @@ __all__ = [
     "InputNotice",
     "Profile",
     "Progress",
+    "ReasoningNote",
     "StateChanged",
     "TextDelta",
     "ToolActivity",

@@ -479,6 +479,7 @@ class ConversationService:
                     noticed = True
                 elif isinstance(event, ToolActivity):
                     log.debug("conversation %s: tool %s %s %s", conversation_id, event.tool, event.name, event.status)
+                    await shown.send(event)
                 elif isinstance(event, ReplyCompleted) and noticed and not event.text.strip() and not event.files:
                     await reply.send(ReplyWithdrawn())  # nothing usable was shared: the notes are the whole reply
                     return TurnStatus.ANSWERED, None

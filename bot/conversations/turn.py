@@ -77,6 +77,34 @@ class HistoryMessage:
 # Reply parts: what the conversation service streams to the platform's renderer.
 
 
+class ToolStatus(str, enum.Enum):
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ToolActivity:
+    """A tool call started or ended: shown as progress beside the answer, never in it."""
+
+    call_id: str
+    tool: str  # "function", "file_search", "code_interpreter", "web_search", "image_generation", "mcp"
+    name: str  # the function's name, or the tool's own
+    status: ToolStatus
+
+
+@dataclass(frozen=True)
+class ReasoningNote:
+    """A summary of what a reasoning model is thinking about: shown as status while it works, never in the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyStopped:
+    """Someone stopped the answer: keep what was shown, end it with a short note, add nothing more."""
+
+
 @dataclass(frozen=True)
 class TextDelta:
     """More answer text, appended to what came before."""
@@ -144,4 +172,13 @@ class PersonalNotice:
     text: str
 
 
-ReplyPart = TextDelta | ReplyCompleted | ReplyFailed | ReplyWithdrawn | PersonalNotice
+ReplyPart = (
+    TextDelta
+    | ReplyCompleted
+    | ReplyFailed
+    | ReplyWithdrawn
+    | ReplyStopped
+    | PersonalNotice
+    | ToolActivity
+    | ReasoningNote
+)
