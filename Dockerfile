@@ -1,26 +1,39 @@
 # slack-assistant-bot: Socket Mode, or HTTP on $PORT (see README.md).
+#
+# Two stages. The build stage installs the bot and its dependencies into a virtual environment, building
+# any wheel a dependency lacks for this platform; the final stage copies that environment alone, so no
+# sources, build tools or pip caches reach the image.
+FROM python:3.12-slim AS build
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY migrations ./migrations
+# The wheel carries migrations/ too: the final stage needs nothing from the source tree.
+RUN pip install --no-cache-dir .
+
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
     PORT=3000
 
-WORKDIR /app
-
-# The source stays in /app as well as being installed: `python -m bot` runs from /app,
-# and migrations/ is read from there. No build tools or apt packages are needed.
-COPY pyproject.toml README.md ./
-COPY bot ./bot
-COPY migrations ./migrations
-RUN pip install --no-cache-dir . \
-    && rm -rf build ./*.egg-info \
-    && groupadd --system --gid 10001 bot \
+RUN groupadd --system --gid 10001 bot \
     && useradd --system --no-log-init --uid 10001 --gid bot --home-dir /app --shell /usr/sbin/nologin bot \
     && mkdir -p /app/data \
     && chown bot:bot /app/data
+COPY --from=build /opt/venv /opt/venv
 
+WORKDIR /app
 USER 10001:10001
 
 # Default database: SQLite at ./data/bot.sqlite3, i.e. /app/data/bot.sqlite3.

@@ -13,17 +13,55 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.conversations.profiles import BUILTIN_TOOLS
 from bot.errors import ConfigurationError
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/bot.sqlite3"
-PLACEHOLDER_SECRETS = {"changeme", "xoxb-your-token", "sk-your-key", "your-signing-secret", "..."}
-SECRET_FIELDS = ("slack_bot_token", "openai_api_key", "slack_signing_secret", "slack_app_token")
+# The README's examples ("xoxb-...") are copied as they are, too.
+PLACEHOLDER_SECRETS = {
+    "changeme",
+    "xoxb-your-token",
+    "sk-your-key",
+    "your-signing-secret",
+    "...",
+    "xoxb-...",
+    "xapp-...",
+    "sk-...",
+}
+SECRET_FIELDS = (
+    "slack_bot_token",
+    "openai_api_key",
+    "slack_signing_secret",
+    "slack_app_token",
+    "slack_client_secret",
+    "mcp_secret_key",
+)
 # Tokens, keys and signing secrets are visible ASCII without spaces; anything else cannot be sent in a header.
 SECRET_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 # A header value may hold spaces ("Bearer ..."), never control characters or non-ASCII.
 HEADER_VALUE_CHARACTERS = re.compile(r"[\x20-\x7e]*")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The bot scopes manifest.yml asks for, which an OAuth install asks for unless SLACK_SCOPES says otherwise.
+MANIFEST_BOT_SCOPES = (
+    "app_mentions:read",
+    "assistant:write",
+    "channels:history",
+    "channels:read",
+    "chat:write",
+    "commands",
+    "files:read",
+    "files:write",
+    "groups:history",
+    "groups:read",
+    "im:history",
+    "im:read",
+    "im:write",
+    "mpim:history",
+    "mpim:read",
+    "reactions:write",
+    "users:read",
+)
 # How repr() shows a value it hides, as pydantic shows a SecretStr.
 MASK = "**********"
 
@@ -64,15 +102,35 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    slack_bot_token: SecretStr
+    # The Slack settings are optional here: `shell` and `doctor` run without them, `run` checks them
+    # (missing_slack_settings).
+    slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # OAuth mode (many workspaces): with both set, workspaces install the app at /slack/install and each
+    # installation's bot token is used for its workspace; SLACK_BOT_TOKEN is then not used.
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    # The bot scopes an OAuth install asks for: those manifest.yml lists (tests/test_oauth_e2e.py checks).
+    slack_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(MANIFEST_BOT_SCOPES))
+    # What happens to a workspace's conversations when it uninstalls the app (OAuth mode): kept, or purged
+    # with what the backend keeps of them on the API.
+    data_on_uninstall: Literal["keep", "purge"] = "keep"
     # Besides workspace admins and owners, these people may change a channel's assistant.
     admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Profiles (assistants) a channel may be bound to besides the workspace's own: its channels' choices,
     # those made in it and the default. Others of the API organisation need their id listed here.
     allowed_profile_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Remote MCP servers (`/assistant mcp`, responses backend). Their header secrets are encrypted with this
+    # Fernet key; without it a server can be registered only without a secret.
+    mcp_secret_key: SecretStr | None = None
+    # Plain http is refused but on a loopback address when this is set (a server on the same host; tests).
+    mcp_allow_http_loopback: bool = False
+    # Besides the person who asked, workspace admins (and ADMIN_USER_IDS) may approve or deny a tool call.
+    mcp_admins_may_approve: bool = False
+    # An approval nobody gave in this long is a denial, and the thread says so.
+    mcp_approval_timeout_seconds: float = Field(default=600.0, gt=0)
     image_model: str = "gpt-image-1"
     image_size: str = "1024x1024"
 
@@ -99,14 +157,25 @@ class Settings(BaseSettings):
         "You are a helpful assistant in a Slack workspace. Answer clearly and concisely. "
         "Messages from several people are prefixed with the speaker's name."
     )
+    # The default profile's built-in tools (names from bot.conversations.profiles.BUILTIN_TOOLS). None (unset):
+    # web search where the backend runs it. A tool the backend cannot run is refused at start.
+    assistant_tools: Annotated[list[str] | None, NoDecode] = None
+    # How hard reasoning models think, unless a profile says otherwise; None: the model's own default.
+    assistant_reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
 
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)  # 0 picks a free port (tests)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # json: one object per line, with the team, channel, conversation, turn and response ids where known.
+    log_format: Literal["text", "json"] = "text"
+    # People's messages and the model's answers stay out of the logs unless the operator asks for them.
+    log_content: bool = False
 
     reply_without_mention: bool = True
     stream_update_seconds: float = Field(default=1.0, ge=0.0)
+    # Slack drops a thread's status after two minutes; it is set again this often while an answer is worked on.
+    status_refresh_seconds: float = Field(default=90.0, gt=0.0, le=110.0)
     max_message_chars: int = Field(default=3900, ge=200, le=39000)
     run_poll_max_seconds: float = Field(default=5.0, gt=0)
     run_deadline_seconds: float = Field(default=600.0, gt=0)
@@ -125,6 +194,8 @@ class Settings(BaseSettings):
     max_message_files_mb: int = Field(default=50, ge=1, le=2048)
     transcription_model: str = "whisper-1"
     max_input_chars: int = Field(default=8000, ge=1)
+    # The most one read_thread or read_channel call gives the assistant of what it read (newest messages kept).
+    read_tools_max_tokens: int = Field(default=4000, ge=100)
     max_files_per_message: int = Field(default=10, ge=0)
     user_rate_limit: int = Field(default=20, ge=1)  # messages per person per minute
     retention_days: int = Field(default=0, ge=0)  # 0: keep conversations forever
@@ -172,6 +243,39 @@ class Settings(BaseSettings):
     def _parse_ids(cls, value: Any, info: Any) -> list[str]:
         return _id_list(value, info.field_name.upper())
 
+    @field_validator("assistant_tools", mode="before")
+    @classmethod
+    def _parse_tools(cls, value: Any) -> list[str] | None:
+        if value is None:
+            return None
+        tools = [tool.lower() for tool in _id_list(value, "ASSISTANT_TOOLS")]
+        unknown = [tool for tool in tools if tool not in BUILTIN_TOOLS]
+        if unknown:
+            raise ValueError(f"must name only tools among {', '.join(BUILTIN_TOOLS)} (not {', '.join(unknown)})")
+        return list(dict.fromkeys(tools))
+
+    @field_validator("assistant_reasoning_effort", mode="before")
+    @classmethod
+    def _no_effort_when_empty(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @field_validator("slack_scopes", mode="before")
+    @classmethod
+    def _parse_scopes(cls, value: Any) -> list[str]:
+        return _id_list(value, "SLACK_SCOPES") or list(MANIFEST_BOT_SCOPES)
+
+    @field_validator("slack_client_id", mode="before")
+    @classmethod
+    def _no_client_id_when_empty(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("data_on_uninstall", mode="before")
+    @classmethod
+    def _lower_data_choice(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
@@ -217,13 +321,25 @@ class Settings(BaseSettings):
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
 
+    @property
+    def oauth_mode(self) -> bool:
+        """Many workspaces, each installing the app through /slack/install (SLACK_CLIENT_ID and _SECRET)."""
+        return self.slack_client_id is not None and self.slack_client_secret is not None
+
     def secrets(self) -> list[str]:
         """Every secret value, so that logs can be scrubbed of them.
 
         All extra header and query values count: gateways authenticate with headers of every name
         (``Ocp-Apim-Subscription-Key``, ``cf-aig-authorization``...), and the API client masks them all too.
         """
-        values = [self.slack_bot_token, self.openai_api_key, self.slack_signing_secret, self.slack_app_token]
+        values = [
+            self.slack_bot_token,
+            self.openai_api_key,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.slack_client_secret,
+            self.mcp_secret_key,
+        ]
         found = [value.get_secret_value() for value in values if value is not None]
         found += [*self.openai_extra_query.values(), *self.openai_extra_headers.values()]
         found.append(_database_password(self.database_url) or "")
@@ -276,6 +392,29 @@ def get_settings() -> Settings:
         raise ConfigurationError(describe_validation_error(exc)) from None
     if settings.openai_api_key is None and settings.openai_base_url == OPENAI_URL:
         raise ConfigurationError("OPENAI_API_KEY is required but not set")
-    if not settings.socket_mode and settings.slack_signing_secret is None:
-        raise ConfigurationError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
     return settings
+
+
+def missing_slack_settings(settings: Settings) -> list[str]:
+    """The settings `run` needs to talk to Slack that are not set; `shell` and `doctor` need none of them."""
+    missing = []
+    if settings.slack_client_id is None and settings.slack_client_secret is not None:
+        missing.append("SLACK_CLIENT_ID (OAuth mode, with SLACK_CLIENT_SECRET)")
+    elif settings.slack_client_id is not None and settings.slack_client_secret is None:
+        missing.append("SLACK_CLIENT_SECRET (OAuth mode, with SLACK_CLIENT_ID)")
+    elif settings.slack_bot_token is None and not settings.oauth_mode:
+        missing.append("SLACK_BOT_TOKEN (or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET for OAuth mode)")
+    if not settings.socket_mode and settings.slack_signing_secret is None:
+        missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
+    return missing
+
+
+def require_slack_settings(settings: Settings) -> None:
+    """Refuse to serve Slack without its settings, naming the missing ones and what works without them."""
+    missing = missing_slack_settings(settings)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigurationError(
+            f"{' and '.join(missing)} {verb} required to serve Slack but not set; "
+            "`python -m bot shell` talks to the assistant in a terminal without them"
+        )

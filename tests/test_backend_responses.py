@@ -14,6 +14,7 @@ from bot.conversations.backend import (
     Checkpoint,
     Completed,
     Failed,
+    ReasoningNote,
     StateChanged,
     TextDelta,
     ToolActivity,
@@ -300,3 +301,118 @@ async def test_text_is_streamed_while_the_response_runs(harness: Harness, openai
     openai_double.script(ScriptedAnswer(text="abcdef", chunks=3, chunk_delay=0.01))
     deltas = [e.text for e in await harness.answer(said("Ev1", "x")) if isinstance(e, TextDelta)]
     assert deltas == ["ab", "cd", "ef"]
+
+
+# Web search, reasoning, code interpreter containers ---------------------------------------------------
+
+
+async def test_a_web_search_shows_once_as_a_task_and_its_sources_become_citations(
+    harness: Harness, openai_double: Any
+) -> None:
+    openai_double.script(
+        ScriptedAnswer(
+            text="Rates rose in May. Markets fell.",
+            web_sources=[
+                ("Rates rose in May.", "https://news.example/rates", "Rates | News"),
+                ("Markets fell.", "https://markets.example/a", "Markets"),
+            ],
+        )
+    )
+    events = await harness.answer(said("Ev1", "Ada: what happened?"))
+
+    assert final(events) == Completed(
+        "Rates rose in May.[1] Markets fell.[2]",
+        citations=(
+            Citation(1, "Rates | News", url="https://news.example/rates"),
+            Citation(2, "Markets", url="https://markets.example/a"),
+        ),
+    )
+    searches = [(e.tool, e.status) for e in events if isinstance(e, ToolActivity)]
+    # The stream reports the search's start three times and its end twice; each shows once.
+    assert searches == [("web_search", ToolStatus.STARTED), ("web_search", ToolStatus.COMPLETED)]
+    [body] = [request.body for request in response_posts(openai_double)]
+    assert {"type": "web_search"} in body["tools"]  # the default profile's ASSISTANT_TOOLS default
+    openai_double.assert_no_violations()
+
+
+async def test_a_reasoning_models_summary_is_a_note_and_not_the_answer(openai_double: Any, sqlite_url: str) -> None:
+    summary = "**Weighing the dates**\n\nFriday is after the freeze."
+    openai_double.script(ScriptedAnswer(text="Ship on Friday.", reasoning_summary=[summary]))
+    async with backend_harness(
+        "responses", openai_double=openai_double, database_url=sqlite_url, assistant_model="o4-mini"
+    ) as harness:
+        events = await harness.answer(said("Ev1", "Ada: when?"))
+
+    assert [e for e in events if isinstance(e, ReasoningNote)] == [ReasoningNote(summary)]
+    notes_before_text = events.index(ReasoningNote(summary)) < next(
+        i for i, e in enumerate(events) if isinstance(e, TextDelta)
+    )
+    assert notes_before_text
+    assert final(events) == Completed("Ship on Friday.")
+    [body] = [request.body for request in response_posts(openai_double)]
+    assert body["reasoning"] == {"summary": "auto"} and "temperature" not in body and "top_p" not in body
+    openai_double.assert_no_violations()
+
+
+async def test_summaries_the_api_refuses_are_left_out_from_then_on(openai_double: Any, sqlite_url: str) -> None:
+    refusal = "Your organization must be verified to generate reasoning summaries."
+    openai_double.fail_next("POST", r"^/v1/responses$", status=400, message=refusal, code="unsupported_value")
+    async with backend_harness(
+        "responses",
+        openai_double=openai_double,
+        database_url=sqlite_url,
+        assistant_model="gpt-5-mini",
+        assistant_reasoning_effort="low",
+    ) as harness:
+        first = await harness.answer(said("Ev1", "Ada: hi"))
+        second = await harness.answer(said("Ev2", "Ada: again"), state=last_state(first))
+
+    assert final(first) == Completed("Echo: Ada: hi") and final(second) == Completed("Echo: Ada: again")
+    bodies = [request.body for request in response_posts(openai_double)]
+    assert [body["reasoning"] for body in bodies] == [
+        {"effort": "low", "summary": "auto"},  # refused
+        {"effort": "low"},
+        {"effort": "low"},
+    ]
+
+
+async def test_an_expired_container_is_dropped_from_the_conversation_and_the_answer_goes_on(
+    harness: Harness, openai_double: Any
+) -> None:
+    chart = openai_double.add_output_file("/mnt/data/chart.png", b"PNG-chart")
+    link = "sandbox:/mnt/data/chart.png"
+    openai_double.script(ScriptedAnswer(text=f"Here: {link}", annotations=[("file_path", link, chart)]))
+    first = await harness.answer(said("Ev1", "Ada: chart it"))
+    assert final(first).files == (AnswerFile("chart.png", b"PNG-chart", link=link),)
+    conversation_id = last_state(first)["conversation_id"]
+    with openai_double.core.lock:
+        openai_double.core.family("containers").expire_all()
+
+    second = await harness.answer(said("Ev2", "Ada: and now?"), state=last_state(first))
+
+    assert final(second) == Completed("Echo: Ada: and now?")
+    assert len(response_posts(openai_double)) == 3  # the refused one, then the one that answered
+    items = openai_double.core.family("conversations").items_of(conversation_id)
+    assert [item["type"] for item in items if item["type"] != "message"] == []
+    assert conversation_texts(openai_double, conversation_id) == [
+        ("user", "Ada: chart it"),
+        ("assistant", f"Here: {link}"),
+        ("user", "Ada: and now?"),
+        ("assistant", "Echo: Ada: and now?"),
+    ]
+
+
+async def test_an_inline_link_to_a_web_source_becomes_its_number(harness: Harness, openai_double: Any) -> None:
+    link = "([news.example](https://news.example/rates?utm_source=openai))"
+    openai_double.script(
+        ScriptedAnswer(
+            text=f"Rates rose {link}. They may fall [again](https://x.example/later).",
+            web_sources=[(link[1:-1], "https://news.example/rates?utm_source=openai", "Rates")],
+        )
+    )
+    events = await harness.answer(said("Ev1", "Ada: rates?"))
+
+    assert final(events) == Completed(
+        "Rates rose[1]. They may fall [again](https://x.example/later).",
+        citations=(Citation(1, "Rates", url="https://news.example/rates?utm_source=openai"),),
+    )

@@ -245,7 +245,8 @@ async def test_show_names_the_channel_assistant_and_what_this_conversation_remem
     await run_command(bot, slack_double, "/assistant", "show")
     first = last_ephemeral(slack_double)
     assert "*This channel uses Slack Assistant*" in first and "the default assistant" in first
-    assert "Model: `gpt-4o-mini`" in first and "Tools: none" in first
+    default_tools = "Web search" if backend == "responses" else "none"  # ASSISTANT_TOOLS' default
+    assert "Model: `gpt-4o-mini`" in first and f"Tools: {default_tools}" in first
     assert "This conversation's memory: no conversation with me here yet" in first
     await bot.say(CHANNEL, ADA, f"<@{BOT}> hello")
     await run_command(bot, slack_double, "/assistant", "show")
@@ -458,15 +459,19 @@ async def test_the_form_reports_missing_fields_next_to_them(start_bot, slack_dou
     ] == []
 
 
-async def test_the_form_accepts_only_the_tools_it_offers(start_bot, slack_double, openai_double) -> None:
+async def test_the_form_accepts_only_the_tools_it_offers(start_bot, slack_double, openai_double, backend) -> None:
     bot = await start_bot(admin_user_ids=ADMIN)
     await run_command(bot, slack_double, "/assistant", "create")
     view = opened_view(slack_double)
-    # A forged or stale submission: tools this backend cannot run, and one no backend has.
-    unoffered = [tool for tool in BUILTIN_TOOLS if tool not in offered_tools(view)] + ["mcp"]
-    for tool in unoffered:
+    # A forged or stale submission: tools this backend cannot run (refused naming the backend), and one no
+    # backend has.
+    labels = {"file_search": "File search", "code_interpreter": "Code interpreter", "web_search": "Web search"}
+    labels["image_generation"] = "Image generation"
+    unoffered = {tool: f"{labels[tool]} is not available on the {backend} backend." for tool in BUILTIN_TOOLS}
+    unoffered = {tool: error for tool, error in unoffered.items() if tool not in offered_tools(view)}
+    for tool, error in {**unoffered, "mcp": "Choose only the tools listed."}.items():
         response = await submit(bot, view, form_values(name="Helper", model="gpt-4o", tools=(tool,)))
-        assert response.json() == {"response_action": "errors", "errors": {"tools": "Choose only the tools listed."}}
+        assert response.json() == {"response_action": "errors", "errors": {"tools": error}}
     assert await changes(bot) == [] and await channel_choice(bot) is None
 
 

@@ -210,7 +210,7 @@ async def test_a_document_too_long_to_moderate_is_refused_and_the_message_still_
     ts = await share(bot, slack_double, "dump.txt", b"word " * (DOCUMENT_CHARS_PER_MESSAGE // 5 + 1))
     texts = bot_texts(slack_double, CHANNEL, ts)
     assert f":warning: I couldn't use *dump.txt*: {TOO_LONG_TO_CHECK}." in texts, texts
-    assert texts[0] == "Echo: Ada: have a look"
+    assert texts[-1] == "Echo: Ada: have a look"  # streamed under the notice about the file
     assert uploads(openai_double) == []
     assert "dump.txt" not in openai_double.user_texts_seen()[-1]
 
@@ -236,7 +236,7 @@ async def test_a_message_s_files_past_its_byte_budget_are_refused_with_a_note(
     ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> compare these", files=files)
 
     texts = bot_texts(slack_double, CHANNEL, ts)
-    assert texts[0].startswith("Echo: Ada: compare these"), texts
+    assert texts[-1].startswith("Echo: Ada: compare these"), texts  # streamed under the note
     assert (
         ":warning: I couldn't use *three.png*: the files of one message may take 2 MB together; "
         "share it in another message."

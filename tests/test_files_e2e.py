@@ -153,7 +153,8 @@ async def test_a_voice_clip_is_transcribed_and_the_person_sees_what_was_heard(
     texts = bot_texts(slack_double, CHANNEL, ts)
     assert f":studio_microphone: *{name}*: Please summarise the launch meeting." in texts
     assert openai_double.user_texts_seen()[-1] == f"Ada: [Transcript of {name}] Please summarise the launch meeting."
-    assert texts[0].startswith("Echo: Ada: [Transcript of")
+    # What was heard shows first; the answer streams in its own message under it.
+    assert texts[-1].startswith("Echo: Ada: [Transcript of")
 
 
 async def test_a_file_shared_again_in_the_same_channel_is_not_uploaded_again(
@@ -324,7 +325,7 @@ async def test_a_failed_file_does_not_spoil_the_others(start_bot, slack_double, 
     ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> compare", files=[bad, good])
     assert documents_seen(openai_double, backend) == {"good.pdf"}
     texts = bot_texts(slack_double, CHANNEL, ts)
-    assert texts[0].startswith("Echo: Ada: compare")
+    assert texts[-1].startswith("Echo: Ada: compare")  # streamed under the notice about the file it could not use
     assert any(text.startswith(":warning: I couldn't use *broken.pdf*:") for text in texts), texts
     # Where files live on the server, only the good one is kept there (in a store kept for it).
     kept = ["good.pdf"] if KEEPS_FILES_ON_SERVER[backend] else []

@@ -598,6 +598,7 @@ class _ListedEvents:
     def __init__(self, events: list[StreamEvent]) -> None:
         self._pending: list[StreamEvent | Literal["wait"]] = ["wait", *events]
         self.chunk_delay = 0.0
+        self.first_token_delay = 0.0
         self.released = False
 
     def next_event(self) -> StreamEvent | None | Literal["wait"]:
@@ -729,3 +730,74 @@ def test_validator_checks_responses_events_by_their_type() -> None:
     assert validator.validate_stream_event("message", "[DONE]", api="chat") == [
         "chat completion chunk: chunks carry no event line, got 'message'"
     ]
+
+
+# Responses: web search, reasoning models, expiring containers -------------------------------------------------
+
+
+def test_a_scripted_web_search_streams_its_call_and_cites_its_sources(
+    double: OpenAIDouble, client: httpx.Client
+) -> None:
+    double.script(ScriptedRun(text="It rained.", web_sources=[("It rained.", "https://w.example/r", "Weather")]))
+    events = stream(client, "/responses", {"model": "gpt-4o", "input": "weather?", "tools": [{"type": "web_search"}]})
+
+    names = [name for name, _ in events]
+    search = names.index("response.web_search_call.in_progress")
+    assert names[search : search + 3] == [
+        f"response.web_search_call.{p}" for p in ("in_progress", "searching", "completed")
+    ]
+    response = events[-1][1]["response"]
+    assert [item["type"] for item in response["output"]] == ["web_search_call", "message"]
+    [citation] = response["output"][1]["content"][0]["annotations"]
+    assert citation == {
+        "type": "url_citation",
+        "url": "https://w.example/r",
+        "title": "Weather",
+        "start_index": 0,
+        "end_index": 10,
+    }
+    double.assert_no_violations()
+
+
+def test_reasoning_parameters_are_refused_where_the_model_does_not_take_them(client: httpx.Client) -> None:
+    refused = client.post("/responses", json={"model": "gpt-4o", "input": "hi", "reasoning": {"effort": "low"}})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "reasoning.effort"
+    refused = client.post("/responses", json={"model": "o3", "input": "hi", "temperature": 0.2})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "temperature"
+    assert (
+        client.post("/responses", json={"model": "o3", "input": "hi", "reasoning": {"effort": "low"}}).status_code
+        == 200
+    )
+
+
+def test_a_reasoning_model_reports_its_summary_only_when_asked(double: OpenAIDouble, client: httpx.Client) -> None:
+    for summary in (None, "auto"):
+        double.script(ScriptedRun(text="Yes.", reasoning_summary=["Thinking it over."]))
+        reasoning = {"summary": summary} if summary else {}
+        events = stream(client, "/responses", {"model": "o4-mini", "input": "ok?", "reasoning": reasoning})
+        done = [data["text"] for name, data in events if name == "response.reasoning_summary_text.done"]
+        assert done == (["Thinking it over."] if summary else [])
+        assert events[-1][1]["response"]["output"][0]["type"] == "reasoning"
+    double.assert_no_violations()
+
+
+def test_an_expired_container_refuses_the_conversation_until_its_calls_are_deleted(
+    double: OpenAIDouble, client: httpx.Client
+) -> None:
+    chart = double.add_output_file("/mnt/data/c.png", b"PNG")
+    double.script(
+        ScriptedRun(text="See sandbox:/mnt/data/c.png", annotations=[("file_path", "sandbox:/mnt/data/c.png", chart)])
+    )
+    conversation = client.post("/conversations", json={"items": [{"role": "user", "content": "chart"}]}).json()["id"]
+    assert client.post("/responses", json={"model": "gpt-4o", "conversation": conversation}).status_code == 200
+    with double.core.lock:
+        double.core.family("containers").expire_all()
+
+    refused = client.post("/responses", json={"model": "gpt-4o", "conversation": conversation})
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == "Container is expired."
+    items = client.get(f"/conversations/{conversation}/items").json()["data"]
+    [call] = [item for item in items if item["type"] == "code_interpreter_call"]
+    assert client.delete(f"/conversations/{conversation}/items/{call['id']}").status_code == 200
+    assert client.delete(f"/conversations/{conversation}/items/{call['id']}").status_code == 404
+    assert client.post("/responses", json={"model": "gpt-4o", "conversation": conversation}).status_code == 200
+    double.assert_no_violations()

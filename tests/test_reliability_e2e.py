@@ -31,7 +31,7 @@ from support.model_view import (
 )
 from support.slack_view import LONG_ANSWER, bot_texts, partly_shown, post
 from support.waiting import eventually
-from support.workspace import BOT, CHANNEL
+from support.workspace import BOT, CHANNEL, DM
 
 from bot.conversations.backends.failures import QUEUED_TOO_LONG
 from bot.conversations.recovery import GAVE_UP
@@ -339,10 +339,20 @@ async def test_slack_rate_limits_on_posting_and_updating_are_waited_out(start_bo
     slack_double.fail_next("chat.postMessage", status=429, headers={"Retry-After": "0"})
     slack_double.fail_next("chat.update", status=429, headers={"Retry-After": "0"})
     bot = await start_bot()
-    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slowly, Slack")
-    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: slowly, Slack"]
+    await bot.say(DM, "U0ADA", "slowly, Slack")  # the top level of a DM is posted and updated
+    assert bot_texts(slack_double, DM) == ["Echo: slowly, Slack"]
     assert [call.response["ok"] for call in slack_double.calls_to("chat.postMessage")] == [False, True]
     assert [call.response["ok"] for call in slack_double.calls_to("chat.update")][:2] == [False, True]
+
+
+async def test_slack_rate_limits_on_streaming_are_waited_out(start_bot, slack_double, openai_double) -> None:
+    for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+        slack_double.fail_next(method, status=429, headers={"Retry-After": "0"})
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> slowly, Slack")
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: slowly, Slack"]
+    for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+        assert [call.response["ok"] for call in slack_double.calls_to(method)][:2] == [False, True], method
 
 
 async def test_a_reply_deleted_while_it_streams_is_shown_in_a_new_message(
@@ -364,13 +374,15 @@ async def test_a_reply_deleted_while_it_streams_is_shown_in_a_new_message(
 async def test_a_channel_the_bot_cannot_post_in_closes_the_turn_with_a_clear_log_line(
     start_bot, slack_double, openai_double, caplog, slack_error
 ) -> None:
-    slack_double.fail_next("chat.postMessage", error=slack_error)
+    # Slack answers every call about the channel so: no status shows, and the answer's stream cannot start.
+    slack_double.fail_next("assistant.threads.setStatus", error=slack_error)
+    slack_double.fail_next("chat.startStream", error=slack_error)
     bot = await start_bot()
     with caplog.at_level(logging.ERROR, logger="bot.conversations.service"):
         posted = await post(bot, slack_double, f"<@{BOT}> can you hear me?")
         await bot.settle()
     turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=mention_event_id(posted))
-    assert (turn.status, turn.error) == ("failed", f"delivery failed: chat.postMessage: {slack_error}")
+    assert (turn.status, turn.error) == ("failed", f"delivery failed: chat.startStream: {slack_error}")
     logged = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert any(CHANNEL in line and slack_error in line and "unanswered" in line for line in logged), logged
     assert openai_double.model_calls == 0  # nothing was asked that nobody could see

@@ -15,7 +15,7 @@ from support.slack_view import bot_texts
 from support.workspace import BOT, CHANNEL
 
 from bot.errors import ConfigurationError
-from bot.settings import Settings, get_settings
+from bot.settings import Settings, get_settings, require_slack_settings
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_ENV = {
@@ -43,12 +43,15 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     get_settings.cache_clear()
 
 
-def test_a_missing_setting_is_named_in_one_line(environment: pytest.MonkeyPatch) -> None:
+def test_a_missing_slack_setting_is_named_in_one_line_when_serving_slack(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("SLACK_SIGNING_SECRET", "s3cret-value")
     environment.setenv("OPENAI_API_KEY", "sk-abcdef")
+    settings = get_settings()  # `shell` and `doctor` need no Slack settings; `run` checks them
     with pytest.raises(ConfigurationError) as caught:
-        get_settings()
-    assert str(caught.value) == "SLACK_BOT_TOKEN is required but not set"
+        require_slack_settings(settings)
+    message = str(caught.value)
+    assert message.startswith("SLACK_BOT_TOKEN ") and " is required to serve Slack but not set; " in message
+    assert message.endswith("`python -m bot shell` talks to the assistant in a terminal without them")
 
 
 def test_invalid_values_are_explained_without_echoing_them(environment: pytest.MonkeyPatch) -> None:
@@ -80,10 +83,13 @@ def test_extra_headers_and_query_are_json_objects(environment: pytest.MonkeyPatc
 def test_http_mode_needs_the_signing_secret(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     environment.setenv("OPENAI_API_KEY", "sk-1")
-    with pytest.raises(ConfigurationError, match="SLACK_SIGNING_SECRET is required"):
-        get_settings()
+    with pytest.raises(ConfigurationError, match=r"^SLACK_SIGNING_SECRET \(HTTP mode\) or SLACK_APP_TOKEN \(Socket"):
+        require_slack_settings(get_settings())
     environment.setenv("SLACK_APP_TOKEN", "xapp-1")
-    assert get_settings.cache_clear() is None and get_settings().socket_mode is True
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert settings.socket_mode is True
+    require_slack_settings(settings)  # Socket Mode needs no signing secret
 
 
 def test_a_key_is_optional_only_off_openai(environment: pytest.MonkeyPatch) -> None:

@@ -19,30 +19,13 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from bot.settings import MANIFEST_BOT_SCOPES
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
 MANIFEST_SCHEMA_DIR = SPECS / "slack" / "manifest-schema"
 
 SLASH_COMMANDS = {"/ask", "/imagine", "/assistant"}
-BOT_SCOPES = {
-    "app_mentions:read",
-    "assistant:write",
-    "channels:history",
-    "channels:read",
-    "chat:write",
-    "commands",
-    "files:read",
-    "files:write",
-    "groups:history",
-    "groups:read",
-    "im:history",
-    "im:read",
-    "im:write",
-    "mpim:history",
-    "mpim:read",
-    "reactions:write",
-    "users:read",
-}
 BOT_EVENTS = {
     "app_mention",
     "message.channels",
@@ -51,6 +34,7 @@ BOT_EVENTS = {
     "message.mpim",
     "assistant_thread_started",
     "assistant_thread_context_changed",
+    "agent_session_stopped",
     "app_home_opened",
 }
 EVENTS_URL = "https://YOUR-HOST/slack/events"
@@ -172,7 +156,8 @@ def test_manifest_declares_commands_scopes_and_events(manifest: dict) -> None:
         sub in commands["/assistant"]["usage_hint"]
         for sub in ("help", "show", "list", "use", "create", "edit", "reset", "new", "forget", "models", "usage")
     )
-    assert BOT_SCOPES <= set(manifest["oauth_config"]["scopes"]["bot"])
+    # What an OAuth install asks for, and what doctor checks a token against.
+    assert list(MANIFEST_BOT_SCOPES) == manifest["oauth_config"]["scopes"]["bot"]
     assert BOT_EVENTS <= set(settings["event_subscriptions"]["bot_events"])
 
 

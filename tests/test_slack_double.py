@@ -308,6 +308,71 @@ async def test_streamed_message_grows_and_then_stops(slack, client) -> None:
     assert error == "message_not_in_streaming_state"
 
 
+async def test_the_double_wants_the_recipient_of_a_stream_outside_a_dm(slack, client) -> None:
+    root = slack.human_posts(GENERAL, "U0ADA", "hi").ts
+    assert await slack_error(client.chat_startStream(channel=GENERAL, thread_ts=root)) == "missing_recipient_user_id"
+    missing_team = client.chat_startStream(channel=GENERAL, thread_ts=root, recipient_user_id="U0ADA")
+    assert await slack_error(missing_team) == "missing_recipient_team_id"
+    dm_root = slack.human_posts(ADA_DM, "U0ADA", "hi").ts
+    assert (await client.chat_startStream(channel=ADA_DM, thread_ts=dm_root, markdown_text="ok"))["ts"]
+
+
+async def test_the_double_limits_markdown_per_call_and_ends_idle_streams(slack, client) -> None:
+    root = slack.human_posts(ADA_DM, "U0ADA", "hi").ts
+    started = await client.chat_startStream(channel=ADA_DM, thread_ts=root, markdown_text="a" * 12_000)
+    too_long = client.chat_appendStream(channel=ADA_DM, ts=started["ts"], markdown_text="b" * 12_001)
+    assert await slack_error(too_long) == "msg_too_long"
+    slack.stream_idle_seconds = 0.0
+    idle = client.chat_appendStream(channel=ADA_DM, ts=started["ts"], markdown_text="late")
+    assert await slack_error(idle) == "message_not_in_streaming_state"
+
+
+async def test_the_double_refuses_streaming_and_agent_sessions_when_told(slack, client) -> None:
+    root = slack.human_posts(ADA_DM, "U0ADA", "hi").ts
+    slack.refuse_streaming("not_allowed")
+    assert await slack_error(client.chat_startStream(channel=ADA_DM, thread_ts=root)) == "not_allowed"
+    refused = client.agents_sessions_setStatus(channel_id=ADA_DM, thread_ts=root, status="processing")
+    assert await slack_error(refused) == "feature_disabled"
+    slack.declare_agent()
+    await client.agents_sessions_setStatus(channel_id=ADA_DM, thread_ts=root, status="processing")
+    assert slack.agent_session_statuses(ADA_DM, root) == ["processing"]
+
+
+async def test_the_double_keeps_streamed_tasks_and_blocks_and_adds_stop_blocks_at_the_bottom(slack, client) -> None:
+    root = slack.human_posts(ADA_DM, "U0ADA", "hi").ts
+    button = {
+        "type": "actions",
+        "elements": [{"type": "button", "action_id": "x", "text": {"type": "plain_text", "text": "X"}}],
+    }
+    task = {"type": "task_update", "id": "t1", "title": "Running code", "status": "in_progress"}
+    started = await client.chat_startStream(
+        channel=ADA_DM, thread_ts=root, chunks=[{"type": "blocks", "blocks": [button]}]
+    )
+    await client.chat_appendStream(
+        channel=ADA_DM, ts=started["ts"], chunks=[task, {"type": "markdown_text", "text": "Hi"}]
+    )
+    bad_task = client.chat_appendStream(channel=ADA_DM, ts=started["ts"], chunks=[{**task, "status": "done"}])
+    assert await slack_error(bad_task) == "invalid_chunks"
+    footer = {"type": "context", "elements": [{"type": "mrkdwn", "text": "end"}]}
+    await client.chat_stopStream(channel=ADA_DM, ts=started["ts"], blocks=[footer])
+
+    (message,) = slack.bot_messages(ADA_DM, root)
+    assert message["text"] == "Hi" and [b["type"] for b in message["blocks"]] == ["actions", "context"]
+    assert [c["type"] for c in slack.streamed_chunks(ADA_DM, message["ts"])] == [
+        "blocks",
+        "task_update",
+        "markdown_text",
+    ]
+    await client.assistant_threads_setStatus(
+        channel_id=ADA_DM, thread_ts=root, status="is thinking…", loading_messages=["Reading…", "Writing…"]
+    )
+    assert slack.status_updates[-1]["loading_messages"] == ["Reading…", "Writing…"]
+    too_many = client.assistant_threads_setStatus(
+        channel_id=ADA_DM, thread_ts=root, status="is thinking…", loading_messages=["line"] * 11
+    )
+    assert await slack_error(too_many) == "invalid_arguments"
+
+
 # Files -----------------------------------------------------------------------------------------
 
 

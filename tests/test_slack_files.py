@@ -7,15 +7,16 @@ import pytest
 
 from bot.conversations.turn import SharedFile
 from bot.errors import FileRefused
+from bot.slack.clients import BotIdentity, OneWorkspace, web_client
 from bot.slack.files import SlackFileDownloader
 
 TOKEN = "xoxb-downloader-test-token"
 
 
 def downloader(handler) -> SlackFileDownloader:
-    return SlackFileDownloader(
-        token=TOKEN, api_url="http://127.0.0.1:8123/api/", max_mb=1, transport=httpx.MockTransport(handler)
-    )
+    api_url = "http://127.0.0.1:8123/api/"
+    clients = OneWorkspace(web_client(api_url=api_url, token=TOKEN), identity=BotIdentity("U0BOT", "B0BOT"))
+    return SlackFileDownloader(clients=clients, api_url=api_url, max_mb=1, transport=httpx.MockTransport(handler))
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ async def test_a_redirect_away_from_slack_is_not_followed() -> None:
     file = SharedFile("F1", "a.pdf", "application/pdf", 10, "pdf", "https://files.slack.com/files-pri/T1-F1/a.pdf")
     try:
         with pytest.raises(FileRefused, match="redirected away from Slack"):
-            await fetcher.fetch(file)
+            await fetcher.fetch(file, team_id="T1")
     finally:
         await fetcher.aclose()
     assert seen == ["https://files.slack.com/files-pri/T1-F1/a.pdf"]

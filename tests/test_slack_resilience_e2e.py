@@ -20,7 +20,7 @@ from sqlalchemy import select
 from support.model_view import ENDINGS_AS_REPORTED, answer_requests, conversations_seen
 from support.slack_view import bot_texts
 from support.waiting import eventually
-from support.workspace import ADA, BOB, BOT, CHANNEL
+from support.workspace import ADA, BOB, BOT, CHANNEL, DM
 
 from bot.conversations.ports import HISTORY_LIMIT
 from bot.store.models import TurnRecord
@@ -62,15 +62,21 @@ def failed_once(slack: Any, method: str, error: str) -> None:
 # Item 9: a Slack failure on the way out ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("method", "channel"),
+    [("chat.appendStream", CHANNEL), ("chat.update", DM)],  # streamed in a thread; posted and updated atop a DM
+)
 async def test_a_rate_limited_update_while_streaming_is_skipped(
-    start_bot, slack_double, openai_double, backend
+    start_bot, slack_double, openai_double, backend, method, channel
 ) -> None:
     answer = "one two three four five six seven eight"
     openai_double.script(ScriptedAnswer(text=answer, chunks=8))
     bot = await start_bot(stream_update_seconds=0.0)
-    failed_once(slack_double, "chat.update", "ratelimited")  # the first update of the streaming answer
-    ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> count")
-    assert bot_texts(slack_double, CHANNEL, ts) == [answer]
+    failed_once(slack_double, method, "ratelimited")  # the first update of the streaming answer
+    text = f"<@{BOT}> count" if channel == CHANNEL else "count"
+    ts = await bot.say(channel, ADA, text)
+    assert bot_texts(slack_double, channel, ts if channel == CHANNEL else None) == [answer]
+    assert [call.response["ok"] for call in slack_double.calls_to(method)][:1] == [False]
     assert await turn_outcomes(bot) == [("answered", 1)]
     assert openai_double.model_calls == 1
 

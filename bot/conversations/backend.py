@@ -8,7 +8,7 @@ recovery is each backend's own business: a worker that resumes a batch gets the 
 predecessor checkpointed and must neither send those messages again nor start a second run.
 
     answer(request) -> StateChanged | Checkpoint | TextDelta | ToolActivity | InputNotice | Usage
-                       ... then exactly one Completed or Failed
+                       ... then exactly one Completed or Failed (or AwaitingDecision: resumed later)
 
 A backend lives in ``bot/conversations/backends/<name>/`` and is chosen by name in the wiring.
 """
@@ -145,11 +145,28 @@ class Usage:
     completion_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class AwaitingDecision:
+    """The batch waits for people's decisions (an MCP tool approval) and ends here, instead of Completed or
+    Failed, its progress checkpointed: the service parks its turns WAITING, and the decision resumes them."""
+
+    notice: str  # what the answer's message says meanwhile, in plain words
+
+
 Completed = ReplyCompleted
 Failed = ReplyFailed
 
 BackendEvent = (
-    StateChanged | Checkpoint | TextDelta | ToolActivity | ReasoningNote | InputNotice | Usage | Completed | Failed
+    StateChanged
+    | Checkpoint
+    | TextDelta
+    | ToolActivity
+    | ReasoningNote
+    | InputNotice
+    | Usage
+    | AwaitingDecision
+    | Completed
+    | Failed
 )
 
 
@@ -198,6 +215,7 @@ class Backend(Protocol):
 __all__ = [
     "AnswerFile",
     "AnswerRequest",
+    "AwaitingDecision",
     "Backend",
     "BackendEvent",
     "BackendState",

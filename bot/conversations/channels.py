@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import logging
+import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -14,7 +16,7 @@ from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileOrigin, Pr
 from bot.conversations.retention import forget_memories
 from bot.conversations.service import ChannelProfiles
 from bot.errors import ConversationBusy, ProfileNotFound
-from bot.store.channels import ChannelStore, TokenUsage
+from bot.store.channels import ChannelOptions, ChannelStore, TokenUsage
 from bot.store.models import Conversation
 from bot.store.repositories import Store, utcnow
 
@@ -282,3 +284,92 @@ class ConversationControl:
             raise ConversationBusy(f"conversation {conversation_id} got a message while being forgotten")
         log.info("conversation %s forgotten: %d backend memories deleted", conversation_id, len(memories))
         return Forgotten(memories=len(memories))
+
+
+class ReplyMode(str, enum.Enum):
+    """When the bot speaks in a channel."""
+
+    MENTION = "mention"  # only when mentioned
+    THREAD = "thread"  # when mentioned, and to follow-ups in threads it is in
+    ALL = "all"  # to every top-level message (each becomes a thread), and to follow-ups in its threads
+
+
+# How long a replica trusts what it read of a channel's settings: every channel message asks, and a change
+# made on another replica reaches this one within this time (one made here, at once).
+SETTINGS_CACHE_SECONDS = 30.0
+
+
+class ChannelSettings:
+    """A channel's reply mode and feedback switch: cached reads, and audited changes."""
+
+    def __init__(
+        self,
+        *,
+        channel_store: ChannelStore,
+        reply_without_mention: bool,
+        cache_seconds: float = SETTINGS_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._channel_store = channel_store
+        self.default_reply_mode = ReplyMode.THREAD if reply_without_mention else ReplyMode.MENTION
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cached: dict[tuple[str, str], tuple[float, ChannelOptions]] = {}
+
+    async def _options(self, team_id: str, channel_id: str) -> ChannelOptions:
+        key = (team_id, channel_id)
+        cached = self._cached.get(key)
+        if cached is not None and self._clock() < cached[0]:
+            return cached[1]
+        options = await self._channel_store.channel_options(team_id=team_id, channel_id=channel_id)
+        self._cached[key] = (self._clock() + self._cache_seconds, options)
+        return options
+
+    async def reply_mode(self, *, team_id: str, channel_id: str) -> ReplyMode:
+        chosen = (await self._options(team_id, channel_id)).reply_mode
+        try:
+            return ReplyMode(chosen) if chosen is not None else self.default_reply_mode
+        except ValueError:
+            log.warning("channel %s/%s has an unknown reply mode %r; using the default", team_id, channel_id, chosen)
+            return self.default_reply_mode
+
+    async def feedback_enabled(self, *, team_id: str, channel_id: str) -> bool:
+        """Whether answers in the channel carry the feedback buttons (they do unless it was switched off)."""
+        return (await self._options(team_id, channel_id)).feedback_enabled is not False
+
+    async def set_reply_mode(self, *, team_id: str, channel_id: str, user_id: str, mode: ReplyMode) -> ReplyMode:
+        """Change the channel's reply mode (the caller checked the person may); returns the mode before."""
+        before = await self.reply_mode(team_id=team_id, channel_id=channel_id)
+        await self._channel_store.change_channel_options(
+            team_id=team_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            changed=ChannelOptions(reply_mode=mode.value),
+            setting="reply_mode",
+            from_value=before.value,
+            to_value=mode.value,
+        )
+        self._cached.pop((team_id, channel_id), None)
+        log.info("channel %s/%s: reply mode %s -> %s by %s", team_id, channel_id, before.value, mode.value, user_id)
+        return before
+
+    async def set_feedback_enabled(self, *, team_id: str, channel_id: str, user_id: str, enabled: bool) -> None:
+        """Switch the channel's feedback buttons on or off (the caller checked the person may)."""
+        before = await self.feedback_enabled(team_id=team_id, channel_id=channel_id)
+        await self._channel_store.change_channel_options(
+            team_id=team_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            changed=ChannelOptions(feedback_enabled=enabled),
+            setting="feedback",
+            from_value=_on_off(before),
+            to_value=_on_off(enabled),
+        )
+        self._cached.pop((team_id, channel_id), None)
+        log.info(
+            "channel %s/%s: feedback %s -> %s by %s", team_id, channel_id, _on_off(before), _on_off(enabled), user_id
+        )
+
+
+def _on_off(enabled: bool) -> str:
+    return "on" if enabled else "off"

@@ -89,8 +89,9 @@ class Transcriber(Protocol):
 class FileSource(Protocol):
     """The chat platform's way to a shared file's bytes."""
 
-    async def fetch(self, file: SharedFile) -> bytes:
-        """The file's content; FileRefused (with a reason for the person) when it cannot be had."""
+    async def fetch(self, file: SharedFile, *, team_id: str) -> bytes:
+        """The file's content, fetched as the bot of the workspace it was shared in; FileRefused (with a reason
+        for the person) when it cannot be had."""
         ...
 
 
@@ -126,7 +127,7 @@ class FileDownloadStage:
             raise FileRefused(f"I can't read {file_type(file) or 'this kind of'} files")
         if kind is not None and file.size > room:
             raise FileRefused(self._no_room())
-        data = await self._source.fetch(file)
+        data = await self._source.fetch(file, team_id=item.turn.team_id)
         if kind is not None:
             if len(data) > room:  # the event understated its size
                 raise FileRefused(self._no_room())

@@ -12,6 +12,25 @@ from bot.errors import ProfileNotFound
 BUILTIN_TOOLS = ("file_search", "code_interpreter", "web_search", "image_generation")
 """The built-in tools a profile may switch on; our own function tools are offered on every backend."""
 
+MCP_TOOL_PREFIX = "mcp:"
+"""A profile's tools also name the workspace MCP servers it enables, as ``mcp:<label>`` (no column of their own)."""
+
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+"""How hard a reasoning model may think before it answers (ASSISTANT_REASONING_EFFORT, a profile's own)."""
+
+# Models that reason before they answer, by name: they take a reasoning effort and refuse the sampling
+# parameters (temperature, top_p), while every other model refuses a reasoning effort. The one such list.
+REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Whether the model reasons first; gateways' "vendor/model" names and fine-tunes ("ft:o4-mini:...") count."""
+    name = model.rpartition("/")[2].removeprefix("ft:").lower()
+    return any(
+        name == prefix or name.startswith((f"{prefix}-", f"{prefix}.", f"{prefix}:"))
+        for prefix in REASONING_MODEL_PREFIXES
+    )
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -23,15 +42,32 @@ class Profile:
     instructions: str
     tools: tuple[str, ...] = ()  # names from BUILTIN_TOOLS
     vector_store_ids: tuple[str, ...] = ()  # knowledge the profile's file search reads on every turn
+    reasoning_effort: str | None = None  # from REASONING_EFFORTS; None: ASSISTANT_REASONING_EFFORT
+
+    @property
+    def mcp_servers(self) -> tuple[str, ...]:
+        """The labels of the workspace MCP servers this profile enables."""
+        return tuple(tool.removeprefix(MCP_TOOL_PREFIX) for tool in self.tools if tool.startswith(MCP_TOOL_PREFIX))
+
+    def with_mcp_servers(self, labels: tuple[str, ...]) -> Profile:
+        builtin = tuple(tool for tool in self.tools if not tool.startswith(MCP_TOOL_PREFIX))
+        return replace(self, tools=builtin + tuple(f"{MCP_TOOL_PREFIX}{label}" for label in labels))
 
     def edited(self, spec: ProfileSpec) -> Profile:
+        # The editor form shows the built-in tools only: the MCP servers enabled stay as they are.
         return replace(
             self,
             name=spec.name,
             model=spec.model,
             instructions=self.instructions if spec.instructions is None else spec.instructions,
             tools=spec.tools,
-        )
+            reasoning_effort=spec.reasoning_effort,
+        ).with_mcp_servers(self.mcp_servers)
+
+    def effort(self, configured: str | None) -> str | None:
+        """The reasoning effort to ask of this profile's model: its own, else the configured one; None for
+        models that do not reason (they refuse the parameter) and when neither is set (the model's default)."""
+        return (self.reasoning_effort or configured) if is_reasoning_model(self.model) else None
 
 
 @dataclass(frozen=True)
@@ -42,6 +78,7 @@ class ProfileSpec:
     model: str
     instructions: str | None  # None when the form could not hold them: they stay as they are
     tools: tuple[str, ...]
+    reasoning_effort: str | None = None  # None: the configured default (ASSISTANT_REASONING_EFFORT)
 
 
 @dataclass(frozen=True)
@@ -100,6 +137,11 @@ class TableProfileCatalog:
         self._default = configured_default
         self._import_default = import_default
 
+    @property
+    def configured_default(self) -> Profile:
+        """The default profile as the settings describe it (for backends that create their own from it)."""
+        return self._default
+
     def importing(self, profile_id: str, fetch: Callable[[], Awaitable[Profile | None]]) -> TableProfileCatalog:
         """This catalog, with a default imported once (as ``profile_id``) by ``fetch`` if not stored yet."""
         return TableProfileCatalog(self._records, configured_default=self._default, import_default=(profile_id, fetch))
@@ -137,6 +179,7 @@ class TableProfileCatalog:
             model=spec.model,
             instructions=spec.instructions or "",
             tools=spec.tools,
+            reasoning_effort=spec.reasoning_effort,
         )
         await self._records.save(profile, origin=origin)
         return profile

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Literal
 
 from bot.conversations.backend import (
     AnswerRequest,
+    AwaitingDecision,
     Backend,
+    BackendEvent,
     BackendState,
     Checkpoint,
     ConversationRef,
@@ -22,11 +26,20 @@ from bot.conversations.backend import (
 )
 from bot.conversations.files import refusal
 from bot.conversations.inputs import InputStage, OutputStage, PreparedInput
+from bot.conversations.observe import AnswerObserver, NoObserver, watch_answer
 from bot.conversations.ports import Platform, PlatformReply, ReplyStream
 from bot.conversations.profiles import Profile
 from bot.conversations.recovery import GAVE_UP, RememberedReply, earlier_reply_ts
 from bot.conversations.tools import ToolContext, ToolRegistry
-from bot.conversations.turn import HistoryMessage, ReplyCompleted, ReplyFailed, ReplyWithdrawn, Surface, Turn
+from bot.conversations.turn import (
+    HistoryMessage,
+    ReplyCompleted,
+    ReplyFailed,
+    ReplyStopped,
+    ReplyWithdrawn,
+    Surface,
+    Turn,
+)
 from bot.errors import (
     AnswerWithheld,
     APIError,
@@ -38,6 +51,7 @@ from bot.errors import (
     ProfileNotFound,
     StoreError,
 )
+from bot.logs import bind_api_ids
 from bot.store.models import Conversation, TurnRecord, TurnStatus
 from bot.store.repositories import HEARTBEAT_SECONDS, HEARTBEAT_STALE_SECONDS, Store
 
@@ -47,6 +61,21 @@ NOTHING_TO_ANSWER = "Hi! What can I help you with? Write your question after the
 # A worker stops this long before its lease could pass to another replica (the heartbeat, or the lease
 # itself, unconfirmed for too long): two beats' worth, so that it stops before anyone else starts.
 LEASE_SAFETY_SECONDS = 2 * HEARTBEAT_SECONDS
+
+
+class StopOutcome(str, enum.Enum):
+    """What a request to stop an answer did."""
+
+    STOPPING = "stopping"  # the answer in progress stops now (here, or on the replica answering it)
+    NOTHING_RUNNING = "nothing_running"  # no answer is in progress in that conversation
+    NOT_ALLOWED = "not_allowed"  # only the people asking, and admins, may stop an answer
+
+
+class _AnswerEnd(enum.Enum):
+    """How a backend's events ended other than by an event."""
+
+    EXHAUSTED = "exhausted"  # the backend had nothing more
+    STOPPED = "stopped"  # someone stopped the answer
 
 
 def batch_progress(records: Sequence[TurnRecord]) -> Progress | None:
@@ -111,6 +140,7 @@ class ConversationService:
         sweep_seconds: float = 15.0,
         max_attempts: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        observer: AnswerObserver | None = None,
     ) -> None:
         self._store = store
         self._backend = backend
@@ -124,10 +154,14 @@ class ConversationService:
         self._max_attempts = max_attempts
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._clock = clock
+        self._observer = observer or NoObserver()
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._more_work: set[int] = set()
         # The platform's stream of each answer being written, so that a worker losing its lease can abandon it.
         self._streams: dict[int, PlatformReply] = {}
+        # Set when someone stops the answer of a conversation answered here (directly, or through the database
+        # from another replica).
+        self._stops: dict[int, asyncio.Event] = {}
         # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
@@ -159,6 +193,44 @@ class ConversationService:
 
     async def find_conversation(self, *, team_id: str, channel_id: str, thread_key: str) -> Conversation | None:
         return await self._store.find_conversation(team_id=team_id, channel_id=channel_id, thread_key=thread_key)
+
+    async def stop(
+        self, *, team_id: str, channel_id: str, thread_key: str, user_id: str, is_admin: Callable[[], Awaitable[bool]]
+    ) -> StopOutcome:
+        """Stop the answer in progress in a conversation: at once when it is answered here, otherwise through the
+        database (the replica answering it looks every few seconds). The people who asked, and admins, may."""
+        conversation = await self._store.find_conversation(
+            team_id=team_id, channel_id=channel_id, thread_key=thread_key
+        )
+        if conversation is None:
+            return StopOutcome.NOTHING_RUNNING
+        askers = {
+            record.user_id
+            for record in await self._store.open_turns(conversation.id)
+            if record.status == TurnStatus.RUNNING.value
+        }
+        if not askers:
+            return StopOutcome.NOTHING_RUNNING
+        if user_id not in askers and not await is_admin():
+            log.info("user %s may not stop the answer in conversation %s", user_id, conversation.id)
+            return StopOutcome.NOT_ALLOWED
+        log.info("conversation %s: %s asked to stop the answer", conversation.id, user_id)
+        here = self._stops.get(conversation.id)
+        if here is not None:
+            here.set()
+            return StopOutcome.STOPPING
+        stopping = await self._store.request_stop(conversation.id)
+        return StopOutcome.STOPPING if stopping else StopOutcome.NOTHING_RUNNING
+
+    async def remember_viewing(
+        self, *, team_id: str, channel_id: str, thread_key: str, surface: Surface, viewing: dict[str, str] | None
+    ) -> None:
+        """Note what the person has in view beside the conversation (the platform's description), which the
+        platform gives the assistant with their next message."""
+        conversation = await self._store.get_or_create_conversation(
+            team_id=team_id, channel_id=channel_id, thread_key=thread_key, surface=surface.value
+        )
+        await self._store.set_viewing_context(conversation.id, viewing)
 
     async def open_conversation(self, *, team_id: str, channel_id: str, thread_key: str, surface: Surface) -> None:
         """Remember a conversation before its first message (Slack's assistant pane opens threads)."""
@@ -252,6 +324,8 @@ class ConversationService:
             worker = asyncio.current_task()
             assert worker is not None  # _work always runs as a task of its own (see schedule)
             renewer = asyncio.create_task(self._renew_lease(conversation_id, worker, renewed_at=claimed_at))
+            # Apart from the renewer, so that a slow database never delays the renewer's stopping in time.
+            stop_watcher = asyncio.create_task(self._watch_for_stop_requests(conversation_id))
             try:
                 records = await self._store.open_turns(conversation_id)
                 exhausted = [record for record in records if record.attempts >= self._max_attempts]
@@ -274,7 +348,10 @@ class ConversationService:
                 return
             finally:
                 renewer.cancel()
-                await asyncio.gather(renewer, return_exceptions=True)  # whatever ended it, the lease is released
+                stop_watcher.cancel()
+                # Whatever ended it, the lease is released.
+                await asyncio.gather(renewer, stop_watcher, return_exceptions=True)
+                self._stops.pop(conversation_id, None)
                 try:
                     await self._store.release_conversation(conversation_id, owner=self.owner)
                 except StoreError as exc:
@@ -333,6 +410,25 @@ class ConversationService:
             renewed_at = now
             self._beat_confirmed_at = max(self._beat_confirmed_at, now)  # the claim stamps the heartbeat
 
+    async def _watch_for_stop_requests(self, conversation_id: int) -> None:
+        """A stop asked of another replica reaches the one answering through the database, looked at as often
+        as the lease is checked."""
+        check_seconds = min(HEARTBEAT_SECONDS, self._lease_seconds / 3)
+        while True:
+            await asyncio.sleep(check_seconds)
+            stop = self._stops.get(conversation_id)
+            if stop is None or stop.is_set():
+                continue
+            try:
+                async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
+                    requested = await self._store.stop_requested(conversation_id)
+            except Exception:  # the watcher must live on; the next look may succeed
+                log.warning("could not look for a stop request in conversation %s", conversation_id, exc_info=True)
+                continue
+            if requested:
+                log.info("conversation %s: stop requested through another replica", conversation_id)
+                stop.set()
+
     def _stop_worker(self, conversation_id: int, worker: asyncio.Task[None]) -> None:
         """The answer is another worker's now: its stream writes nothing more, then the worker is cancelled."""
         stream = self._streams.get(conversation_id)
@@ -345,6 +441,8 @@ class ConversationService:
         ids = [record.id for record in records]
         turns = [Turn.from_payload(record.payload) for record in records]
         recovering = any(record.attempts > 0 for record in records)
+        if recovering:
+            self._observer.lease_taken_over()
         latest = turns[-1]
         # An earlier attempt's message (half-streamed when its worker died) is taken over, not duplicated.
         resume_ts = earlier_reply_ts(records)
@@ -352,13 +450,22 @@ class ConversationService:
         outcome_status, error, reply_ts = TurnStatus.FAILED, None, resume_ts
         try:
             unrecorded_after = turns[0].message_ts if recovering else None
+            self._stops[conversation_id] = asyncio.Event()
             async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=unrecorded_after) as shown:
                 self._streams[conversation_id] = shown
                 try:
                     reply = RememberedReply(shown, store=self._store, turn_ids=ids, stored_ts=resume_ts)
                     await reply.remember()
                     try:
-                        outcome_status, error = await self._run(conversation_id, records, turns, reply)
+                        watched = watch_answer(
+                            reply,
+                            conversation_id=conversation_id,
+                            turn_ids=ids,
+                            turns=turns,
+                            observer=self._observer,
+                            clock=self._clock,
+                        )
+                        outcome_status, error = await self._run(conversation_id, records, turns, watched)
                     except APIError as exc:
                         log.warning("conversation %s: API error: %s", conversation_id, exc)
                         error = str(exc)
@@ -366,6 +473,7 @@ class ConversationService:
                     reply_ts = reply.reply_ts
                 finally:
                     del self._streams[conversation_id]
+                    self._stops.pop(conversation_id, None)
         except DeliveryError as exc:
             log.error(
                 "conversation %s (channel %s): Slack refused the reply, closing %d turn(s) unanswered: %s",
@@ -454,19 +562,23 @@ class ConversationService:
             history=history,
             profile=profile,
             tools=self._tools,
-            tool_context=ToolContext(latest),
+            tool_context=ToolContext(latest, viewed_channel_id=(conversation.viewing_context or {}).get("channel_id")),
             attempt=max(record.attempts for record in records) + 1,
         )
         ids = [record.id for record in records]
         shown = self._wrap_output(reply, latest)
         noticed = False
+        events = self._backend.answer(request)
+        stop = self._stops.get(conversation_id) or asyncio.Event()
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            async for event in self._backend.answer(request):
+            while not isinstance(event := await _next_event(events, stopped), _AnswerEnd):
                 if isinstance(event, StateChanged):
                     state = event.state
                     await self._store.set_backend_state(conversation_id, backend=self._backend.name, state=state)
                 elif isinstance(event, Checkpoint):
                     progress = event.progress
+                    bind_api_ids(progress)
                     await self._store.record_progress(ids, progress)
                 elif isinstance(event, Usage):
                     # Counted once, on the batch's newest turn: usage reports add turns up.
@@ -480,6 +592,11 @@ class ConversationService:
                 elif isinstance(event, ToolActivity):
                     log.debug("conversation %s: tool %s %s %s", conversation_id, event.tool, event.name, event.status)
                     await shown.send(event)
+                elif isinstance(event, AwaitingDecision):
+                    # The batch is parked, its lease released: a decision reopens its turns (bot.conversations.mcp).
+                    log.info("conversation %s: waiting for a decision", conversation_id)
+                    await reply.send(ReplyWithdrawn(event.notice))
+                    return TurnStatus.WAITING, None
                 elif isinstance(event, ReplyCompleted) and noticed and not event.text.strip() and not event.files:
                     await reply.send(ReplyWithdrawn())  # nothing usable was shared: the notes are the whole reply
                     return TurnStatus.ANSWERED, None
@@ -489,12 +606,52 @@ class ConversationService:
                         return TurnStatus.ANSWERED, None
                     if isinstance(event, ReplyFailed):
                         return TurnStatus.FAILED, event.reason
+            if event is _AnswerEnd.STOPPED:
+                # The stream to the model ends first (a chat backend's HTTP stream is closed with its iterator),
+                # then whatever the server still runs is cancelled; what was shown stays, marked as stopped.
+                await _close(events)
+                try:
+                    await self._backend.cancel(state, progress)
+                except APIError as exc:
+                    log.warning("conversation %s: could not cancel the stopped answer: %s", conversation_id, exc)
+                await shown.send(ReplyStopped())
+                log.info("conversation %s: answer stopped on request", conversation_id)
+                return TurnStatus.STOPPED, None
         except AnswerWithheld as exc:
             await self._backend.cancel(state, progress)
             return TurnStatus.FAILED, f"answer withheld: {exc}"
+        finally:
+            stopped.cancel()
+            await _close(events)
         raise APIError("the backend ended without an answer")
 
     def _wrap_output(self, reply: ReplyStream, turn: Turn) -> ReplyStream:
         for stage in self._output_stages:
             reply = stage.wrap(reply, turn=turn)
         return reply
+
+
+async def _close(events: AsyncIterator[BackendEvent]) -> None:
+    """End a backend's answer early: its generator's cleanup runs now (an HTTP stream is closed), not when
+    it is collected."""
+    if isinstance(events, AsyncGenerator):
+        await events.aclose()
+
+
+async def _next_event(
+    events: AsyncIterator[BackendEvent], stopped: asyncio.Future[Literal[True]]
+) -> BackendEvent | _AnswerEnd:
+    """The backend's next event, unless the answer is stopped first: then the wait for it is cancelled (which
+    ends the backend's HTTP read) and STOPPED is returned."""
+    if stopped.done():
+        return _AnswerEnd.STOPPED
+    pending = asyncio.ensure_future(anext(events, _AnswerEnd.EXHAUSTED))
+    try:
+        await asyncio.wait((pending, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+    if pending.cancelled():
+        return _AnswerEnd.STOPPED
+    return pending.result()

@@ -23,6 +23,8 @@ class ToolContext:
     """What a tool may know about the message it serves."""
 
     turn: Turn
+    # The channel the person is viewing beside the assistant pane, when the platform said (read_channel reads it).
+    viewed_channel_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ class Turn:
     reply_thread_ts: str | None  # where the answer goes; None for the top level of a DM
     user_timezone: str | None = None
     files: tuple[SharedFile, ...] = field(default_factory=tuple)
+    # What the person has in view as they write (e.g. the channel open beside the assistant pane), as a line
+    # for the assistant; they did not write it.
+    context: str = ""
 
     @property
     def names_speaker(self) -> bool:
@@ -51,7 +54,8 @@ class Turn:
         return self.surface is Surface.CHANNEL
 
     def content_for_assistant(self) -> str:
-        return f"{self.user_name}: {self.text}" if self.names_speaker else self.text
+        said = f"{self.user_name}: {self.text}" if self.names_speaker else self.text
+        return f"{self.context}\n\n{said}" if self.context else said
 
     def to_payload(self) -> dict[str, Any]:
         payload = asdict(self)

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -74,6 +74,17 @@ class SSEvent(NamedTuple):
 
     event: str | None
     data: Any
+
+
+class RequestObserver(Protocol):
+    """Told of every attempt at an API request (metrics): its route family, status (None: no answer) and time."""
+
+    def request_finished(self, *, route: str, status: int | None, seconds: float) -> None: ...
+
+
+def route_family(path: str) -> str:
+    """The API family a path belongs to ("/threads/thread_1/runs" -> "threads"): few values, no ids."""
+    return path.lstrip("/").split("/", 1)[0].split("?", 1)[0] or "root"
 
 
 def path_segment(value: str) -> str:
@@ -166,6 +177,7 @@ class OpenAIClient:
         backoff_max: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         download_hosts: frozenset[str] = DOWNLOAD_HOSTS,
+        observer: RequestObserver | None = None,
     ) -> None:
         headers = {"User-Agent": USER_AGENT}
         # Gateways that authenticate with a query token reject a Bearer header they cannot check.
@@ -184,6 +196,7 @@ class OpenAIClient:
             headers={"User-Agent": USER_AGENT}, timeout=self._http.timeout, follow_redirects=False
         )
         self._download_hosts = download_hosts
+        self._observer = observer
         self._api_origin = httpx.URL(base_url).copy_with(path="/", query=None, fragment=None)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
@@ -389,7 +402,7 @@ class OpenAIClient:
             request = self._http.build_request(method, path, headers=headers, **kwargs)
             cause: httpx.RequestError | None = None
             try:
-                response = await self._open(request, stream=stream)
+                response = await self._open(request, stream=stream, route=route_family(path))
             except httpx.RequestError as exc:
                 cause = exc
                 connection_error = self._connection_error(exc)
@@ -425,9 +438,22 @@ class OpenAIClient:
             )
             await asyncio.sleep(delay)
 
-    async def _open(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        """One attempt; an error answer comes back read and closed, a successful stream open."""
-        response = await self._http.send(request, stream=stream)
+    async def _open(self, request: httpx.Request, *, stream: bool, route: str) -> httpx.Response:
+        """One attempt; an error answer comes back read and closed, a successful stream open.
+
+        The observer is told how long the answer's headers took (a stream's first event, not its end).
+        """
+        started = time.monotonic()
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.RequestError:
+            if self._observer is not None:
+                self._observer.request_finished(route=route, status=None, seconds=time.monotonic() - started)
+            raise
+        if self._observer is not None:
+            self._observer.request_finished(
+                route=route, status=response.status_code, seconds=time.monotonic() - started
+            )
         if stream and not response.is_success:
             try:
                 await response.aread()

@@ -124,6 +124,7 @@ class Assistant(APIModel):
     metadata: dict[str, str] | None = None
     temperature: float | None = None
     top_p: float | None = None
+    reasoning_effort: str | None = None
     response_format: str | dict[str, Any] | None = None
 
 

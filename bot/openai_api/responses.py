@@ -68,6 +68,10 @@ class ResponsesAPI:
                 return items
             after = page.last_id
 
+    async def delete_item(self, conversation_id: str, item_id: str) -> None:
+        path = f"/conversations/{path_segment(conversation_id)}/items/{path_segment(item_id)}"
+        await self._client.request("DELETE", path)
+
     async def delete_conversation(self, conversation_id: str) -> None:
         await self._client.request("DELETE", f"/conversations/{path_segment(conversation_id)}")
 

@@ -25,20 +25,24 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.background import BackgroundWork
 from bot.conversations.channels import (
     ChannelAssistants,
+    ChannelSettings,
     ConversationControl,
+    ReplyMode,
     assistant_models,
     group_models,
     is_fine_tuned,
 )
 from bot.conversations.images import MAX_PROMPT_CHARS, ImageMaker
-from bot.conversations.profiles import Profile, ProfileSpec
+from bot.conversations.profiles import BUILTIN_TOOLS, REASONING_EFFORTS, Profile, ProfileSpec
 from bot.conversations.service import ConversationService, api_failure_reason
 from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
 from bot.slack.directory import UserDirectory
+from bot.slack.interactions import Interaction
 from bot.slack.render import notice_mrkdwn
 from bot.slack.text import to_plain_text
 from bot.store.channels import TokenUsage
+from bot.store.feedback import GOOD, FeedbackStore
 from bot.store.models import Conversation
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ TOOL_LABELS = {
     "web_search": "Web search",
     "image_generation": "Image generation",
 }
+# The editor's choice of no reasoning effort of the assistant's own (ASSISTANT_REASONING_EFFORT applies).
+DEFAULT_EFFORT = "default"
 # Slack's limits: a plain_text_input holds 3000 characters, a select 100 options.
 MAX_INPUT_CHARS = 3000
 MAX_SELECT_OPTIONS = 100
@@ -82,6 +88,19 @@ NOT_OF_WORKSPACE = (
     "`ALLOWED_PROFILE_IDS`."
 )
 BUSY = "I'm answering in this conversation right now. Please try again when the answer is done."
+REPLY_MODE_MEANINGS = {
+    ReplyMode.MENTION: "I answer only when mentioned",
+    ReplyMode.THREAD: "I answer when mentioned, and to follow-ups in threads I'm in",
+    ReplyMode.ALL: "I answer every new message here in its thread, and follow-ups there",
+}
+FEEDBACK_ADMINS_ONLY = (
+    "Only workspace admins and owners (and the people the bot's operator named) can see or switch feedback."
+)
+REPLY_ADMINS_ONLY = (
+    "Only workspace admins and owners (and the people the bot's operator named) can change when I answer here. "
+    "`/assistant show` tells you the mode."
+)
+LATEST_COMMENTS = 5
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,7 @@ class Subcommand:
     meaning: str
     handler: Handler
     takes_argument: bool = False
+    argument_optional: bool = False
 
 
 class SlackCommands:
@@ -136,9 +156,14 @@ class SlackCommands:
         images: ImageMaker,
         users: UserDirectory,
         background: BackgroundWork,
+        channel_settings: ChannelSettings,
+        feedback: FeedbackStore,
+        mcp: Handler | None = None,  # `/assistant mcp ...` (bot.slack.mcp)
     ) -> None:
         self._service = service
         self._assistants = assistants
+        self._channel_settings = channel_settings
+        self._feedback = feedback
         self._control = control
         self._images = images
         self._users = users
@@ -177,7 +202,26 @@ class SlackCommands:
             "usage": Subcommand(
                 "/assistant usage", "tokens used by you and in this channel, last 7 and 30 days", self._usage
             ),
+            "reply": Subcommand(
+                "/assistant reply mention|thread|all",
+                "when I answer in this channel: only when mentioned, also in my threads, or to every message (admins)",
+                self._reply_mode,
+                True,
+            ),
+            "feedback": Subcommand(
+                "/assistant feedback [on|off]",
+                "this channel's ratings of my answers, or switch the rating buttons on or off (admins)",
+                self._feedback_command,
+                argument_optional=True,
+            ),
         }
+        if mcp is not None:
+            self._subcommands["mcp"] = Subcommand(
+                "/assistant mcp add|list|remove|enable|disable ...",
+                "the workspace's MCP tool servers, and which this channel's assistant uses (admins change them)",
+                mcp,
+                argument_optional=True,
+            )
 
     def register(self, app: AsyncApp) -> None:
         app.command("/ask")(self.on_ask)
@@ -214,7 +258,7 @@ class SlackCommands:
             self._start(self._reply(respond, text), "usage", respond)
             return
         argument = argument.strip()
-        if bool(argument) != subcommand.takes_argument:
+        if bool(argument) != subcommand.takes_argument and not subcommand.argument_optional:
             text = f"Usage: `{subcommand.usage}` ({subcommand.meaning})."
             self._start(self._reply(respond, text), "usage", respond)
             return
@@ -225,10 +269,10 @@ class SlackCommands:
         self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        team_id = (body.get("team") or {}).get("id") or ""
-        channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
-        user_id = (body.get("user") or {}).get("id") or ""
-        work = self._forget_now(team_id, channel_id, user_id, action.get("value") or "", respond)
+        clicked = Interaction.of(body)
+        work = self._forget_now(
+            clicked.team_id, clicked.channel_id, clicked.user_id, action.get("value") or "", respond
+        )
         self._start(work, "forget", respond)
 
     async def on_forget_cancelled(self, ack: AsyncAck, respond: AsyncRespond) -> None:
@@ -238,7 +282,9 @@ class SlackCommands:
     async def on_editor_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        spec, errors = _read_editor(view, offered_tools=self._assistants.builtin_tools())
+        spec, errors = _read_editor(
+            view, offered_tools=self._assistants.builtin_tools(), backend_name=self._assistants.backend_name
+        )
         if errors or spec is None:
             await ack(response_action="errors", errors=errors)
             return
@@ -247,9 +293,10 @@ class SlackCommands:
             target = json.loads(view.get("private_metadata") or "{}")
         except ValueError:
             target = {}
-        team_id = (body.get("team") or {}).get("id") or ""
-        user_id = (body.get("user") or {}).get("id") or ""
-        work = self._save_assistant(client, view["id"], team_id=team_id, user_id=user_id, target=target, spec=spec)
+        submitted = Interaction.of(body)
+        work = self._save_assistant(
+            client, view["id"], team_id=submitted.team_id, user_id=submitted.user_id, target=target, spec=spec
+        )
         self._background.start(work, name="assistant-save")
 
     def _start(self, work: Awaitable[None], name: str, respond: AsyncRespond) -> None:
@@ -380,9 +427,13 @@ class SlackCommands:
             f"*This channel uses {assistant.name or 'an unnamed assistant'}* (`{assistant.id}`, {origin})",
             f"Model: `{assistant.model}`",
             f"Tools: {', '.join(TOOL_LABELS.get(tool, tool) for tool in assistant.tools) or 'none'}",
+            *([f"Reasoning effort: {assistant.reasoning_effort}"] if assistant.reasoning_effort else []),
             f"Instructions: {instructions}",
             f"This conversation's memory: {memory}",
         ]
+        if not invocation.is_dm:
+            mode = await self._channel_settings.reply_mode(team_id=invocation.team_id, channel_id=invocation.channel_id)
+            lines.append(f"Replies: `{mode.value}` ({REPLY_MODE_MEANINGS[mode]})")
         await self._reply(invocation.respond, "\n".join(lines))
 
     async def _list(self, invocation: Invocation, _: str) -> None:
@@ -558,6 +609,65 @@ class SlackCommands:
             )
         await self._reply(invocation.respond, "\n".join(lines))
 
+    async def _reply_mode(self, invocation: Invocation, argument: str) -> None:
+        try:
+            mode = ReplyMode(argument.lower())
+        except ValueError:
+            await self._reply(invocation.respond, "Usage: `/assistant reply mention|thread|all`.")
+            return
+        if invocation.is_dm:
+            await self._reply(invocation.respond, "In a DM I answer every message; reply modes are for channels.")
+            return
+        if not await self._is_admin(team_id=invocation.team_id, user_id=invocation.user_id):
+            log.info("user %s may not change the reply mode of %s", invocation.user_id, invocation.channel_id)
+            await self._reply(invocation.respond, REPLY_ADMINS_ONLY)
+            return
+        await self._channel_settings.set_reply_mode(
+            team_id=invocation.team_id, channel_id=invocation.channel_id, user_id=invocation.user_id, mode=mode
+        )
+        await self._reply(invocation.respond, f"Done: in this channel {REPLY_MODE_MEANINGS[mode]}.")
+
+    async def _feedback_command(self, invocation: Invocation, argument: str) -> None:
+        switch = argument.lower()
+        if switch not in ("", "on", "off"):
+            await self._reply(invocation.respond, "Usage: `/assistant feedback [on|off]`.")
+            return
+        if not await self._is_admin(team_id=invocation.team_id, user_id=invocation.user_id):
+            log.info("user %s may not see or switch the feedback of %s", invocation.user_id, invocation.channel_id)
+            await self._reply(invocation.respond, FEEDBACK_ADMINS_ONLY)
+            return
+        team_id, channel_id = invocation.team_id, invocation.channel_id
+        if switch:
+            enabled = switch == "on"
+            await self._channel_settings.set_feedback_enabled(
+                team_id=team_id, channel_id=channel_id, user_id=invocation.user_id, enabled=enabled
+            )
+            text = (
+                "Done: my answers here carry the rating buttons again."
+                if enabled
+                else "Done: my answers here no longer carry the rating buttons."
+            )
+            await self._reply(invocation.respond, text)
+            return
+        enabled = await self._channel_settings.feedback_enabled(team_id=team_id, channel_id=channel_id)
+        summaries = await self._feedback.summary(team_id=team_id, channel_id=channel_id, comments=LATEST_COMMENTS)
+        lines = [f"*Feedback on my answers here* (buttons {'on' if enabled else 'off'})"]
+        if not summaries:
+            lines.append("No ratings yet.")
+        for summary in summaries:
+            lines.append(f"👍 {summary.good}   👎 {summary.bad}")
+            if summary.comments:
+                lines.append("*Latest comments*")
+            lines += [
+                f"• <@{comment.user_id}> ({'👍' if comment.value == GOOD else '👎'}): {notice_mrkdwn(comment.comment)}"
+                for comment in summary.comments
+            ]
+        await self._reply(invocation.respond, "\n".join(lines))
+
+    async def is_admin(self, team_id: str, user_id: str) -> bool:
+        """For the other listeners whose actions admins may take for anyone (stopping an answer)."""
+        return await self._is_admin(team_id=team_id, user_id=user_id)
+
     async def _is_admin(self, *, team_id: str, user_id: str) -> bool:
         person = await self._users.get(user_id, team_id=team_id)
         return self._assistants.is_admin(user_id=user_id, is_workspace_admin=person.is_admin)
@@ -578,6 +688,7 @@ class SlackCommands:
             models=models,
             assistant=assistant,
             tools=self._assistants.builtin_tools(),
+            backend_name=self._assistants.backend_name,
         )
         try:
             await invocation.client.views_open(trigger_id=invocation.trigger_id, view=view)
@@ -619,7 +730,7 @@ class SlackCommands:
 
 
 def editor_view(
-    *, channel_id: str, models: list[str], assistant: Profile | None, tools: tuple[str, ...]
+    *, channel_id: str, models: list[str], assistant: Profile | None, tools: tuple[str, ...], backend_name: str
 ) -> dict[str, Any]:
     """The create/edit modal; private_metadata carries the channel (and the assistant being edited)."""
     shown_models = models[:MAX_SELECT_OPTIONS]
@@ -650,6 +761,12 @@ def editor_view(
         "multiline": True,
         "max_length": MAX_INPUT_CHARS,
     }
+    effort_select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "value",
+        "options": [_option("The model's default", DEFAULT_EFFORT), *(_option(e, e) for e in REASONING_EFFORTS)],
+        "initial_option": _option("The model's default", DEFAULT_EFFORT),
+    }
     editable_instructions = True
     if assistant is not None:
         if assistant.name:
@@ -659,6 +776,8 @@ def editor_view(
         chosen = [tool for tool in assistant.tools if tool in tools]
         if chosen:
             tools_input["initial_options"] = [_option(TOOL_LABELS[tool], tool) for tool in chosen]
+        if assistant.reasoning_effort in REASONING_EFFORTS:
+            effort_select["initial_option"] = _option(assistant.reasoning_effort, assistant.reasoning_effort)
         editable_instructions = len(assistant.instructions or "") <= MAX_INPUT_CHARS
         if assistant.instructions and editable_instructions:
             instructions_input["initial_value"] = assistant.instructions
@@ -682,6 +801,18 @@ def editor_view(
         blocks.append(
             {"type": "input", "block_id": "tools", "optional": True, "label": _plain("Tools"), "element": tools_input}
         )
+    missing = [TOOL_LABELS[tool] for tool in BUILTIN_TOOLS if tool not in tools]
+    if missing:
+        blocks.append(_context(_not_available(missing, backend_name)))
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": "reasoning_effort",
+            "optional": True,
+            "label": _plain("Reasoning effort (reasoning models only)"),
+            "element": effort_select,
+        }
+    )
     metadata = {"channel_id": channel_id, "assistant_id": assistant.id if assistant else None}
     return {
         "type": "modal",
@@ -694,7 +825,9 @@ def editor_view(
     }
 
 
-def _read_editor(view: dict[str, Any], *, offered_tools: tuple[str, ...]) -> tuple[ProfileSpec | None, dict[str, str]]:
+def _read_editor(
+    view: dict[str, Any], *, offered_tools: tuple[str, ...], backend_name: str
+) -> tuple[ProfileSpec | None, dict[str, str]]:
     """The submitted form as a spec, or the errors to show next to its fields (a stale or forged
     submission may name tools the backend cannot run)."""
     values = (view.get("state") or {}).get("values") or {}
@@ -710,12 +843,27 @@ def _read_editor(view: dict[str, Any], *, offered_tools: tuple[str, ...]) -> tup
         errors["name"] = "Give the assistant a name."
     if not model:
         errors["model"] = "Choose a model."
-    if any(tool not in offered_tools for tool in tools):
+    unavailable = [TOOL_LABELS[tool] for tool in tools if tool in BUILTIN_TOOLS and tool not in offered_tools]
+    if unavailable:
+        errors["tools"] = _not_available(unavailable, backend_name)
+    elif any(tool not in offered_tools for tool in tools):
         errors["tools"] = "Choose only the tools listed."
+    effort = (field("reasoning_effort").get("selected_option") or {}).get("value") or DEFAULT_EFFORT
+    if effort != DEFAULT_EFFORT and effort not in REASONING_EFFORTS:
+        errors["reasoning_effort"] = "Choose one of the efforts listed."
     if errors:
         return None, errors
     instructions = (field("instructions").get("value") or "").strip() if "instructions" in values else None
-    return ProfileSpec(name=name, model=model, instructions=instructions, tools=tools), {}
+    reasoning_effort = None if effort == DEFAULT_EFFORT else effort
+    return ProfileSpec(
+        name=name, model=model, instructions=instructions, tools=tools, reasoning_effort=reasoning_effort
+    ), {}
+
+
+def _not_available(tool_labels: list[str], backend_name: str) -> str:
+    """'Web search and Image generation are not available on the chat backend.'"""
+    listed = tool_labels[0] if len(tool_labels) == 1 else f"{', '.join(tool_labels[:-1])} and {tool_labels[-1]}"
+    return f"{listed} {'is' if len(tool_labels) == 1 else 'are'} not available on the {backend_name} backend."
 
 
 def _save_failure(error: APIError, spec: ProfileSpec) -> str:

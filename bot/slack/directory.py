@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.clients import SlackClients
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ class SlackUser:
 class UserDirectory:
     """users.info with a small cache; an unknown user keeps their id as name rather than failing."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
+    def __init__(self, clients: SlackClients) -> None:
+        self._clients = clients
         self._cache: dict[tuple[str, str], tuple[float, SlackUser]] = {}
 
     async def get(self, user_id: str, *, team_id: str) -> SlackUser:
@@ -36,7 +37,7 @@ class UserDirectory:
         if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
         try:
-            response = await self._client.users_info(user=user_id)
+            response = await (await self._clients.for_team(team_id)).users_info(user=user_id)
         except SlackApiError as exc:
             log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
             return SlackUser(user_id=user_id, display_name=user_id, timezone=None, is_admin=False, is_bot=False)

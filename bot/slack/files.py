@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations.turn import AnswerFile, ReplyCompleted, SharedFile
 from bot.errors import FileRefused
+from bot.slack.clients import SlackClients
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ SIGN_IN_PAGE = "Slack sent a sign-in page instead of the file (the app may lack 
 
 
 class SlackFileDownloader:
-    """Fetches a shared file's bytes with the bot token, streaming, never past the size limit.
+    """Fetches a shared file's bytes with the bot token of its workspace, streaming, never past the size limit.
 
     Only Slack's file hosts (and the host of SLACK_API_URL, for proxies and test doubles) are
     contacted: a download link in an event payload is data from outside, and following it
@@ -32,9 +33,14 @@ class SlackFileDownloader:
     """
 
     def __init__(
-        self, *, token: str, api_url: str, max_mb: int, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        *,
+        clients: SlackClients,
+        api_url: str,
+        max_mb: int,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._token = token
+        self._clients = clients
         self._api_origin = _origin(api_url)
         self._max_mb = max_mb
         self._http = httpx.AsyncClient(
@@ -60,16 +66,17 @@ class SlackFileDownloader:
             return True
         return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in SLACK_FILE_DOMAINS)
 
-    async def fetch(self, file: SharedFile) -> bytes:
+    async def fetch(self, file: SharedFile, *, team_id: str) -> bytes:
         if file.size > self.max_bytes:
             raise FileRefused(self._too_big())
         if not file.download_url:
             raise FileRefused("Slack gave me no way to download it")
         if not self.is_slack_url(file.download_url):
             raise FileRefused("its download link does not point to Slack, so I did not follow it")
+        token = (await self._clients.for_team(team_id)).token
         try:
             async with self._http.stream(
-                "GET", file.download_url, headers={"Authorization": f"Bearer {self._token}"}
+                "GET", file.download_url, headers={"Authorization": f"Bearer {token}"}
             ) as response:
                 if response.status_code != 200:
                     raise FileRefused(f"Slack answered the download with HTTP {response.status_code}")

@@ -10,10 +10,11 @@ from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.conversations.channels import ChannelSettings, ReplyMode
 from bot.conversations.service import ConversationService
 from bot.conversations.turn import SharedFile, Surface, Turn
+from bot.slack.clients import BotIdentity, SlackClients
 from bot.slack.directory import UserDirectory
-from bot.slack.replies import BotIdentity
 from bot.slack.text import mentioned_user_ids, strip_mention, to_plain_text
 
 log = logging.getLogger(__name__)
@@ -92,42 +93,53 @@ class SlackListeners:
         *,
         service: ConversationService,
         users: UserDirectory,
-        identity: BotIdentity,
-        reply_without_mention: bool,
+        clients: SlackClients,
+        channel_settings: ChannelSettings,
         greeting: str,
     ) -> None:
         self._service = service
         self._users = users
-        self._identity = identity
-        self._reply_without_mention = reply_without_mention
+        self._clients = clients  # the bot's identity in each workspace
+        self._channel_settings = channel_settings
         self._greeting = greeting
 
     def register(self, app: AsyncApp) -> None:
         assistant = AsyncAssistant()
         assistant.thread_started(self.on_assistant_thread_started)
+        assistant.thread_context_changed(self.on_assistant_thread_context_changed)
         assistant.user_message(self.on_assistant_message)
         app.use(assistant)
         app.event("app_mention")(self.on_app_mention)
         app.event("message")(self.on_message)
 
+    async def _bot(self, body: dict[str, Any], event: dict[str, Any]) -> BotIdentity:
+        return await self._clients.identity(_team_id(body, event))
+
     async def on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        message = person_message(body, event, self._identity)
+        message = person_message(body, event, await self._bot(body, event))
         if message is None:
             return
         thread_key = message.thread_ts or message.ts
         await self._accept(body, message, surface=Surface.CHANNEL, thread_key=thread_key, reply_thread_ts=thread_key)
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        message = person_message(body, event, self._identity)
+        message = person_message(body, event, await self._bot(body, event))
         if message is None:
             return
         if message.channel_type == "im":
             # Threads in DMs are taken by the assistant listener; this is the rolling top level.
             await self._accept(body, message, surface=Surface.DM, thread_key=DM_THREAD_KEY, reply_thread_ts=None)
             return
-        if f"<@{self._identity.user_id}" in message.text:
+        if f"<@{(await self._clients.identity(message.team_id)).user_id}" in message.text:
             return  # the app_mention event for this message answers it
-        if not message.thread_ts or not self._reply_without_mention:
+        mode = await self._channel_settings.reply_mode(team_id=message.team_id, channel_id=message.channel_id)
+        if mode is ReplyMode.MENTION:
+            return
+        if message.thread_ts is None:
+            if mode is ReplyMode.ALL:  # a help-desk channel: every question starts a thread the bot answers
+                await self._accept(
+                    body, message, surface=Surface.CHANNEL, thread_key=message.ts, reply_thread_ts=message.ts
+                )
             return
         conversation = await self._service.find_conversation(
             team_id=message.team_id, channel_id=message.channel_id, thread_key=message.thread_ts
@@ -146,9 +158,11 @@ class SlackListeners:
         if not (isinstance(channel_id, str) and channel_id and isinstance(thread_ts, str) and thread_ts):
             log.warning("assistant_thread_started without channel or thread; ignored")
             return
+        team_id = _team_id(body, event)
         await self._service.open_conversation(
-            team_id=_team_id(body, event), channel_id=channel_id, thread_key=thread_ts, surface=Surface.ASSISTANT
+            team_id=team_id, channel_id=channel_id, thread_key=thread_ts, surface=Surface.ASSISTANT
         )
+        await self._remember_view(client, team_id=team_id, thread=thread)
         try:
             # Posted where the thread is: Bolt's say() and set_suggested_prompts() guess it from fields this
             # event may lack, and fail (or are missing) when it does.
@@ -162,8 +176,42 @@ class SlackListeners:
                 "could not greet in assistant thread %s/%s: %s", channel_id, thread_ts, exc.response.get("error")
             )
 
+    async def on_assistant_thread_context_changed(
+        self, body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        thread = event.get("assistant_thread")
+        if not isinstance(thread, dict):
+            log.warning("assistant_thread_context_changed without a thread; ignored")
+            return
+        await self._remember_view(client, team_id=_team_id(body, event), thread=thread)
+
+    async def _remember_view(self, client: AsyncWebClient, *, team_id: str, thread: dict[str, Any]) -> None:
+        """Note which channel the person has open beside a pane thread, with its name and topic, for the next
+        message; a channel Slack will not describe (private, gone) is noted without them."""
+        channel_id, thread_ts, context = thread.get("channel_id"), thread.get("thread_ts"), thread.get("context")
+        if not (isinstance(channel_id, str) and channel_id and isinstance(thread_ts, str) and thread_ts):
+            log.warning("assistant thread event without channel or thread; its context is ignored")
+            return
+        viewed = context.get("channel_id") if isinstance(context, dict) else None
+        viewing: dict[str, str] | None = None
+        if isinstance(viewed, str) and viewed:
+            viewing = {"channel_id": viewed}
+            try:
+                info = (await client.conversations_info(channel=viewed)).get("channel") or {}
+            except SlackApiError as exc:
+                log.info("could not describe viewed channel %s: %s", viewed, exc.response.get("error"))
+                info = {}
+            if isinstance(info.get("name"), str) and not info.get("is_im"):
+                viewing["name"] = info["name"]
+                topic = (info.get("topic") or {}).get("value")
+                if isinstance(topic, str) and topic.strip():
+                    viewing["topic"] = topic.strip()
+        await self._service.remember_viewing(
+            team_id=team_id, channel_id=channel_id, thread_key=thread_ts, surface=Surface.ASSISTANT, viewing=viewing
+        )
+
     async def on_assistant_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        message = person_message(body, event, self._identity)
+        message = person_message(body, event, await self._bot(body, event))
         if message is None or message.thread_ts is None:
             return
         thread_ts = message.thread_ts
@@ -172,7 +220,10 @@ class SlackListeners:
         )
         in_pane = conversation is not None and conversation.surface == Surface.ASSISTANT.value
         surface = Surface.ASSISTANT if in_pane else Surface.DM_THREAD
-        await self._accept(body, message, surface=surface, thread_key=thread_ts, reply_thread_ts=thread_ts)
+        context = viewing_line(conversation.viewing_context) if conversation is not None and in_pane else ""
+        await self._accept(
+            body, message, surface=surface, thread_key=thread_ts, reply_thread_ts=thread_ts, context=context
+        )
 
     async def _accept(
         self,
@@ -182,6 +233,7 @@ class SlackListeners:
         surface: Surface,
         thread_key: str,
         reply_thread_ts: str | None,
+        context: str = "",
     ) -> None:
         event_id = body.get("event_id")
         if not isinstance(event_id, str) or not event_id:
@@ -189,7 +241,7 @@ class SlackListeners:
             return
         team_id = message.team_id
         speaker = await self._users.get(message.user_id, team_id=team_id)
-        raw = strip_mention(message.text, self._identity.user_id)
+        raw = strip_mention(message.text, (await self._clients.identity(team_id)).user_id)
         names = await self._users.names(mentioned_user_ids(raw), team_id=team_id)
         turn = Turn(
             event_id=event_id,
@@ -204,8 +256,18 @@ class SlackListeners:
             reply_thread_ts=reply_thread_ts,
             user_timezone=speaker.timezone,
             files=message.files,
+            context=context,
         )
         await self._service.accept(turn)
+
+
+def viewing_line(viewing: dict[str, Any] | None) -> str:
+    """The channel the person has open, as a line for the assistant before their message ("" if unknown)."""
+    name = (viewing or {}).get("name")
+    if not isinstance(name, str) or not name:
+        return ""
+    topic = (viewing or {}).get("topic")
+    return f"(The person is viewing #{name} — topic: {topic})" if topic else f"(The person is viewing #{name})"
 
 
 def _team_id(body: dict[str, Any], event: dict[str, Any]) -> str:

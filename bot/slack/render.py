@@ -8,12 +8,35 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
+from urllib.parse import urlsplit
 
 from markdown_to_mrkdwn import SlackMarkdownConverter
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ContextActionsBlock,
+    FeedbackButtonObject,
+    FeedbackButtonsElement,
+    SectionBlock,
+)
 
 from bot.conversations.turn import Citation
 
-__all__ = ["MIN_LIMIT", "footnotes", "markdown_to_mrkdwn", "notice_mrkdwn", "render_reply", "split_message"]
+__all__ = [
+    "FEEDBACK_ACTION",
+    "MIN_LIMIT",
+    "STOPPED_NOTE",
+    "STOP_ACTION",
+    "feedback_block",
+    "footnotes",
+    "markdown_to_mrkdwn",
+    "message_blocks",
+    "notice_mrkdwn",
+    "render_reply",
+    "split_message",
+    "stop_button",
+]
 
 # Markdown -> mrkdwn
 #
@@ -316,16 +339,40 @@ def split_message(text: str, *, limit: int) -> list[str]:
 
 
 def footnotes(citations: Sequence[Citation]) -> str:
-    """The numbered sources under an answer, as Markdown (web sources as links with their titles)."""
+    """The numbered sources under an answer, as Markdown (web sources as links with their titles).
+
+    Titles come from files and web pages, so they are shown as plain text: never a mention, a broadcast or
+    formatting, and never ending the link early. A web source's link shows its title (its site's name when it
+    has none), never the raw URL; a URL that is not http(s) gets no link.
+    """
     if not citations:
         return ""
     lines = []
     for citation in citations:
-        title = citation.title.replace("[", "(").replace("]", ")") or citation.url or "a source"
+        url = citation.url if citation.url and _WEB_URL.match(citation.url) else None
+        title = " ".join(citation.title.split())[:MAX_SOURCE_TITLE_CHARS] or (urlsplit(url).hostname if url else None)
+        label = _plain_markdown(title or "a source")
         lines.append(
-            f"[{citation.number}] [{title}]({citation.url})" if citation.url else f"[{citation.number}] {title}"
+            f"[{citation.number}] [{label}](<{_url_in_angles(url)}>)" if url else f"[{citation.number}] {label}"
         )
     return "\n\n" + "\n".join(lines)
+
+
+_WEB_URL = re.compile(r"^https?://\S", re.IGNORECASE)
+MAX_SOURCE_TITLE_CHARS = 200
+# Markdown's punctuation that could format, link or end a link label; each is shown as itself (brackets as
+# parentheses: the link label's pattern takes no escaped bracket) and `|` as `-`, which no Slack link reads.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_~<>#!])")
+
+
+def _plain_markdown(text: str) -> str:
+    text = text.replace("[", "(").replace("]", ")").replace("|", "-")
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def _url_in_angles(url: str) -> str:
+    """The URL inside Markdown's <...> link form, which takes any character but these (and one line)."""
+    return re.sub(r"\s", "%20", url.strip()).replace("<", "%3C").replace(">", "%3E")
 
 
 def render_reply(markdown: str, *, limit: int) -> list[str]:
@@ -341,6 +388,49 @@ def notice_mrkdwn(notice: str) -> str:
     saying "<@U123>", is kept from becoming a broadcast, a mention or a link.
     """
     return _escape(notice)
+
+
+# Blocks around an answer
+
+STOP_ACTION = "stop_answer"
+FEEDBACK_ACTION = "answer_feedback"
+STOPPED_NOTE = "_Stopped._"
+# Slack's limit on a section block's text; a message's text is laid out in as many sections as it needs.
+SECTION_CHARS = 3000
+
+
+def message_blocks(mrkdwn: str, *, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Blocks that show a message's mrkdwn as its text would show it, followed by `extra` blocks (buttons).
+
+    A message whose blocks are given shows them instead of its text, so the text goes into sections; and an
+    update that leaves blocks out keeps the old ones (a streamed message's, a Stop button), so every update
+    says its blocks.
+    """
+    sections = [
+        SectionBlock(text={"type": "mrkdwn", "text": piece}).to_dict()
+        for piece in split_message(mrkdwn, limit=SECTION_CHARS)
+    ]
+    return [*sections, *extra]
+
+
+def stop_button(thread_key: str) -> dict[str, Any]:
+    """The Stop button under an answer in progress; its value names the conversation to stop."""
+    button = ButtonElement(text="Stop", action_id=STOP_ACTION, value=thread_key)
+    return ActionsBlock(block_id="stop", elements=[button]).to_dict()
+
+
+def feedback_block(answer_ts: str) -> dict[str, Any]:
+    """Slack's thumbs up and down under a finished answer, named after the answer's first message."""
+    buttons = FeedbackButtonsElement(
+        action_id=FEEDBACK_ACTION,
+        positive_button=FeedbackButtonObject(
+            text="Good answer", accessibility_label="This answer helped", value="good"
+        ),
+        negative_button=FeedbackButtonObject(
+            text="Bad answer", accessibility_label="This answer did not help", value="bad"
+        ),
+    )
+    return ContextActionsBlock(block_id=f"feedback:{answer_ts}", elements=[buttons]).to_dict()
 
 
 class _Splitter:

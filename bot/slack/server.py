@@ -1,23 +1,47 @@
-"""The HTTP front door: Slack's requests to /slack/events and the /healthz probe."""
+"""The HTTP front door: Slack's requests to /slack/events, the OAuth install pages, the /healthz and /readyz
+probes, and /metrics."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 
-def build_web_app(bolt_app: AsyncApp | None, *, is_ready: Callable[[], bool]) -> web.Application:
-    """Routes for HTTP mode; in Socket Mode (no bolt_app) only the health probe is served."""
+class MetricsSource(Protocol):
+    """Whatever renders the metrics page (bot.metrics.BotMetrics)."""
+
+    content_type: str
+
+    async def exposition(self) -> bytes: ...
+
+
+def build_web_app(
+    bolt_app: AsyncApp | None,
+    *,
+    is_ready: Callable[[], bool],
+    readiness_problem: Callable[[], Awaitable[str | None]] | None = None,
+    metrics: MetricsSource | None = None,
+    oauth_flow: AsyncOAuthFlow | None = None,
+) -> web.Application:
+    """Routes for HTTP mode; in Socket Mode (no bolt_app) only the probes and the metrics are served.
+
+    /healthz says the process is up and started; /readyz also that the database answers and its
+    migrations are current (``readiness_problem`` says why not), so a load balancer sends no traffic
+    to a replica that could not record it.
+    """
 
     async def slack_events(request: web.Request) -> web.Response:
         assert bolt_app is not None
@@ -39,8 +63,35 @@ def build_web_app(bolt_app: AsyncApp | None, *, is_ready: Callable[[], bool]) ->
             return web.json_response({"status": "ok"})
         return web.json_response({"status": "starting"}, status=503)
 
+    async def ready(_request: web.Request) -> web.Response:
+        if not is_ready():
+            return web.json_response({"status": "starting"}, status=503)
+        problem = await readiness_problem() if readiness_problem is not None else None
+        if problem is not None:
+            return web.json_response({"status": "unavailable", "problem": problem}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def metrics_page(_request: web.Request) -> web.Response:
+        assert metrics is not None
+        return web.Response(body=await metrics.exposition(), headers={"Content-Type": metrics.content_type})
+
+    async def install(request: web.Request) -> web.Response:
+        # OAuth mode: the page with the "Add to Slack" link, and the state cookie the redirect is checked with.
+        assert oauth_flow is not None
+        return await to_aiohttp_response(await oauth_flow.handle_installation(await to_bolt_request(request)))
+
+    async def oauth_redirect(request: web.Request) -> web.Response:
+        assert oauth_flow is not None
+        return await to_aiohttp_response(await oauth_flow.handle_callback(await to_bolt_request(request)))
+
     app = web.Application(client_max_size=8 * 1024 * 1024)
+    if oauth_flow is not None:
+        app.router.add_get(oauth_flow.install_path, install)
+        app.router.add_get(oauth_flow.redirect_uri_path, oauth_redirect)
     app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(READY_PATH, ready)
+    if metrics is not None:
+        app.router.add_get(METRICS_PATH, metrics_page)
     if bolt_app is not None:
         app.router.add_post(EVENTS_PATH, slack_events)
     return app

@@ -9,7 +9,15 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select, union, update
 
 from bot.store.files import drop_file_records_of
-from bot.store.models import AssistantChange, ChannelSetting, Conversation, RetiredState, StoredProfile, TurnRecord
+from bot.store.models import (
+    AssistantChange,
+    ChannelSetting,
+    ChannelSettingChange,
+    Conversation,
+    RetiredState,
+    StoredProfile,
+    TurnRecord,
+)
 from bot.store.repositories import OPEN_STATUSES, Store
 
 
@@ -29,6 +37,14 @@ class TokenUsage:
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """A channel's own choices; None where it made none (the bot's defaults apply)."""
+
+    reply_mode: str | None = None
+    feedback_enabled: bool | None = None
 
 
 def _open_turn_of(conversation_id: int) -> Select[int]:
@@ -65,6 +81,57 @@ class ChannelStore:
                 select(AssistantChange)
                 .where(AssistantChange.team_id == team_id, AssistantChange.channel_id == channel_id)
                 .order_by(AssistantChange.id)
+            )
+            return list(rows)
+
+    async def channel_options(self, *, team_id: str, channel_id: str) -> ChannelOptions:
+        async with self._store.transaction() as session:
+            setting = await session.get(ChannelSetting, (team_id, channel_id))
+            if setting is None:
+                return ChannelOptions()
+            return ChannelOptions(reply_mode=setting.reply_mode, feedback_enabled=setting.feedback_enabled)
+
+    async def change_channel_options(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        user_id: str,
+        changed: ChannelOptions,
+        setting: str,
+        from_value: str,
+        to_value: str,
+    ) -> None:
+        """Store the channel's new reply mode or feedback switch (the fields of ``changed`` that are set) and
+        record who changed ``setting`` from what to what, in one transaction."""
+        async with self._store.transaction() as session:
+            row = await session.get(ChannelSetting, (team_id, channel_id), with_for_update=True)
+            if row is None:
+                row = ChannelSetting(team_id=team_id, channel_id=channel_id)
+                session.add(row)
+            if changed.reply_mode is not None:
+                row.reply_mode = changed.reply_mode
+            if changed.feedback_enabled is not None:
+                row.feedback_enabled = changed.feedback_enabled
+            row.updated_by = user_id
+            session.add(
+                ChannelSettingChange(
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    user_id=user_id,
+                    setting=setting,
+                    from_value=from_value,
+                    to_value=to_value,
+                )
+            )
+
+    async def setting_changes(self, *, team_id: str, channel_id: str) -> list[ChannelSettingChange]:
+        """The channel's reply-mode and feedback changes, oldest first."""
+        async with self._store.transaction() as session:
+            rows = await session.scalars(
+                select(ChannelSettingChange)
+                .where(ChannelSettingChange.team_id == team_id, ChannelSettingChange.channel_id == channel_id)
+                .order_by(ChannelSettingChange.id)
             )
             return list(rows)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +25,8 @@ from bot.errors import ConfigurationError, StoreError
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 # A constant key for PostgreSQL's advisory lock, so replicas starting together migrate one at a time.
 MIGRATION_LOCK_KEY = 7_311_042_026
+# A readiness probe gives up on a database that does not answer within this (a hung one counts as down).
+READINESS_SECONDS = 5.0
 
 
 def async_url(url: str) -> str:
@@ -104,6 +110,24 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
             if sqlite:
                 await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 await connection.commit()
+
+
+@functools.cache
+def migration_heads() -> frozenset[str]:
+    """The revisions a database at head is at (read from migrations/ once)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+async def readiness_problem(engine: AsyncEngine) -> str | None:
+    """Why the database cannot serve this bot now (unreachable, or its migrations not current), or None."""
+    try:
+        async with asyncio.timeout(READINESS_SECONDS), connected(engine) as connection:
+            current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+    except (StoreError, SQLAlchemyError, OSError, TimeoutError):
+        return "the database cannot be reached"
+    if frozenset(current) != migration_heads():
+        return "the database's migrations are not current"
+    return None
 
 
 @contextlib.asynccontextmanager

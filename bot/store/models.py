@@ -6,7 +6,21 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Explicit constraint names keep migrations identical on SQLite and PostgreSQL.
@@ -38,12 +52,16 @@ class TurnStatus(str, enum.Enum):
     RUNNING   claimed: its message is being added / its run is being followed
     ANSWERED  the answer is in Slack
     FAILED    ended without an answer; the person was told why
+    STOPPED   stopped on request while answering; what was shown so far stays
+    WAITING   the answer waits for a person's decision (an MCP tool approval); a decision makes it PENDING again
     """
 
     PENDING = "pending"
     RUNNING = "running"
     ANSWERED = "answered"
     FAILED = "failed"
+    STOPPED = "stopped"
+    WAITING = "waiting"
 
 
 class Conversation(Timestamped, Base):
@@ -71,6 +89,10 @@ class Conversation(Timestamped, Base):
     # The process whose heartbeat keeps the lease alive: once that heartbeat is stale, the lease is free
     # (seconds after a crash, not when lease_expires_at comes).
     lease_process: Mapped[str | None] = mapped_column(String(64))
+    # Someone asked to stop the answer in progress: whichever worker holds the lease stops it and clears this.
+    stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The channel the person is viewing beside an assistant-pane thread: {"channel_id", "name", "topic"}.
+    viewing_context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ChannelSetting(Timestamped, Base):
@@ -81,6 +103,10 @@ class ChannelSetting(Timestamped, Base):
     team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     profile_id: Mapped[str | None] = mapped_column(String(128))
+    # "mention", "thread" or "all"; None follows REPLY_WITHOUT_MENTION.
+    reply_mode: Mapped[str | None] = mapped_column(String(16))
+    # None and True show the feedback buttons on answers; False hides them.
+    feedback_enabled: Mapped[bool | None] = mapped_column(Boolean)
     updated_by: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -206,6 +232,8 @@ class StoredProfile(Timestamped, Base):
     instructions: Mapped[str] = mapped_column(Text)
     tools: Mapped[list[str]] = mapped_column(JSON)
     vector_store_ids: Mapped[list[str]] = mapped_column(JSON)
+    # How hard a reasoning model thinks (REASONING_EFFORTS); None: ASSISTANT_REASONING_EFFORT.
+    reasoning_effort: Mapped[str | None] = mapped_column(String(16))
     # Where it was created (None for profiles copied from the API).
     team_id: Mapped[str | None] = mapped_column(String(32), index=True)
     channel_id: Mapped[str | None] = mapped_column(String(32))
@@ -264,3 +292,157 @@ class DocumentChunk(Base):
     position: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[list[float]] = mapped_column(JSON)
+
+
+class Feedback(Timestamped, Base):
+    """One person's rating of one answer (a later click replaces it), with an optional comment."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "user_id"),
+        Index("ix_feedback_team_channel_updated", "team_id", "channel_id", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(8))  # "good" or "bad"
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ChannelSettingChange(Base):
+    """Who changed one of a channel's settings (its reply mode, its feedback buttons), when, from what to what."""
+
+    __tablename__ = "channel_setting_changes"
+    __table_args__ = (Index("ix_channel_setting_changes_team_channel", "team_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    setting: Mapped[str] = mapped_column(String(32))  # "reply_mode" or "feedback"
+    from_value: Mapped[str] = mapped_column(String(32))
+    to_value: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# OAuth mode: the tables slack_sdk's SQLAlchemy installation and state stores read and write, as slack_sdk
+# 3.48 defines them (naive UTC timestamps, its own index names); tests/test_oauth_e2e.py checks that they
+# still match slack_sdk's, since the stores build their own copies by these names.
+SLACK_INSTALLATIONS = Table(
+    "slack_installations",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(32), nullable=False),
+    Column("app_id", String(32), nullable=False),
+    Column("enterprise_id", String(32)),
+    Column("enterprise_name", String(200)),
+    Column("enterprise_url", String(200)),
+    Column("team_id", String(32)),
+    Column("team_name", String(200)),
+    Column("bot_token", String(200)),
+    Column("bot_id", String(32)),
+    Column("bot_user_id", String(32)),
+    Column("bot_scopes", String(1000)),
+    Column("bot_refresh_token", String(200)),
+    Column("bot_token_expires_at", DateTime),
+    Column("user_id", String(32), nullable=False),
+    Column("user_token", String(200)),
+    Column("user_scopes", String(1000)),
+    Column("user_refresh_token", String(200)),
+    Column("user_token_expires_at", DateTime),
+    Column("incoming_webhook_url", String(200)),
+    Column("incoming_webhook_channel", String(200)),
+    Column("incoming_webhook_channel_id", String(200)),
+    Column("incoming_webhook_configuration_url", String(200)),
+    Column("is_enterprise_install", Boolean, default=False, nullable=False),
+    Column("token_type", String(32)),
+    Column("installed_at", DateTime, nullable=False, default=func.now()),
+    Index("slack_installations_idx", "client_id", "enterprise_id", "team_id", "user_id", "installed_at"),
+)
+SLACK_BOTS = Table(
+    "slack_bots",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(32), nullable=False),
+    Column("app_id", String(32), nullable=False),
+    Column("enterprise_id", String(32)),
+    Column("enterprise_name", String(200)),
+    Column("team_id", String(32)),
+    Column("team_name", String(200)),
+    Column("bot_token", String(200)),
+    Column("bot_id", String(32)),
+    Column("bot_user_id", String(32)),
+    Column("bot_scopes", String(1000)),
+    Column("bot_refresh_token", String(200)),
+    Column("bot_token_expires_at", DateTime),
+    Column("is_enterprise_install", Boolean, default=False, nullable=False),
+    Column("installed_at", DateTime, nullable=False, default=func.now()),
+    Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
+)
+SLACK_OAUTH_STATES = Table(
+    "slack_oauth_states",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(200), nullable=False),
+    Column("expire_at", DateTime, nullable=False),
+)
+
+
+class McpServerRecord(Timestamped, Base):
+    """A remote MCP server an admin registered for a workspace; its header secret is stored encrypted."""
+
+    __tablename__ = "mcp_servers"
+    __table_args__ = (UniqueConstraint("team_id", "label"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON)
+    approval: Mapped[str] = mapped_column(String(16))  # "always", "never" or "per_tool"
+    approval_tools: Mapped[list[str]] = mapped_column(JSON)
+    secret_header: Mapped[str | None] = mapped_column(String(128))
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)  # Fernet token of the header's value
+    created_by: Mapped[str] = mapped_column(String(32))
+
+
+class McpApproval(Base):
+    """The model asked to run an MCP tool: who was asked, where, and who decided what, when."""
+
+    __tablename__ = "mcp_approvals"
+    __table_args__ = (Index("ix_mcp_approvals_decision_expires", "decision", "expires_at"),)
+
+    approval_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    asker_id: Mapped[str] = mapped_column(String(32))
+    server_label: Mapped[str] = mapped_column(String(64))
+    tool_name: Mapped[str] = mapped_column(String(128))
+    arguments: Mapped[str] = mapped_column(Text)
+    prompt_ts: Mapped[str | None] = mapped_column(String(32))  # the message with the buttons
+    decision: Mapped[str] = mapped_column(String(16))  # pending, approved, denied, timed_out
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class McpToolCall(Base):
+    """One MCP tool call the model made: which server and tool, for whom, and how it ended."""
+
+    __tablename__ = "mcp_tool_calls"
+    __table_args__ = (Index("ix_mcp_tool_calls_team_called", "team_id", "called_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    server_label: Mapped[str] = mapped_column(String(64))
+    tool_name: Mapped[str] = mapped_column(String(128))
+    asked_by: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # "completed", "failed", or "unreachable" (listing failed)
+    called_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

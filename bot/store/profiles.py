@@ -17,6 +17,7 @@ def _profile(row: StoredProfile) -> Profile:
         instructions=row.instructions,
         tools=tuple(row.tools),
         vector_store_ids=tuple(row.vector_store_ids),
+        reasoning_effort=row.reasoning_effort,
     )
 
 
@@ -52,3 +53,4 @@ class ProfileRecords:
             row.instructions = profile.instructions
             row.tools = list(profile.tools)
             row.vector_store_ids = list(profile.vector_store_ids)
+            row.reasoning_effort = profile.reasoning_effort

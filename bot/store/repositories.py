@@ -26,6 +26,7 @@ from bot.store.models import (
 )
 
 OPEN_STATUSES = (TurnStatus.PENDING.value, TurnStatus.RUNNING.value)
+END_STATUSES = (TurnStatus.ANSWERED.value, TurnStatus.FAILED.value, TurnStatus.STOPPED.value)
 # A process stamps its heartbeat this often; one silent for HEARTBEAT_STALE_SECONDS is taken for dead
 # and its leases are free. Several missed beats, so that a slow query or a short network stall is survived.
 HEARTBEAT_SECONDS = 1.0
@@ -183,6 +184,35 @@ class Store:
                 )
             conversation.backend, conversation.backend_state = backend, state
 
+    async def request_stop(self, conversation_id: int) -> bool:
+        """Ask whichever worker answers the conversation to stop; False when no answer is in progress."""
+        running = (
+            select(TurnRecord.id)
+            .where(TurnRecord.conversation_id == conversation_id, TurnRecord.status == TurnStatus.RUNNING.value)
+            .exists()
+        )
+        async with self.transaction() as session:
+            result = await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id, running)
+                .values(stop_requested_at=database_now(session))
+            )
+            return updated_rows(result) == 1
+
+    async def stop_requested(self, conversation_id: int) -> bool:
+        async with self.transaction() as session:
+            requested = await session.scalar(
+                select(Conversation.stop_requested_at).where(Conversation.id == conversation_id)
+            )
+            return requested is not None
+
+    async def set_viewing_context(self, conversation_id: int, context: dict[str, Any] | None) -> None:
+        """The channel the person views beside an assistant-pane thread (None: none, or not known)."""
+        async with self.transaction() as session:
+            await session.execute(
+                update(Conversation).where(Conversation.id == conversation_id).values(viewing_context=context)
+            )
+
     async def claim_conversation(self, conversation_id: int, *, owner: str, lease_seconds: float) -> bool:
         """Take the conversation's lease if it is free, expired, its process dead, or already ours; True if taken.
 
@@ -283,7 +313,7 @@ class Store:
 
     async def update_turns(self, turn_ids: Sequence[int], **values: Any) -> None:
         """Set fields on turns; an end status also stamps finished_at."""
-        if values.get("status") in (TurnStatus.ANSWERED.value, TurnStatus.FAILED.value):
+        if values.get("status") in END_STATUSES:
             values["finished_at"] = utcnow()
         async with self.transaction() as session:
             await session.execute(update(TurnRecord).where(TurnRecord.id.in_(list(turn_ids))).values(**values))
@@ -296,12 +326,24 @@ class Store:
             )
 
     async def start_turns(self, turn_ids: Sequence[int]) -> None:
-        """Mark turns running and count the attempt, so endless crash loops can be seen."""
+        """Mark turns running and count the attempt, so endless crash loops can be seen.
+
+        A stop requested of an earlier answer (one that ended before its worker saw the request) is cleared:
+        it must not stop this one.
+        """
         async with self.transaction() as session:
             await session.execute(
                 update(TurnRecord)
                 .where(TurnRecord.id.in_(list(turn_ids)))
                 .values(status=TurnStatus.RUNNING.value, attempts=TurnRecord.attempts + 1)
+            )
+            await session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id.in_(select(TurnRecord.conversation_id).where(TurnRecord.id.in_(list(turn_ids)))),
+                    Conversation.stop_requested_at.is_not(None),
+                )
+                .values(stop_requested_at=None)
             )
 
     # Channel settings --------------------------------------------------------------------

@@ -112,6 +112,12 @@ def _repair_schema(schema: Any) -> Any:
         else:
             repaired["anyOf"] = alternatives
 
+    # A `required` list naming a property the schema does not declare (MCPApprovalResponse requires a
+    # "request_id" it never defines, and the API takes no such field): only declared names are required.
+    declared = repaired.get("properties")
+    if isinstance(declared, dict) and isinstance(repaired.get("required"), list) and "allOf" not in repaired:
+        repaired["required"] = [name for name in repaired["required"] if name in declared]
+
     # OpenAPI 3.0 wrote exclusive bounds as booleans next to minimum/maximum.
     for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
         if repaired.get(exclusive) is True and bound in repaired:

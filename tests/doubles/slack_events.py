@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -152,6 +153,7 @@ def block_action_body(
     trigger_id: str,
     block_id: str = "actions",
     label: str = "Button",
+    element_type: str = "button",
     channel_name: str = "general",
     user_name: str = "user",
     api_app_id: str = DEFAULT_APP_ID,
@@ -178,7 +180,7 @@ def block_action_body(
                     "block_id": block_id,
                     "text": {"type": "plain_text", "text": label, "emoji": True},
                     "value": value,
-                    "type": "button",
+                    "type": element_type,
                     "action_ts": f"{time.time():.6f}",
                 }
             ],
@@ -222,3 +224,39 @@ def _actor(team_id: str, user_id: str, user_name: str, api_app_id: str, token: s
 def _interactivity_body(payload: dict[str, Any]) -> bytes:
     # Slack form-encodes interactivity as a single "payload" field holding JSON.
     return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def agent_session_stopped_envelope(
+    *,
+    team_id: str,
+    channel: str,
+    thread_ts: str,
+    user: str,
+    bot_user_id: str,
+    streaming_message_ts: list[str],
+    api_app_id: str = DEFAULT_APP_ID,
+    token: str = DEFAULT_VERIFICATION_TOKEN,
+) -> dict[str, Any]:
+    """The Events API envelope Slack sends when a person presses the native stop button of an agent session
+    (docs.slack.dev/reference/events/agent_session_stopped): the streams Slack stopped, or none."""
+    event_ts = f"{time.time():.6f}"
+    return {
+        "token": token,
+        "team_id": team_id,
+        "api_app_id": api_app_id,
+        "event": {
+            "type": "agent_session_stopped",
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "user": user,
+            "streaming_message_ts": streaming_message_ts,
+            "event_ts": event_ts,
+        },
+        "type": "event_callback",
+        "event_id": f"Ev{secrets.token_hex(5).upper()}",
+        "event_time": int(float(event_ts)),
+        "authorizations": [
+            {"team_id": team_id, "user_id": bot_user_id, "is_bot": True, "is_enterprise_install": False}
+        ],
+        "is_ext_shared_channel": False,
+    }

@@ -169,7 +169,7 @@ async def backend_harness(
         files=FilesAPI(client),
         store=store,
         file_records=ApiFileRecords(store),
-        table_profiles=TableProfileCatalog(records, configured_default=default_profile(configured)),
+        table_profiles=TableProfileCatalog(records, configured_default=default_profile(configured, BACKENDS[name])),
         settings=configured,
     )
     try:

@@ -35,7 +35,8 @@ async def partly_shown(slack: Any, thread_ts: str) -> str:
 
     def half_written() -> str | None:
         for message in slack.bot_messages(CHANNEL, thread_ts=thread_ts):
-            if message["text"] not in (THINKING, LONG_ANSWER) and LONG_ANSWER.startswith(message["text"]):
+            # Not a stream just started with nothing in it yet, nor 'Thinking…', nor the whole answer.
+            if message["text"] not in ("", THINKING, LONG_ANSWER) and LONG_ANSWER.startswith(message["text"]):
                 return message["ts"]
         return None
 

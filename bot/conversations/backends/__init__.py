@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.conversations.backend import Backend
+from bot.conversations.backend import Backend, Capabilities
+from bot.conversations.mcp import McpApprovals
 from bot.conversations.profiles import TableProfileCatalog
 from bot.openai_api.client import OpenAIClient
 from bot.openai_api.files import FilesAPI
@@ -25,6 +26,8 @@ class BackendDeps:
     # Profiles kept in our own table (with the settings' default); backends without their own use it.
     table_profiles: TableProfileCatalog
     settings: Settings
+    # Remote MCP tools and their approvals; a backend that has no MCP tools ignores it.
+    mcp: McpApprovals | None = None
 
 
 @dataclass(frozen=True)
@@ -43,3 +46,5 @@ class BackendPlugin:
     # What the server must serve for this backend; checked at start (and by `doctor`).
     probes: tuple[Probe, ...]
     summary: str  # one line for the start-up check and the README: what the backend needs
+    # What its backend can do, known before it is built: the settings' default profile is checked against it.
+    capabilities: Capabilities = Capabilities()

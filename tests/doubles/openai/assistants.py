@@ -42,6 +42,7 @@ _ASSISTANT_FIELDS = (
     "metadata",
     "temperature",
     "top_p",
+    "reasoning_effort",
     "response_format",
 )
 
@@ -65,6 +66,7 @@ class _RunStream:
         self._run = run
         self._leading = deque(leading_events)
         self.chunk_delay = run.script.chunk_delay
+        self.first_token_delay = run.script.first_token_delay
 
     def next_event(self) -> StreamEvent | None | Literal["wait"]:
         if self._leading:

@@ -23,6 +23,7 @@ class _Chunks:
         self._chunks = deque(StreamEvent(None, chunk) for chunk in chunks)
         self._stalled = script.stall
         self.chunk_delay = script.chunk_delay
+        self.first_token_delay = script.first_token_delay
 
     def next_event(self) -> StreamEvent | None | Literal["wait"]:
         if self._stalled:

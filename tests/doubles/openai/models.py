@@ -16,12 +16,13 @@ MODELS = (
 
 
 class ModelsFamily:
-    """A fixed list of models, one of them fine-tuned by an organisation."""
+    """The models the server has: MODELS (one of them fine-tuned by an organisation) unless a test changes them."""
 
     name = "models"
 
     def __init__(self, core: ServerCore) -> None:
         self._core = core
+        self.reset()
 
     def routes(self) -> list[Route]:
         return [
@@ -30,13 +31,14 @@ class ModelsFamily:
         ]
 
     def reset(self) -> None:
-        """The model list is fixed: nothing to forget."""
+        # Model id -> owner; a test may add models (those the bot's other settings name) or take some away.
+        self.models: dict[str, str] = dict(MODELS)
 
     def _list_models(self, call: ApiCall) -> JsonReply:
-        return JsonReply({"object": "list", "data": [_model_object(name, owner) for name, owner in MODELS]})
+        return JsonReply({"object": "list", "data": [_model_object(n, owner) for n, owner in self.models.items()]})
 
     def _retrieve_model(self, call: ApiCall, model: str) -> JsonReply:
-        owners = dict(MODELS)
+        owners = self.models
         if model not in owners:
             raise ApiError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
         return JsonReply(_model_object(model, owners[model]))

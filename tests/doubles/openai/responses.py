@@ -12,6 +12,8 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
+from .responses_mcp import ResponsesMcp
+from .script import ScriptedAnswer
 from .server import (
     ApiCall,
     ApiError,
@@ -27,11 +29,33 @@ from .server import (
 
 if TYPE_CHECKING:
     from .files import FilesFamily
-    from .script import ScriptedAnswer
 
 _INCOMPLETE_REASONS = ("max_output_tokens", "content_filter")
 _TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
 _CITATION_MARKER_START = "【"
+# Models that reason first: they take `reasoning` and refuse sampling parameters; other models refuse `reasoning`.
+_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_SAMPLING_PARAMETERS = ("temperature", "top_p")
+
+
+def _reasons(model: str) -> bool:
+    name = model.rpartition("/")[2].removeprefix("ft:")
+    return any(name == prefix or name.startswith((f"{prefix}-", f"{prefix}.")) for prefix in _REASONING_MODEL_PREFIXES)
+
+
+def _refuse_unsupported_parameters(body: dict[str, Any]) -> None:
+    """The API's 400s for parameters the model does not take (as api.openai.com words them, 2025-2026)."""
+    model = str(body.get("model") or "")
+    refused = [name for name in _SAMPLING_PARAMETERS if body.get(name) is not None] if _reasons(model) else []
+    if not _reasons(model) and body.get("reasoning"):
+        refused = [f"reasoning.{key}" for key in body["reasoning"]] or ["reasoning"]
+    if refused:
+        raise ApiError(
+            400,
+            f"Unsupported parameter: '{refused[0]}' is not supported with this model.",
+            param=refused[0],
+            code="unsupported_parameter",
+        )
 
 
 def _text_of(content: Any) -> str:
@@ -66,6 +90,7 @@ class _Job:
         *,
         stalled: bool,
         chunk_delay: float,
+        first_token_delay: float,
         on_end: Any,
     ) -> None:
         self.family = family
@@ -76,6 +101,7 @@ class _Job:
         self.emitted = 0
         self.stalled = stalled
         self.chunk_delay = chunk_delay
+        self.first_token_delay = first_token_delay
         self._on_end = on_end
         # A background response nobody streams: only retrievals move it on, as polls see a real one progress.
         self.polled = False
@@ -115,6 +141,8 @@ class _Listener:
         self._job = job
         self._cursor = starting_after + 1
         self.chunk_delay = job.chunk_delay
+        # A stream taken up again after a crash starts past the first token: the model had it long ago.
+        self.first_token_delay = job.first_token_delay if starting_after < 0 else 0.0
 
     def next_event(self) -> StreamEvent | None | Literal["wait"]:
         job = self._job
@@ -151,6 +179,8 @@ class ResponsesFamily:
         self.jobs: dict[str, _Job] = {}
         # call id -> the script whose tool calls these are: its answer comes once their outputs are in.
         self._waiting_scripts: dict[str, ScriptedAnswer] = {}
+        # Requests with mcp tools: the planned calls, and approvals waiting for their answers.
+        self.mcp = ResponsesMcp(self._core)
 
     # -- for tests ---------------------------------------------------------------------------------
 
@@ -168,6 +198,9 @@ class ResponsesFamily:
         if conversation_id is not None and body.get("previous_response_id"):
             raise ApiError(400, "Cannot use both 'conversation' and 'previous_response_id'.", param="conversation")
         prior = conversations.items_of(conversation_id) if conversation_id else self._previous_items(body)
+        _refuse_unsupported_parameters(body)
+        containers: ContainersFamily = self._core.family("containers")
+        containers.refuse_expired(prior)
         raw_input = body.get("input") or []
         inputs = (
             [{"type": "message", "role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input
@@ -176,7 +209,13 @@ class ResponsesFamily:
         self._core.record_model_input("responses", seen)
         background, stream = bool(body.get("background")), bool(body.get("stream")) and self._core.streaming
         response = self._response_object(body, conversation_id)
-        script, output = self._answer(inputs, seen, body)
+        by_mcp = self.mcp.answer(inputs, prior, body)
+        if by_mcp is None:
+            script, output = self._answer(inputs, seen, body)
+        else:
+            mcp_items, text = by_mcp
+            script = ScriptedAnswer(text=text or "")
+            output = mcp_items + (self._answer_items(script, text, body) if text else [])
         events = self._plan(response, script, output, background=background)
         input_items = [conversations.resource(item) for item in inputs]
 
@@ -185,7 +224,15 @@ class ResponsesFamily:
                 conversations.append(conversation_id, input_items + copy.deepcopy(ended["output"]))
             ended["_items"] = input_items
 
-        job = _Job(self, response, events, stalled=script.stall, chunk_delay=script.chunk_delay, on_end=on_end)
+        job = _Job(
+            self,
+            response,
+            events,
+            stalled=script.stall,
+            chunk_delay=script.chunk_delay,
+            first_token_delay=script.first_token_delay,
+            on_end=on_end,
+        )
         self.jobs[response["id"]] = job
         if stream:
             return StreamReply(_Listener(job, -1), done=None, validate_as="responses")
@@ -251,7 +298,7 @@ class ResponsesFamily:
             texts = [
                 item["output"] if isinstance(item["output"], str) else _text_of(item["output"]) for item in outputs
             ]
-            return script, self._answer_items(script, script.after_tools_text(texts))
+            return script, self._answer_items(script, script.after_tools_text(texts), body)
         script = self._core.next_script()
         if script.tool_calls:
             calls = []
@@ -271,10 +318,10 @@ class ResponsesFamily:
             return script, calls
         newest_user = next((text for role, text in reversed(seen) if role == "user"), "")
         text = script.default_text(newest_user)
-        return script, self._answer_items(script, text) if script.status in ("completed", "incomplete") else []
+        return script, self._answer_items(script, text, body) if script.status in ("completed", "incomplete") else []
 
-    def _answer_items(self, script: ScriptedAnswer, text: str | None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _answer_items(self, script: ScriptedAnswer, text: str | None, body: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._thinking(script, body)
         annotations: list[dict[str, Any]] = []
         text = text or ""
         files: FilesFamily = self._core.family("files")
@@ -323,6 +370,23 @@ class ResponsesFamily:
                 )
         for start, marker in markers:  # from the end, so that the earlier positions stay valid
             text = text[:start] + text[start + len(marker) :]
+        if script.web_sources:
+            queries = [title for _, _, title in script.web_sources]
+            action = {"type": "search", "query": queries[0], "queries": queries}
+            items.append(
+                {"type": "web_search_call", "id": self._core.new_id("ws"), "status": "completed", "action": action}
+            )
+        for cited, url, title in script.web_sources:
+            start = text.index(cited)
+            annotations.append(
+                {
+                    "type": "url_citation",
+                    "url": url,
+                    "title": title,
+                    "start_index": start,
+                    "end_index": start + len(cited),
+                }
+            )
         for file_id in script.image_file_ids:
             items.append(
                 {
@@ -345,6 +409,14 @@ class ResponsesFamily:
                 }
             )
         return items
+
+    def _thinking(self, script: ScriptedAnswer, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """A reasoning model's reasoning item, with the scripted summary when the request asked for one."""
+        if not _reasons(str(body.get("model") or "")):
+            return []
+        asked = bool((body.get("reasoning") or {}).get("summary"))
+        summary = [{"type": "summary_text", "text": text} for text in script.reasoning_summary] if asked else []
+        return [{"type": "reasoning", "id": self._core.new_id("rs"), "summary": summary}]
 
     def _response_object(self, body: dict[str, Any], conversation_id: str | None) -> dict[str, Any]:
         return {
@@ -428,12 +500,16 @@ class ResponsesFamily:
                 started["result"] = None
             if item["type"] == "function_call":
                 started["arguments"] = ""
+            if item["type"] == "reasoning":
+                started = {**started, "summary": []}
+                del started["status"]
             events.append(
                 (
                     "response.output_item.added",
                     {"type": "response.output_item.added", "output_index": index, "item": started},
                 )
             )
+            events += self._tool_events(index, item)
         else:
             part = item["content"][0]
             ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
@@ -485,6 +561,37 @@ class ResponsesFamily:
         return events
 
     @staticmethod
+    def _tool_events(index: int, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """A web search's own phases, or a reasoning item's summary parts, as the API streams them."""
+        ids = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "web_search_call":
+            phases = ("in_progress", "searching", "completed")
+            return [(f"response.web_search_call.{p}", {"type": f"response.web_search_call.{p}", **ids}) for p in phases]
+        events: list[tuple[str, dict[str, Any]]] = []
+        for number, part in enumerate(item.get("summary") or () if item["type"] == "reasoning" else ()):
+            at = {**ids, "summary_index": number}
+            empty = {"type": "summary_text", "text": ""}
+            events += [
+                (
+                    "response.reasoning_summary_part.added",
+                    {"type": "response.reasoning_summary_part.added", **at, "part": empty},
+                ),
+                (
+                    "response.reasoning_summary_text.delta",
+                    {"type": "response.reasoning_summary_text.delta", **at, "delta": part["text"]},
+                ),
+                (
+                    "response.reasoning_summary_text.done",
+                    {"type": "response.reasoning_summary_text.done", **at, "text": part["text"]},
+                ),
+                (
+                    "response.reasoning_summary_part.done",
+                    {"type": "response.reasoning_summary_part.done", **at, "part": dict(part)},
+                ),
+            ]
+        return events
+
+    @staticmethod
     def _public(response: dict[str, Any]) -> dict[str, Any]:
         return {key: copy.deepcopy(value) for key, value in response.items() if not key.startswith("_")}
 
@@ -505,6 +612,7 @@ class ConversationsFamily:
             Route.of("DELETE", "/conversations/{conversation_id}", self._delete),
             Route.of("POST", "/conversations/{conversation_id}/items", self._add_items),
             Route.of("GET", "/conversations/{conversation_id}/items", self._list_items),
+            Route.of("DELETE", "/conversations/{conversation_id}/items/{item_id}", self._delete_item),
         ]
 
     def reset(self) -> None:
@@ -597,6 +705,14 @@ class ConversationsFamily:
         self._get(conversation_id)
         return JsonReply(page(self.items[conversation_id], call.query))
 
+    def _delete_item(self, call: ApiCall, conversation_id: str, item_id: str) -> JsonReply:
+        conversation = self._get(conversation_id)
+        items = self.items[conversation_id]
+        if not any(item["id"] == item_id for item in items):
+            raise not_found("item", item_id)
+        self.items[conversation_id] = [item for item in items if item["id"] != item_id]
+        return JsonReply(copy.deepcopy(conversation))
+
 
 class ContainersFamily:
     """Code interpreter containers holding the files the scripted model made."""
@@ -632,6 +748,18 @@ class ContainersFamily:
         self.contents[(container["id"], container_file_id)] = files.contents[file_id]
         return container["id"], container_file_id
 
+    def expire_all(self) -> None:
+        """Every container expires (20 idle minutes on the real API): files in them are gone."""
+        for container in self.containers.values():
+            container["status"] = "expired"
+
+    def refuse_expired(self, context: list[dict[str, Any]]) -> None:
+        """The API's 400 for a response whose context holds a code interpreter call bound to an expired container."""
+        for item in context:
+            container = self.containers.get(item.get("container_id") or "")
+            if item.get("type") == "code_interpreter_call" and container and container["status"] == "expired":
+                raise ApiError(400, "Container is expired.", param="tools")
+
     def _retrieve(self, call: ApiCall, container_id: str) -> JsonReply:
         container = self.containers.get(container_id)
         if container is None:
@@ -640,6 +768,6 @@ class ContainersFamily:
 
     def _content(self, call: ApiCall, container_id: str, file_id: str) -> BinaryReply:
         content = self.contents.get((container_id, file_id))
-        if content is None:
+        if content is None or self.containers[container_id]["status"] == "expired":
             raise not_found("container file", file_id)
         return BinaryReply(content)

@@ -31,12 +31,18 @@ class ScriptedAnswer:
     incomplete_details: dict[str, Any] | None = None
     # Seconds between streamed text deltas, so that tests can watch a reply grow.
     chunk_delay: float = 0.0
+    # Seconds before the first streamed text delta: the model's time to first token (the benchmark sets it).
+    first_token_delay: float = 0.0
     # The answer never starts (stays queued) until cancelled.
     stall: bool = False
     # Files (ids the double holds, e.g. from add_output_file) the answer shows as images after its text.
     image_file_ids: list[str] = field(default_factory=list)
     # (type, annotated text, file id): file_path or file_citation annotations on the answer text, which holds the text.
     annotations: list[tuple[str, str, str]] = field(default_factory=list)
+    # Responses only: the model searches the web first, then cites each (text in the answer, url, page title) there.
+    web_sources: list[tuple[str, str, str]] = field(default_factory=list)
+    # Responses only: a reasoning model thinks first; these are the summary parts it reports when asked for them.
+    reasoning_summary: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.status not in FINAL_STATUSES:

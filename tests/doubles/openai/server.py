@@ -176,6 +176,8 @@ class StreamSource(Protocol):
 
     # Seconds to wait after each text-delta event, so that tests can watch a reply grow.
     chunk_delay: float
+    # Seconds to wait before the first text-delta event: the model's time to first token.
+    first_token_delay: float
 
     def next_event(self) -> StreamEvent | None | Literal["wait"]:
         """The next event; None once finished; "wait" when there is nothing yet (poll again shortly)."""
@@ -312,6 +314,8 @@ class ServerCore:
             self.cut_stream_after: int | None = None
             self.end_streams_after: int | None = None
             self._scripts: list[ScriptedAnswer] = []
+            # What the model answers when nothing is scripted (the benchmark gives it a length and a pace).
+            self.default_answer = ScriptedAnswer()
             self._model_inputs: list[ModelInput] = []
             self._faults: list[_Fault] = []
             self._lost_responses: list[_LostResponse] = []
@@ -342,7 +346,7 @@ class ServerCore:
     def next_script(self) -> ScriptedAnswer:
         """The next scripted answer, or the default one when nothing is queued."""
         with self.lock:
-            return self._scripts.pop(0) if self._scripts else ScriptedAnswer()
+            return self._scripts.pop(0) if self._scripts else copy.copy(self.default_answer)
 
     def record_model_input(self, api: str, messages: Iterable[tuple[str, str]]) -> None:
         """Note one model call and the (role, text) pairs it saw, the same way on every API.
@@ -605,6 +609,7 @@ class ServerCore:
         with self.lock:
             cut_after, end_after = self.cut_stream_after, self.end_streams_after
         sent = 0
+        first_token_due = reply.source.first_token_delay > 0
         ended = False  # by its end, or by the double's own cut: anything else is the client hanging up
         try:
             while (event := await self._next_stream_event(reply.source)) is not None:
@@ -622,6 +627,9 @@ class ServerCore:
                         reply.source.release()
                     await response.write_eof()  # a clean end, without the done event, as a proxy may end it
                     return response
+                if first_token_due and _is_text_delta(event):
+                    first_token_due = False
+                    await asyncio.sleep(reply.source.first_token_delay)
                 await self._write_event(response, event, reply.validate_as)
                 sent += 1
                 if reply.source.chunk_delay and _is_text_delta(event):

@@ -4,7 +4,17 @@ The server core is in server.py; each Web API area (chat, chat_stream, conversat
 assistant, reactions, views) registers its methods with @web_api in its own module, imported here.
 """
 
-from . import assistant, chat, chat_stream, conversations, files, reactions, users, views  # noqa: F401  (they register)
+from . import (  # noqa: F401  (they register)
+    assistant,
+    chat,
+    chat_stream,
+    conversations,
+    files,
+    membership,
+    reactions,
+    users,
+    views,
+)
 from .records import HumanPost, RecordedCall, ResponseUrlPost
 from .server import DEFAULT_APP_ID, DEFAULT_VERIFICATION_TOKEN, SlackDouble
 

@@ -1,4 +1,5 @@
-"""Assistant threads: the pane a person opens in their IM with the app, its events, status, prompts and title."""
+"""Assistant threads and agent sessions: the pane a person opens in their IM with the app, its events, status,
+prompts and title, and the session status of an app declared an agent."""
 
 from __future__ import annotations
 
@@ -45,9 +46,22 @@ def thread_event(
     }
 
 
+# docs.slack.dev/reference/methods/assistant.threads.setStatus: up to 10 loading messages.
+MAX_LOADING_MESSAGES = 10
+AGENT_SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
+
+
 @web_api("assistant.threads.setStatus", NEED_CHANNEL_ID, NEED_THREAD_TS, need("status", allow_empty=True))
 def assistant_threads_set_status(slack: SlackDouble, ws: Workspace, params: Params) -> dict[str, Any]:
     conversation = ws.joined_channel(params.text("channel_id"))
+    if params.present("loading_messages"):
+        lines = params.json("loading_messages")
+        if (
+            not isinstance(lines, list)
+            or len(lines) > MAX_LOADING_MESSAGES
+            or not all(isinstance(x, str) for x in lines)
+        ):
+            raise SlackError("invalid_arguments")
     thread_ts = params.text("thread_ts") or ""
     ws.statuses[(conversation.id, thread_ts)] = params.text("status") or ""
     slack.recording.status_updates.append({"team_id": ws.team_id, **params.decoded()})
@@ -72,3 +86,17 @@ def assistant_threads_set_title(slack: SlackDouble, ws: Workspace, params: Param
         root.fields["assistant_app_thread"]["title"] = params.text("title")
     slack.recording.title_updates.append({"team_id": ws.team_id, **params.decoded()})
     return {}
+
+
+@web_api("agents.sessions.setStatus", need("status", error="invalid_status"))
+def agents_sessions_set_status(slack: SlackDouble, ws: Workspace, params: Params) -> dict[str, Any]:
+    if ws.agent_sessions_refusal:
+        raise SlackError(ws.agent_sessions_refusal)
+    status = params.text("status") or ""
+    if status not in AGENT_SESSION_STATUSES:
+        raise SlackError("invalid_status")
+    conversation = ws.joined_channel(params.text("channel_id"))
+    if not params.present("thread_ts"):
+        raise SlackError("thread_ts_required")
+    ws.agent_sessions.setdefault((conversation.id, params.text("thread_ts") or ""), []).append(status)
+    return {"status": status, "agent_status": status, "title": params.text("title") or ""}

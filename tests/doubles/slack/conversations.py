@@ -6,7 +6,7 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 from .methods import NEED_CHANNEL, Params, SlackError, need, web_api
-from .workspace import StoredMessage, Workspace, ts_key
+from .workspace import Channel, StoredMessage, Workspace, ts_key
 
 if TYPE_CHECKING:
     from .server import SlackDouble
@@ -38,7 +38,11 @@ def conversations_history(slack: SlackDouble, ws: Workspace, params: Params) -> 
 
 @web_api("conversations.info", NEED_CHANNEL)
 def conversations_info(slack: SlackDouble, ws: Workspace, params: Params) -> dict[str, Any]:
-    conversation = ws.visible_channel(params.text("channel"))
+    return {"channel": conversation_object(ws, ws.visible_channel(params.text("channel")))}
+
+
+def conversation_object(ws: Workspace, conversation: Channel) -> dict[str, Any]:
+    """A conversation as conversations.info and conversations.list describe it to the bot."""
     info: dict[str, Any] = {
         "id": conversation.id,
         "created": conversation.created,
@@ -65,11 +69,15 @@ def conversations_info(slack: SlackDouble, ws: Workspace, params: Params) -> dic
             "is_member": ws.bot_user_id in conversation.members,
             "creator": ws.bot_user_id,
             "num_members": len(conversation.members),
-            "topic": {"value": "", "creator": "", "last_set": 0},
+            "topic": {
+                "value": conversation.topic,
+                "creator": ws.bot_user_id if conversation.topic else "",
+                "last_set": conversation.created if conversation.topic else 0,
+            },
             "purpose": {"value": "", "creator": "", "last_set": 0},
             "previous_names": [],
         }
-    return {"channel": info}
+    return info
 
 
 def _listed(ws: Workspace, message: StoredMessage, params: Params) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import assistant, files, people, users, views
+from . import assistant, files, oauth, people, users, views
 from .methods import METHODS, Method, Params, SlackError, web_api
 from .records import HumanPost, RecordedCall, Recording, ResponseUrlPost
 from .references import event_sample_path, response_shape, sample_shape
@@ -138,7 +138,11 @@ class SlackDouble:
             self._response_targets: dict[str, ResponseTarget] = {}
             # False plays an app installed without the files:read scope: downloads get the sign-in page.
             self.files_read_granted = True
+            # Slack ends a stream nothing was streamed into for about five minutes (2025-10); tests shorten it.
+            self.stream_idle_seconds = 300.0
             self._socket_acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+            # The app's client id and secret, and what its OAuth installs issued (oauth.py).
+            self.oauth = oauth.OAuthApp()
             self.add_workspace(*self._primary)
 
     # -- workspaces, users, channels, files ------------------------------------------------------
@@ -190,11 +194,19 @@ class SlackDouble:
         user: str | None = None,
         team_id: str | None = None,
         members: Iterable[str] | None = None,
+        topic: str = "",
     ) -> None:
         """A conversation; members default to the bot (and the IM's user), so the bot can post and read."""
         with self._lock:
             self._workspace(team_id).add_channel(
-                channel_id, name=name, is_private=is_private, is_im=is_im, is_mpim=is_mpim, user=user, members=members
+                channel_id,
+                name=name,
+                is_private=is_private,
+                is_im=is_im,
+                is_mpim=is_mpim,
+                user=user,
+                members=members,
+                topic=topic,
             )
 
     def add_file(
@@ -254,6 +266,26 @@ class SlackDouble:
         """The assistant status shown in a thread now; Slack clears it when the app replies there."""
         with self._lock:
             return self._workspace(team_id).statuses.get((channel, thread_ts), "")
+
+    def streamed_chunks(self, channel: str, ts: str, *, team_id: str | None = None) -> list[dict[str, Any]]:
+        """Every chunk (markdown_text, task_update, blocks...) streamed into a message, in order."""
+        with self._lock:
+            return copy.deepcopy(self._workspace(team_id).existing(channel, ts).chunks)
+
+    def agent_session_statuses(self, channel: str, thread_ts: str, *, team_id: str | None = None) -> list[str]:
+        """Every status agents.sessions.setStatus gave the thread's session, in order."""
+        with self._lock:
+            return list(self._workspace(team_id).agent_sessions.get((channel, thread_ts), []))
+
+    def refuse_streaming(self, error: str | None = "not_allowed", *, team_id: str | None = None) -> None:
+        """chat.startStream answers error from now on (None: streams again)."""
+        with self._lock:
+            self._workspace(team_id).streaming_refusal = error
+
+    def declare_agent(self, declared: bool = True, *, team_id: str | None = None) -> None:
+        """The app is declared an agent in the workspace: agents.sessions.setStatus works there."""
+        with self._lock:
+            self._workspace(team_id).agent_sessions_refusal = None if declared else "feature_disabled"
 
     def views(self, *, team_id: str | None = None) -> list[dict[str, Any]]:
         """Every modal and home tab currently open or published, in their latest version."""
@@ -321,6 +353,11 @@ class SlackDouble:
         )
         with self._lock:
             self._faults.setdefault(method, deque()).append(fault)
+
+    def grant_scopes(self, scopes: Iterable[str], *, team_id: str | None = None) -> None:
+        """The bot token's scopes from now on, as after reinstalling the app with these (x-oauth-scopes)."""
+        with self._lock:
+            self._workspace(team_id).scopes = tuple(scopes)
 
     def new_response_url(
         self, *, channel: str | None = None, user: str | None = None, team_id: str | None = None
@@ -394,6 +431,32 @@ class SlackDouble:
             ws = self._workspace(team_id)
             return self._envelope(ws, views.app_home_opened_event(ws, user))
 
+    # -- OAuth installs --------------------------------------------------------------------------
+
+    def approve_install(self, team_id: str, *, user: str, scopes: Iterable[str] = ()) -> str:
+        """A person approves installing the app in the workspace; returns the code Slack redirects them with."""
+        with self._lock:
+            return oauth.approve(self.oauth, self._workspace(team_id), user_id=user, scopes=tuple(scopes))
+
+    def uninstall(self, team_id: str) -> list[dict[str, Any]]:
+        """The workspace uninstalls the app: its tokens stop working; returns the tokens_revoked and
+        app_uninstalled envelopes Slack sends."""
+        with self._lock:
+            ws = self._workspace(team_id)
+            return [self._envelope(ws, event) for event in oauth.revoke(self.oauth, ws)]
+
+    def _oauth_access(self, params: Params, authorization: str) -> dict[str, Any]:
+        try:
+            grant = oauth.access(self.oauth, self._workspaces, params, authorization, api_app_id=self.app_id)
+            body = {"ok": True, **grant}
+        except SlackError as error:
+            body = {"ok": False, "error": error.code}
+        self.recording.check(body, response_shape("oauth.v2.access"), "oauth.v2.access response")
+        self.recording.calls.append(
+            RecordedCall("oauth.v2.access", params.decoded(), None, time.time(), copy.deepcopy(body))
+        )
+        return body
+
     # -- internals -------------------------------------------------------------------------------
 
     def _workspace(self, team_id: str | None) -> Workspace:
@@ -404,7 +467,8 @@ class SlackDouble:
 
     def _envelope(self, ws: Workspace, event: dict[str, Any]) -> dict[str, Any]:
         """The Events API envelope Slack wraps event in, checked against the event's sample."""
-        context = base64.urlsafe_b64encode(json.dumps({"ts": event["event_ts"]}).encode()).decode()
+        event_ts = event.get("event_ts") or next_ts()  # app_uninstalled and tokens_revoked carry none
+        context = base64.urlsafe_b64encode(json.dumps({"ts": event_ts}).encode()).decode()
         envelope = {
             "token": self.verification_token,
             "team_id": ws.team_id,
@@ -412,7 +476,7 @@ class SlackDouble:
             "event": event,
             "type": "event_callback",
             "event_id": random_id("Ev"),
-            "event_time": ts_key(event["event_ts"])[0],
+            "event_time": ts_key(event_ts)[0],
             "authed_users": [ws.bot_user_id],
             "authorizations": [
                 {"team_id": ws.team_id, "user_id": ws.bot_user_id, "is_bot": True, "is_enterprise_install": False}
@@ -492,6 +556,9 @@ class SlackDouble:
         raw.pop("token", None)
         if name == "apps.connections.open":  # the one method called with the app-level token
             return web.json_response(self._open_socket_connection(token))
+        if name == "oauth.v2.access":  # called with the app's client id and secret, not a token
+            with self._lock:
+                return web.json_response(self._oauth_access(Params(raw), request.headers.get("Authorization", "")))
         with self._lock:
             status, body, headers = self._dispatch(name, Params(raw), token)
         return web.json_response(body, status=status, headers=headers)
@@ -510,8 +577,8 @@ class SlackDouble:
         return arguments
 
     def _dispatch(self, name: str, params: Params, token: str | None) -> tuple[int, dict[str, Any], dict[str, str]]:
-        ws = next((w for w in self._workspaces.values() if w.bot_token == token), None)
-        status, headers = 200, {}
+        ws = oauth.workspace_of(self.oauth, self._workspaces, token)
+        status, headers = 200, {"x-oauth-scopes": ",".join(ws.scopes)} if ws is not None else {}
         method = METHODS.get(name)
         if method is None:
             body = {"ok": False, "error": "unknown_method"}

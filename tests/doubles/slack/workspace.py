@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import copy
+import functools
 import secrets
 import string
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .methods import SlackError
 
 BOT_NAME = "assistant"
+MANIFEST = Path(__file__).resolve().parents[3] / "manifest.yml"
+
+
+@functools.cache
+def manifest_bot_scopes() -> tuple[str, ...]:
+    return tuple(yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"])
+
 
 _clock_lock = threading.Lock()
 _last_ts_micros = 0
@@ -48,6 +59,7 @@ class Channel:
     user: str | None
     members: set[str]
     created: int
+    topic: str = ""
 
     @property
     def channel_type(self) -> str:
@@ -66,6 +78,8 @@ class StoredMessage:
     texts: list[str]
     deleted: bool = False
     streaming: bool = False
+    streamed_at: float = 0.0  # time.monotonic() of the last call that streamed into it
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # every chunk streamed into it, in order
 
     @property
     def ts(self) -> str:
@@ -113,6 +127,14 @@ class Workspace:
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     home_views: dict[str, str] = field(default_factory=dict)
     statuses: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The bot token's scopes, which Slack names in every Web API answer's x-oauth-scopes header: by default
+    # those manifest.yml asks for, as after installing the app from it.
+    scopes: tuple[str, ...] = field(default_factory=manifest_bot_scopes)
+    # The error chat.startStream answers, as Slack does where the plan or the app may not stream; None streams.
+    streaming_refusal: str | None = None
+    # The error agents.sessions.setStatus answers, as for an app not declared an agent (the default); None accepts.
+    agent_sessions_refusal: str | None = "feature_disabled"
+    agent_sessions: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     @property
     def domain(self) -> str:
@@ -134,6 +156,7 @@ class Workspace:
         is_mpim: bool = False,
         user: str | None = None,
         members: Iterable[str] | None = None,
+        topic: str = "",
     ) -> Channel:
         if is_im and user is None:
             raise ValueError("an IM needs the user it is with")
@@ -147,6 +170,7 @@ class Workspace:
             user=user,
             members=set(members) if members is not None else default_members,
             created=int(time.time()),
+            topic=topic,
         )
         self.messages.setdefault(channel_id, [])
         return self.channels[channel_id]

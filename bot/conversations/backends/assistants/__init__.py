@@ -16,12 +16,19 @@ def build(deps: BackendDeps) -> AssistantsBackend:
     settings = deps.settings
     return AssistantsBackend(
         api,
-        profiles=AssistantsProfiles(api, store=deps.store, settings=settings, table_profiles=deps.table_profiles),
+        profiles=AssistantsProfiles(
+            api,
+            store=deps.store,
+            settings=settings,
+            table_profiles=deps.table_profiles,
+            default_tools=deps.table_profiles.configured_default.tools,
+        ),
         files=files,
         message_files=MessageFiles(files),
         poll_max_seconds=settings.run_poll_max_seconds,
         deadline_seconds=settings.run_deadline_seconds,
         queued_deadline_seconds=settings.run_queued_deadline_seconds,
+        reasoning_effort=settings.assistant_reasoning_effort,
     )
 
 
@@ -30,6 +37,7 @@ PLUGIN = BackendPlugin(
     build=build,
     probes=(Probe("GET", "/assistants?limit=1"),),
     summary="the Assistants API v2 (/assistants, /threads, /files, /vector_stores)",
+    capabilities=AssistantsBackend.capabilities,
 )
 
 __all__ = ["PLUGIN", "AssistantsBackend", "AssistantsProfiles", "build"]

@@ -85,10 +85,12 @@ class AssistantsAPI:
     # ---- runs ---------------------------------------------------------------------------------
 
     def stream_run(
-        self, thread_id: str, *, assistant_id: str, tools: list[dict[str, Any]]
+        self, thread_id: str, *, assistant_id: str, tools: list[dict[str, Any]], reasoning_effort: str | None = None
     ) -> AsyncGenerator[SSEvent, None]:
         """Start a run and stream its events; never re-sent once sent (that could start a second run)."""
-        body = {"assistant_id": assistant_id, "tools": tools, "stream": True}
+        body: dict[str, Any] = {"assistant_id": assistant_id, "tools": tools, "stream": True}
+        if reasoning_effort:
+            body["reasoning_effort"] = reasoning_effort
         path = f"/threads/{path_segment(thread_id)}/runs"
         return self._client.stream_sse("POST", path, json=body, retry_when_sent=False)
 

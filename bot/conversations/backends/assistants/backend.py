@@ -110,9 +110,11 @@ class AssistantsBackend:
         poll_max_seconds: float = 5.0,
         deadline_seconds: float = 600.0,
         queued_deadline_seconds: float = 120.0,
+        reasoning_effort: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
+        self._reasoning_effort = reasoning_effort
         self.profiles = profiles
         self._files = files
         self._message_files = message_files
@@ -235,9 +237,10 @@ class AssistantsBackend:
             return
         profile = batch.request.profile
         tools = await self._tools_for(profile.id, batch.request.tools, state)
+        effort = profile.effort(self._reasoning_effort)
 
         def start_run() -> AsyncGenerator[SSEvent, None]:
-            return self._api.stream_run(batch.thread_id, assistant_id=profile.id, tools=tools)
+            return self._api.stream_run(batch.thread_id, assistant_id=profile.id, tools=tools, reasoning_effort=effort)
 
         async for event in self._drive(batch, start_run(), send_again=start_run):
             yield event

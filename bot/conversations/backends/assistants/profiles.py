@@ -9,7 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.conversations.backends.assistants.api import AssistantsAPI
-from bot.conversations.profiles import BUILTIN_TOOLS, Profile, ProfileCatalog, ProfileOrigin, ProfileSpec
+from bot.conversations.profiles import (
+    BUILTIN_TOOLS,
+    REASONING_EFFORTS,
+    Profile,
+    ProfileCatalog,
+    ProfileOrigin,
+    ProfileSpec,
+    is_reasoning_model,
+)
 from bot.errors import NotFoundError, ProfileNotFound, StoreError
 from bot.openai_api.models import Assistant
 from bot.settings import Settings
@@ -35,7 +43,13 @@ def profile_of(assistant: Assistant) -> Profile:
         instructions=assistant.instructions or "",
         tools=tuple(tool["type"] for tool in assistant.tools if tool.get("type") in BUILTIN_TOOLS),
         vector_store_ids=tuple(file_search.get("vector_store_ids") or ()),
+        reasoning_effort=assistant.reasoning_effort if assistant.reasoning_effort in REASONING_EFFORTS else None,
     )
+
+
+def _reasoning_fields(model: str, effort: str | None) -> dict[str, Any]:
+    """An assistant's own reasoning effort; only reasoning models take the field (None clears it)."""
+    return {"reasoning_effort": effort} if is_reasoning_model(model) else {}
 
 
 class AssistantsProfiles:
@@ -51,9 +65,11 @@ class AssistantsProfiles:
         store: Store,
         settings: Settings,
         table_profiles: ProfileCatalog,
+        default_tools: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
+        self._default_tools = default_tools  # ASSISTANT_TOOLS, for the default assistant the bot creates
         self._store = store
         self._settings = settings
         self._table_profiles = table_profiles
@@ -87,6 +103,7 @@ class AssistantsProfiles:
                     "model": self._settings.assistant_model,
                     "name": self._settings.assistant_name,
                     "instructions": self._settings.assistant_instructions,
+                    "tools": [{"type": tool} for tool in self._default_tools if tool in SERVED_TOOLS],
                 }
             )
             log.info("created default assistant %s (model %s)", created.id, self._settings.assistant_model)
@@ -114,6 +131,7 @@ class AssistantsProfiles:
             "name": stored.name,
             "tools": [{"type": tool} for tool in stored.tools if tool in SERVED_TOOLS],
             "metadata": {"profile": profile_id},
+            **_reasoning_fields(stored.model, stored.reasoning_effort),
         }
         if stored.instructions:
             body["instructions"] = stored.instructions
@@ -140,6 +158,7 @@ class AssistantsProfiles:
             "name": spec.name,
             "tools": [{"type": tool} for tool in spec.tools],
             "metadata": {"created_by": origin.user_id, "channel": origin.channel_id},
+            **_reasoning_fields(spec.model, spec.reasoning_effort),
         }
         if spec.instructions:
             body["instructions"] = spec.instructions
@@ -160,6 +179,7 @@ class AssistantsProfiles:
             "name": spec.name,
             "model": spec.model,
             "tools": kept + [{"type": tool} for tool in spec.tools],
+            **_reasoning_fields(spec.model, spec.reasoning_effort),
         }
         if spec.instructions is not None:
             fields["instructions"] = spec.instructions

@@ -15,6 +15,7 @@ def build(deps: BackendDeps) -> ChatBackend:
         profiles=deps.table_profiles,
         max_history_tokens=deps.settings.chat_max_history_tokens,
         embedding_model=deps.settings.embedding_model,
+        reasoning_effort=deps.settings.assistant_reasoning_effort,
     )
 
 
@@ -24,6 +25,7 @@ PLUGIN = BackendPlugin(
     # The stored-completions list: free, and a server that only takes POST answers 405, which counts as served.
     probes=(Probe("GET", "/chat/completions?limit=1"),),
     summary="chat: POST /chat/completions (and /embeddings for long documents); the bot keeps the history",
+    capabilities=ChatBackend.capabilities,
 )
 
 __all__ = ["PLUGIN", "ChatBackend"]

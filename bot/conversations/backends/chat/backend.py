@@ -170,8 +170,10 @@ class ChatBackend:
         profiles: ProfileCatalog,
         max_history_tokens: int,
         embedding_model: str,
+        reasoning_effort: str | None = None,
     ) -> None:
         self._api = api
+        self._reasoning_effort = reasoning_effort
         self._records = records
         self.profiles = profiles
         self._max_history_tokens = max_history_tokens
@@ -289,6 +291,8 @@ class ChatBackend:
         budget = self._max_history_tokens - sum(estimate_tokens(message) for message in leading)
         messages = leading + [as_message(item) for item in trimmed(entries, budget=max(budget, 0))]
         body: dict[str, Any] = {"model": profile.model, "messages": messages}
+        if effort := profile.effort(self._reasoning_effort):
+            body["reasoning_effort"] = effort
         if specs := tools.specs():
             body["tools"] = specs
         return body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.conversations.backends import BackendDeps, BackendPlugin, Probe
 from bot.conversations.backends.responses.backend import ResponsesBackend
+from bot.conversations.backends.responses.mcp import McpSteps
 from bot.conversations.backends.responses.profiles import import_assistant_profile
 from bot.openai_api.responses import ResponsesAPI
 
@@ -19,9 +20,11 @@ def build(deps: BackendDeps) -> ResponsesBackend:
         file_records=deps.file_records,
         max_answer_file_mb=deps.settings.max_file_mb,
         profiles=profiles,
+        mcp=McpSteps(deps.mcp) if deps.mcp is not None else None,
         queued_deadline_seconds=deps.settings.run_queued_deadline_seconds,
         deadline_seconds=deps.settings.run_deadline_seconds,
         poll_max_seconds=deps.settings.run_poll_max_seconds,
+        reasoning_effort=deps.settings.assistant_reasoning_effort,
     )
 
 
@@ -30,6 +33,7 @@ PLUGIN = BackendPlugin(
     build=build,
     probes=(Probe("GET", "/responses/resp_probe"), Probe("GET", "/conversations/conv_probe")),
     summary="needs /responses, /conversations, /files and /vector_stores (api.openai.com serves them)",
+    capabilities=ResponsesBackend.capabilities,
 )
 
 __all__ = ["PLUGIN", "ResponsesBackend", "build", "import_assistant_profile"]

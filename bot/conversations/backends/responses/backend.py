@@ -3,11 +3,13 @@
 State and progress (opaque JSON to the service):
 
     state    {"conversation_id", "last_item_id" (newest item we know the conversation holds),
+              "awaiting_approval"?: [approval ids a batch of the conversation waits on],
               "vector_store_id"?, "data_file_ids": [...], "file_ids": [...uploaded for this conversation]}
     progress {"input_item_ids": [...], "anchor": item id the next response's items will follow,
               "pending_input": [function_call_output items for the next response],
               "requested": True (a POST /responses for this step may be out),
-              "response_id"?, "sequence_number"?}
+              "response_id"?, "sequence_number"?,
+              "awaiting_approval"?: [the mcp_approval_request items the batch waits on, see below]}
 
 A batch: the inputs are added as conversation items, then one ``POST /responses`` (background,
 streamed, stored) runs on the conversation with no input of its own; function calls loop through
@@ -32,6 +34,18 @@ a lost request did is read from the conversation itself:
     request taken as never processed and sent once more (logged). A lost response that failed
     appends nothing, so it is indistinguishable from one never processed; sending again is right
     for both.
+
+Refusals. A request the API refuses (400) started nothing; the two refusals the bot can mend, an
+expired code interpreter container still bound to the conversation and reasoning summaries the
+organisation may not get, are mended and the request sent once more (see refusals.py).
+
+MCP approvals. A response that ends asking for approvals is checkpointed as awaiting them (its
+items are in the conversation by then), then the requests are handed to the MCP approvals (stored
+and shown), and the batch ends with AwaitingDecision. Resumed once every request is decided, the
+batch checkpoints the ``mcp_approval_response`` items as the next step's input and goes on as after
+a function call; resumed earlier (another request still open), it waits again. The conversation's
+state names the approvals too, so that a new batch waits behind the one waiting (until every one
+of them is decided, however that batch then ends) rather than overtake it.
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ from typing import Any
 
 from bot.conversations.backend import (
     AnswerRequest,
+    AwaitingDecision,
     BackendEvent,
     BackendState,
     Capabilities,
@@ -73,6 +88,12 @@ from bot.conversations.backends.responses.items import (
     tool_status,
     user_item,
 )
+from bot.conversations.backends.responses.mcp import McpSteps, approval_requests
+from bot.conversations.backends.responses.mcp import tool_item as mcp_tool_item
+from bot.conversations.backends.responses.progress import StreamProgress
+from bot.conversations.backends.responses.reasoning import reasoning_parameters
+from bot.conversations.backends.responses.refusals import ResponseRequests
+from bot.conversations.mcp import waiting_notice
 from bot.conversations.profiles import Profile, ProfileCatalog
 from bot.conversations.turn import HistoryMessage, ReplyFailed
 from bot.errors import APIConnectionError, BadRequestError, FileRefused, NotFoundError
@@ -97,6 +118,7 @@ POLL_FIRST_SECONDS = 0.05
 MAX_SENDS = 2
 TERMINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 TERMINAL_STATUSES = frozenset({"completed", "failed", "incomplete", "cancelled"})
+LATER_NOTICE = "I'll answer this once the tool call waiting for approval above is decided."
 BUILTIN_TOOL_SHAPES: dict[str, dict[str, Any]] = {
     "web_search": {"type": "web_search"},
     "image_generation": {"type": "image_generation"},
@@ -142,6 +164,7 @@ class _Batch:
     progress: Progress
     usage: list[int] = field(default_factory=lambda: [0, 0])
     output: list[dict[str, Any]] = field(default_factory=list)  # answer items of every response of the batch
+    mcp_tools: list[dict[str, Any]] = field(default_factory=list)  # the profile's MCP servers, as request tools
 
 
 class ResponsesBackend:
@@ -158,17 +181,22 @@ class ResponsesBackend:
         file_records: ApiFileRecords,
         max_answer_file_mb: int,
         profiles: ProfileCatalog,
+        mcp: McpSteps | None = None,
         queued_deadline_seconds: float = 120.0,
         deadline_seconds: float = 600.0,
         poll_max_seconds: float = 5.0,
+        reasoning_effort: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
+        self._requests = ResponseRequests(api)
+        self._reasoning_effort = reasoning_effort
         self._deadline_seconds = deadline_seconds
         self._files = files
         self._conversation_files = ConversationFiles(files, file_records, max_answer_file_mb=max_answer_file_mb)
         self._answers = AnswerReader(api, self._conversation_files)
         self.profiles = profiles
+        self._mcp = mcp
         self._queued_deadline_seconds = queued_deadline_seconds
         self._poll_max_seconds = poll_max_seconds
         self._clock = clock
@@ -182,9 +210,21 @@ class ResponsesBackend:
         else:
             state = {**request.state}
         batch = _Batch(request, state, {**(request.progress or {})})
+        if request.progress is None and self._mcp is not None and await self._mcp.blocks(state):
+            # An earlier batch waits on approvals: this one goes after it, as the conversation's order says.
+            yield AwaitingDecision(LATER_NOTICE)
+            return
         if "input_item_ids" not in batch.progress:
             async for event in self._add_inputs(batch):
                 yield event
+        if self._mcp is not None:
+            batch.mcp_tools = await self._mcp.tools(request)
+        if batch.progress.get("awaiting_approval"):
+            waiting = await self._answer_approvals(batch)
+            if waiting is not None:
+                yield waiting
+                return
+            yield Checkpoint(dict(batch.progress))
         async for event in self._respond(batch):
             yield event
 
@@ -359,6 +399,14 @@ class ResponsesBackend:
                 batch.usage[1] += outcome.usage.get("output_tokens") or 0
             calls = open_function_calls(outcome.output) if outcome.status == "completed" else []
             batch.output += [item for item in outcome.output if item.get("type") != "function_call_output"]
+            if self._mcp is not None:
+                for activity in await self._mcp.record(batch.request, outcome.output):
+                    yield activity
+                approvals = approval_requests(outcome.output) if outcome.status == "completed" else []
+                if approvals and not calls:
+                    async for event in self._await_approvals(batch, outcome, approvals):
+                        yield event
+                    return
             if not calls:
                 break
             outputs = await asyncio.gather(
@@ -383,6 +431,7 @@ class ResponsesBackend:
             yield Checkpoint(dict(batch.progress))
         newest = next((item["id"] for item in reversed(outcome.output) if item.get("id")), batch.progress["anchor"])
         batch.state["last_item_id"] = newest
+        batch.state.pop("awaiting_approval", None)
         yield StateChanged(dict(batch.state))
         if any(batch.usage):
             yield Usage(prompt_tokens=batch.usage[0], completion_tokens=batch.usage[1])
@@ -395,7 +444,8 @@ class ResponsesBackend:
         """One response: followed if its id is known, recognised if its request may be out, else sent."""
         if not batch.progress.get("response_id"):
             # A worker before us (or our own lost request) may have started it: settle that before sending.
-            may_be_out = batch.request.progress is not None and batch.progress.get("requested")
+            # Not after a wait for approvals, whose checkpoint (what this worker started from) requested nothing.
+            may_be_out = bool((batch.request.progress or {}).get("requested")) and batch.progress.get("requested")
             for _ in range(MAX_SENDS):
                 if may_be_out:
                     recognised = await self._recognise_lost_response(batch)
@@ -408,7 +458,8 @@ class ResponsesBackend:
                         self._queued_deadline_seconds,
                     )
                 try:
-                    async for event in self._stream(batch, self._api.stream_response(self._response_body(batch))):
+                    sent = self._requests.stream(batch.state["conversation_id"], lambda: self._response_body(batch))
+                    async for event in self._stream(batch, sent):
                         yield event
                     return
                 except APIConnectionError as exc:
@@ -471,6 +522,7 @@ class ResponsesBackend:
     ) -> AsyncIterator[BackendEvent | _Outcome]:
         """Translate one stream's events; ends with the response's outcome, or raises _StreamEnded."""
         since_checkpoint = 0
+        progress = StreamProgress()
         queued = True  # until an event shows the response running
         async with aclosing(events) as stream:
             while (sse := await self._next_event(stream, queued=queued)) is not None:
@@ -498,12 +550,17 @@ class ResponsesBackend:
                 elif kind == "response.output_text.delta":
                     yield TextDelta(data.get("delta", ""))
                 elif kind in ("response.output_item.added", "response.output_item.done"):
-                    tool = tool_item(data.get("item") or {})
+                    # An MCP call is named server/tool, which the generic mapping cannot tell.
+                    tool = mcp_tool_item(data.get("item") or {}) or tool_item(data.get("item") or {})
                     if tool is not None:
                         added = kind == "response.output_item.added"
                         status = ToolStatus.STARTED if added else tool_status(data["item"])
                         if tool.tool != "function" or added:  # a function call ends when our code ran it
-                            yield ToolActivity(tool.call_id, tool.tool, tool.name, status)
+                            activity = progress.once(ToolActivity(tool.call_id, tool.tool, tool.name, status))
+                            if activity is not None:
+                                yield activity
+                elif (shown := progress.read(kind, data)) is not None:
+                    yield shown
                 elif kind in TERMINAL_EVENTS:
                     yield _Outcome.of(data.get("response") or {})
                     return
@@ -515,6 +572,43 @@ class ResponsesBackend:
                     since_checkpoint = 0
                     yield Checkpoint(dict(batch.progress))
         raise _StreamEnded
+
+    async def _await_approvals(
+        self, batch: _Batch, outcome: _Outcome, approvals: list[dict[str, Any]]
+    ) -> AsyncIterator[BackendEvent]:
+        """Checkpoint the wait (nothing requested meanwhile) before the requests are stored and shown, so that
+        a click always finds the batch waiting; then end the batch."""
+        assert self._mcp is not None  # only a backend with MCP tools gets approval requests
+        batch.progress = {
+            "input_item_ids": batch.progress["input_item_ids"],
+            "anchor": outcome.output[-1]["id"],
+            "pending_input": [],
+            "awaiting_approval": [
+                {key: item.get(key) for key in ("id", "server_label", "name", "arguments")} for item in approvals
+            ],
+        }
+        batch.state["awaiting_approval"] = [item["id"] for item in approvals]
+        yield StateChanged(dict(batch.state))
+        yield Checkpoint(dict(batch.progress))
+        asked = await self._mcp.ask(batch.request, approvals)
+        yield AwaitingDecision(waiting_notice(asked))
+
+    async def _answer_approvals(self, batch: _Batch) -> AwaitingDecision | None:
+        """A resumed wait: the approval responses become the next step's input, or it waits on (None: go on)."""
+        assert self._mcp is not None, "a batch waits on MCP approvals but the backend has no MCP tools"
+        approvals = list(batch.progress["awaiting_approval"])
+        answers = await self._mcp.responses([item["id"] for item in approvals])
+        if answers is None:
+            # Asking again stores and shows only what a crash kept from being stored or shown; nothing twice.
+            asked = await self._mcp.ask(batch.request, approvals)
+            return AwaitingDecision(waiting_notice([request for request in asked if request.decision.pending]))
+        batch.progress = {
+            "input_item_ids": batch.progress["input_item_ids"],
+            "anchor": batch.progress["anchor"],
+            "pending_input": answers,
+            "requested": True,
+        }
+        return None
 
     async def _next_event(self, stream: AsyncGenerator[SSEvent, None], *, queued: bool) -> SSEvent | None:
         """The stream's next event, None at its end. A queued response's stream silent past the queued deadline
@@ -563,6 +657,9 @@ class ResponsesBackend:
         }
         if profile.instructions:
             body["instructions"] = profile.instructions
+        reasoning = reasoning_parameters(profile, self._reasoning_effort, summaries=self._requests.reasoning_summaries)
+        if reasoning:
+            body["reasoning"] = reasoning
         tools = self._tools(batch)
         if tools:
             body["tools"] = tools
@@ -597,7 +694,7 @@ class ResponsesBackend:
                 container["file_ids"] = data_file_ids[-50:]  # the API's limit per container
             tools.append({"type": "code_interpreter", "container": container})
         tools += [BUILTIN_TOOL_SHAPES[name] for name in profile.tools if name in BUILTIN_TOOL_SHAPES]
-        return tools
+        return tools + batch.mcp_tools
 
 
 class _StreamEnded(Exception):

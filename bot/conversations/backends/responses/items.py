@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -28,6 +29,8 @@ BUILTIN_CALLS = {
     "mcp_call": "mcp",
 }
 FAILED_ITEM_STATUSES = frozenset({"failed", "incomplete"})
+# A Markdown link, optionally in parentheses: how answers with web search cite a page inline.
+INLINE_LINK = re.compile(r"\(?\[[^\]\n]*\]\([^()\s]*\)\)?")
 
 
 def history_item(message: HistoryMessage) -> dict[str, Any]:
@@ -147,7 +150,7 @@ class AnswerReader:
         self, part: dict[str, Any], cited: dict[tuple[str, str], Citation], made: dict[str, AnswerFile | WithheldFile]
     ) -> str:
         text: str = part.get("text", "")
-        markers: list[tuple[int, int]] = []  # (position, citation number)
+        markers: list[tuple[int, int, int]] = []  # (start, end, citation number): text[start:end] becomes [n]
         for annotation in part.get("annotations") or ():
             kind = annotation.get("type")
             if kind == "file_citation":
@@ -155,17 +158,19 @@ class AnswerReader:
                 if key not in cited:
                     title = annotation.get("filename") or await self._files.source_name(key[1])
                     cited[key] = Citation(len(cited) + 1, title)
-                markers.append((_clamp(annotation.get("index"), text), cited[key].number))
+                position = _clamp(annotation.get("index"), text)
+                markers.append((position, position, cited[key].number))
             elif kind == "url_citation":
                 key = ("url", annotation.get("url", ""))
                 if key not in cited:
-                    cited[key] = Citation(len(cited) + 1, annotation.get("title") or key[1], url=key[1])
-                markers.append((_clamp(annotation.get("end_index"), text), cited[key].number))
+                    # No title: the platform names the link itself (by its site), never with the raw URL.
+                    cited[key] = Citation(len(cited) + 1, annotation.get("title") or "", url=key[1])
+                markers.append((*_source_span(annotation, text), cited[key].number))
             elif kind == "container_file_citation":
                 await self._container_file(annotation, text, made)
-        # Inserting from the end keeps the earlier positions valid.
-        for position, number in sorted(set(markers), reverse=True):
-            text = f"{text[:position]}[{number}]{text[position:]}"
+        # Replacing from the end keeps the earlier positions valid.
+        for start, end, number in sorted(set(markers), reverse=True):
+            text = f"{text[:start]}[{number}]{text[end:]}"
         return text
 
     async def _container_file(
@@ -200,6 +205,22 @@ def _generated_image(item: dict[str, Any], *, number: int) -> AnswerFile | None:
         log.warning("image generation call %s returned no valid base64 image", item.get("id"))
         return None
     return AnswerFile(name=f"image-{number}.png", data=data)
+
+
+def _source_span(annotation: dict[str, Any], text: str) -> tuple[int, int]:
+    """Where a web source's [n] goes: in place of the inline link the model wrote to it, with its parentheses
+    ("... ([site](url?utm_source=openai))", as answers with web search read in 2025-2026), else after the text
+    the annotation covers."""
+    start, end = _clamp(annotation.get("start_index"), text), _clamp(annotation.get("end_index"), text)
+    span = text[start:end]
+    url = str(annotation.get("url") or "")
+    if not (url and url in span) and not INLINE_LINK.fullmatch(span):
+        return end, end
+    if text[start - 1 : start] == "(" and text[end : end + 1] == ")":
+        start, end = start - 1, end + 1
+    if text[start - 1 : start] == " ":
+        start -= 1  # the number sits against the text it backs, as a file citation's does ("grew 5%[1].")
+    return start, end
 
 
 def _clamp(index: Any, text: str) -> int:

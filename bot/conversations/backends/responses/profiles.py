@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from bot.conversations.backends.assistants.api import AssistantsAPI
-from bot.conversations.profiles import BUILTIN_TOOLS, Profile
+from bot.conversations.backends.assistants.profiles import profile_of
+from bot.conversations.profiles import Profile
 from bot.errors import APIError, NotFoundError
 from bot.openai_api.client import OpenAIClient
 
@@ -13,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 async def import_assistant_profile(client: OpenAIClient, assistant_id: str) -> Profile | None:
-    """The assistant's name, model, instructions and built-in tools as a profile; None when it cannot be read.
+    """The assistant's name, model, instructions, built-in tools and reasoning effort as a profile; None when it
+    cannot be read.
 
     Servers shaped like api.openai.com today no longer serve assistants: that 404 is logged once (the
     catalog asks once) and the settings' default profile is used instead; it never fails a turn.
@@ -26,15 +28,4 @@ async def import_assistant_profile(client: OpenAIClient, assistant_id: str) -> P
     except APIError as exc:
         log.warning("could not import the assistant of OPENAI_ASSISTANT_ID (%s); using the configured default", exc)
         return None
-    if not assistant.model:
-        return None
-    tools = tuple(tool["type"] for tool in assistant.tools if tool.get("type") in BUILTIN_TOOLS)
-    file_search = (assistant.tool_resources or {}).get("file_search") or {}
-    return Profile(
-        id=assistant.id,
-        name=assistant.name or assistant.id,
-        model=assistant.model,
-        instructions=assistant.instructions or "",
-        tools=tools,
-        vector_store_ids=tuple(file_search.get("vector_store_ids") or ()),
-    )
+    return profile_of(assistant) if assistant.model else None
