@@ -101,10 +101,10 @@ def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+def slack_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """The app's client: with SLACK_BOT_TOKEN, or without a token in OAuth mode (it exchanges install codes)."""
     token = None if settings.oauth_mode else _secret(settings.slack_bot_token) or None
-    return web_client(api_url=settings.slack_api_url, token=token)
+    return web_client(api_url=settings.slack_api_url, token=token, session=session)
 
 
 def openai_client(settings: Settings, *, observer: RequestObserver | None = None) -> OpenAIClient:
@@ -437,7 +437,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         core.moderation_log,
     )
 
-    client = slack_client(settings)
+    # One session for every Slack call, so that they share connections; closed after everything using it.
+    slack_session = aiohttp.ClientSession()
+    stack.push_async_callback(slack_session.close)
+    client = slack_client(settings, session=slack_session)
     installs = oauth_installs(settings, engine=core.engine, client=client) if settings.oauth_mode else None
     clients: SlackClients
     if installs is None:

@@ -32,14 +32,12 @@ _triggers = itertools.count(1)
 
 async def answered_turn(store: Store, *, event_id: str, reply_ts: str, team: str = TEAM, user: str = "U0ADA") -> int:
     """A turn the bot answered with the message at reply_ts."""
-    conversation = await store.get_or_create_conversation(
-        team_id=team, channel_id=CHANNEL, thread_key=f"thread-{event_id}", surface="channel"
-    )
-    await store.record_turn(
-        conversation_id=conversation.id,
+    conversation_id, _ = await store.record_arriving_turn(
         team_id=team,
-        event_id=event_id,
         channel_id=CHANNEL,
+        thread_key=f"thread-{event_id}",
+        surface="channel",
+        event_id=event_id,
         user_id=user,
         message_ts="1.0",
         payload={"text": "hi"},

@@ -39,21 +39,19 @@ def server(label: str = "crm", *, team_id: str = TEAM, header: str | None = "X-A
 
 
 async def waiting_turn(store: Store) -> int:
-    conversation = await store.get_or_create_conversation(
-        team_id=TEAM, channel_id="C1", thread_key="1.0", surface="channel"
-    )
-    await store.record_turn(
-        conversation_id=conversation.id,
+    conversation_id, _ = await store.record_arriving_turn(
         team_id=TEAM,
-        event_id="Ev1",
         channel_id="C1",
+        thread_key="1.0",
+        surface="channel",
+        event_id="Ev1",
         user_id="U0ADA",
         message_ts="1.0",
         payload={},
     )
-    turns = await store.open_turns(conversation.id)
+    turns = await store.open_turns(conversation_id)
     await store.update_turns([turns[0].id], status=TurnStatus.WAITING.value, attempts=1)
-    return conversation.id
+    return conversation_id
 
 
 def request(conversation_id: int, approval_id: str = "mcpr_1") -> ApprovalRequest:

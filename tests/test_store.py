@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from bot.store.channels import ChannelStore
 from bot.store.db import create_engine, migrate, session_factory
-from bot.store.models import Base, TurnStatus
+from bot.store.models import Base, Conversation, TurnStatus
 from bot.store.repositories import Store
 
 
@@ -30,25 +30,28 @@ async def _conversation(store: Store, team: str = "T1", channel: str = "C1", key
     return await store.get_or_create_conversation(team_id=team, channel_id=channel, thread_key=key, surface="channel")
 
 
-async def _record(store: Store, conversation_id: int, event_id: str, team: str = "T1") -> bool:
-    return await store.record_turn(
-        conversation_id=conversation_id,
-        team_id=team,
+async def _record(store: Store, conversation: Conversation, event_id: str) -> bool:
+    conversation_id, recorded = await store.record_arriving_turn(
+        team_id=conversation.team_id,
+        channel_id=conversation.channel_id,
+        thread_key=conversation.thread_key,
+        surface=conversation.surface,
         event_id=event_id,
-        channel_id="C1",
         user_id="U1",
         message_ts="1.0",
         payload={"text": "hi"},
     )
+    assert conversation_id == conversation.id
+    return recorded
 
 
 async def test_a_slack_event_is_recorded_once_per_workspace(store: Store) -> None:
     first = await _conversation(store)
     other_team = await _conversation(store, team="T2")
     assert other_team.id != first.id
-    assert await _record(store, first.id, "Ev1") is True
-    assert await _record(store, first.id, "Ev1") is False
-    assert await _record(store, other_team.id, "Ev1", team="T2") is True
+    assert await _record(store, first, "Ev1") is True
+    assert await _record(store, first, "Ev1") is False
+    assert await _record(store, other_team, "Ev1") is True
     turns = await store.open_turns(first.id)
     assert [turn.event_id for turn in turns] == ["Ev1"]
     assert turns[0].status == TurnStatus.PENDING.value
@@ -74,7 +77,7 @@ async def test_concurrent_creation_yields_one_conversation(store: Store) -> None
 
 async def test_a_lease_belongs_to_one_worker_until_it_expires(store: Store) -> None:
     conversation = await _conversation(store)
-    await _record(store, conversation.id, "Ev1")
+    await _record(store, conversation, "Ev1")
     assert await store.conversations_needing_work() == [conversation.id]
     assert await store.claim_conversation(conversation.id, owner="a", lease_seconds=60) is True
     assert await store.claim_conversation(conversation.id, owner="b", lease_seconds=60) is False
@@ -90,8 +93,8 @@ async def test_a_lease_belongs_to_one_worker_until_it_expires(store: Store) -> N
 
 async def test_turns_move_through_their_states(store: Store) -> None:
     conversation = await _conversation(store)
-    await _record(store, conversation.id, "Ev1")
-    await _record(store, conversation.id, "Ev2")
+    await _record(store, conversation, "Ev1")
+    await _record(store, conversation, "Ev2")
     turns = await store.open_turns(conversation.id)
     await store.start_turns([turns[0].id])
     await store.record_progress([turns[0].id], {"response_id": "resp_1"})

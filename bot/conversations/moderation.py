@@ -314,6 +314,9 @@ class ScreenedHistory:
             )
         return [message for index, message in enumerate(history) if index not in refused]
 
+    async def prepare(self, turn: Turn) -> Turn:
+        return await self._platform.prepare(turn)
+
     def reply(
         self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None
     ) -> AbstractAsyncContextManager[PlatformReply]:

@@ -49,6 +49,10 @@ class Platform(Protocol):
         """
         ...
 
+    async def prepare(self, turn: Turn) -> Turn:
+        """A raw turn as the assistant reads it: the speaker named, mentions as names, plain text."""
+        ...
+
     def reply(
         self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None
     ) -> AbstractAsyncContextManager[PlatformReply]:

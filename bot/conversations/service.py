@@ -170,17 +170,15 @@ class ConversationService:
     # Intake --------------------------------------------------------------------------------
 
     async def accept(self, turn: Turn) -> bool:
-        """Record the turn durably, then schedule it; False for a redelivered or refused event."""
+        """Record the turn durably (one transaction), then schedule it; False for a redelivered event."""
         if not self._accepting:
             raise BotError("shutting down; not taking new work")
-        conversation = await self._store.get_or_create_conversation(
-            team_id=turn.team_id, channel_id=turn.channel_id, thread_key=turn.thread_key, surface=turn.surface.value
-        )
-        recorded = await self._store.record_turn(
-            conversation_id=conversation.id,
+        conversation_id, recorded = await self._store.record_arriving_turn(
             team_id=turn.team_id,
-            event_id=turn.event_id,
             channel_id=turn.channel_id,
+            thread_key=turn.thread_key,
+            surface=turn.surface.value,
+            event_id=turn.event_id,
             user_id=turn.user_id,
             message_ts=turn.message_ts,
             payload=turn.to_payload(),
@@ -188,7 +186,7 @@ class ConversationService:
         if not recorded:
             log.info("event %s was already recorded; not answering it twice", turn.event_id)
             return False
-        self.schedule(conversation.id)
+        self.schedule(conversation_id)
         return True
 
     async def find_conversation(self, *, team_id: str, channel_id: str, thread_key: str) -> Conversation | None:
@@ -439,7 +437,7 @@ class ConversationService:
     async def _answer(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
         """Answer a batch: the backend gets every waiting message at once and answers them together."""
         ids = [record.id for record in records]
-        turns = [Turn.from_payload(record.payload) for record in records]
+        turns = [await self._platform.prepare(Turn.from_payload(record.payload)) for record in records]
         recovering = any(record.attempts > 0 for record in records)
         if recovering:
             self._observer.lease_taken_over()

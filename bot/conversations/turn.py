@@ -47,6 +47,9 @@ class Turn:
     # What the person has in view as they write (e.g. the channel open beside the assistant pane), as a line
     # for the assistant; they did not write it.
     context: str = ""
+    # Recorded as it arrived: the text still in the platform's markup and the speaker not yet looked up.
+    # Acknowledging an event does no lookups; the platform prepares the turn when it is answered.
+    raw: bool = False
 
     @property
     def names_speaker(self) -> bool:

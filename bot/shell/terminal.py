@@ -188,6 +188,9 @@ class TerminalPlatform:
     async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
         return []  # the conversation's memory is the backend's; the terminal keeps nothing itself
 
+    async def prepare(self, turn: Turn) -> Turn:
+        return turn  # typed text, by the one person at the terminal
+
     @asynccontextmanager
     async def reply(
         self, turn: Turn, *, resume_ts: str | None = None, unrecorded_after: str | None = None

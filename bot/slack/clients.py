@@ -43,11 +43,16 @@ ROTATION_RACE_READS = 10
 ROTATION_RACE_SECONDS = 0.2
 
 
-def web_client(*, api_url: str, token: str | None) -> AsyncWebClient:
-    """A Web API client with the bot's timeout and retries; without a token for the OAuth exchange."""
+def web_client(*, api_url: str, token: str | None, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """A Web API client with the bot's timeout and retries; without a token for the OAuth exchange.
+
+    Given a session, its calls share that session's connections: without one, slack_sdk opens a new session,
+    and so a new connection (a TLS handshake in production), for every call.
+    """
     return AsyncWebClient(
         token=token,
         base_url=api_url,
+        session=session,
         timeout=SLACK_TIMEOUT_SECONDS,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
@@ -127,9 +132,17 @@ class InstalledWorkspaces:
     the new one saved, as Bolt does for requests (both rotate through the same store, so either may).
     """
 
-    def __init__(self, *, installations: InstallationStore, api_url: str, rotator: AsyncTokenRotator) -> None:
+    def __init__(
+        self,
+        *,
+        installations: InstallationStore,
+        api_url: str,
+        rotator: AsyncTokenRotator,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self._installations = installations
         self._api_url = api_url
+        self._session = session
         self._rotator = rotator
         self._cache: dict[str, _Installed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -167,7 +180,7 @@ class InstalledWorkspaces:
                 raise DeliveryError(f"the app is not installed in workspace {team_id}")
             installation = await self._rotated(installation)
             installed = _Installed(
-                client=web_client(api_url=self._api_url, token=installation.bot_token),
+                client=web_client(api_url=self._api_url, token=installation.bot_token, session=self._session),
                 identity=BotIdentity(user_id=installation.bot_user_id or "", bot_id=installation.bot_id or ""),
                 expires_at=_expiry(installation.bot_token_expires_at),
                 read_at=time.monotonic(),

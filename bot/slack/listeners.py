@@ -15,7 +15,7 @@ from bot.conversations.service import ConversationService
 from bot.conversations.turn import SharedFile, Surface, Turn
 from bot.slack.clients import BotIdentity, SlackClients
 from bot.slack.directory import UserDirectory
-from bot.slack.text import mentioned_user_ids, strip_mention, to_plain_text
+from bot.slack.text import strip_mention
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +240,7 @@ class SlackListeners:
             log.warning("event without event_id ignored (channel %s)", message.channel_id)
             return
         team_id = message.team_id
-        speaker = await self._users.get(message.user_id, team_id=team_id)
         raw = strip_mention(message.text, (await self._clients.identity(team_id)).user_id)
-        names = await self._users.names(mentioned_user_ids(raw), team_id=team_id)
         turn = Turn(
             event_id=event_id,
             team_id=team_id,
@@ -250,13 +248,13 @@ class SlackListeners:
             thread_key=thread_key,
             surface=surface,
             user_id=message.user_id,
-            user_name=speaker.display_name,
-            text=to_plain_text(raw, user_names=names),
+            user_name="",
+            text=raw,
             message_ts=message.ts,
             reply_thread_ts=reply_thread_ts,
-            user_timezone=speaker.timezone,
             files=message.files,
             context=context,
+            raw=True,  # named by the platform when answered: acking does no lookups
         )
         await self._service.accept(turn)
 

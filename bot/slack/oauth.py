@@ -64,6 +64,7 @@ def oauth_installs(settings: Settings, *, engine: AsyncEngine, client: AsyncWebC
         installations=installations,
         api_url=settings.slack_api_url,
         rotator=AsyncTokenRotator(client_id=client_id, client_secret=client_secret, client=client),
+        session=client.session,
     )
     return OAuthInstalls(settings=oauth_settings, installations=installations, workspaces=workspaces)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -454,6 +455,20 @@ class SlackPlatform:
         self._stream_refusals: Refusals[str] = Refusals()
         self._status_refusals: Refusals[tuple[str, str]] = Refusals()
         self._session_refusals: Refusals[str] = Refusals()
+
+    async def prepare(self, turn: Turn) -> Turn:
+        """Name the speaker and the people mentioned; off the ack path, where Slack wants an answer at once."""
+        if not turn.raw:
+            return turn
+        speaker = await self._users.get(turn.user_id, team_id=turn.team_id)
+        names = await self._users.names(mentioned_user_ids(turn.text), team_id=turn.team_id)
+        return dataclasses.replace(
+            turn,
+            user_name=speaker.display_name,
+            user_timezone=speaker.timezone,
+            text=to_plain_text(turn.text, user_names=names),
+            raw=False,
+        )
 
     async def history(self, turn: Turn, *, since_ts: str | None = None) -> list[HistoryMessage]:
         if turn.surface is Surface.DM or turn.thread_key == turn.message_ts:

@@ -52,10 +52,15 @@ def database_now(session: AsyncSession, *, plus_seconds: float = 0.0) -> ColumnE
     return literal(utcnow() + timedelta(seconds=plus_seconds), DateTime(timezone=True))
 
 
-def insert_ignoring_duplicates(session: AsyncSession, model: type) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING, which both databases speak, each through its own dialect."""
+def dialect_insert(session: AsyncSession, model: type) -> Any:
+    """An INSERT that can take ON CONFLICT clauses, which both databases speak, each through its own dialect."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(model).on_conflict_do_nothing()
+    return insert(model)
+
+
+def insert_ignoring_duplicates(session: AsyncSession, model: type) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING."""
+    return dialect_insert(session, model).on_conflict_do_nothing()
 
 
 def lease_free(session: AsyncSession) -> ColumnElement[bool]:
@@ -258,43 +263,54 @@ class Store:
 
     # Turns -------------------------------------------------------------------------------
 
-    async def record_turn(
+    async def record_arriving_turn(
         self,
         *,
-        conversation_id: int,
         team_id: str,
-        event_id: str,
         channel_id: str,
+        thread_key: str,
+        surface: str,
+        event_id: str,
         user_id: str,
         message_ts: str,
         payload: dict[str, Any],
-    ) -> bool:
-        """Write a new pending turn; False when this Slack event was already recorded."""
-        try:
-            async with self.transaction() as session:
-                await session.execute(
-                    update(Conversation).where(Conversation.id == conversation_id).values(last_message_at=utcnow())
+    ) -> tuple[int, bool]:
+        """The one write of an arriving message, in one transaction: its conversation (made when new, its last
+        message stamped) and its pending turn. Returns the conversation's id, and False for a redelivered event."""
+        now = utcnow()
+        async with self.transaction() as session:
+            conversation_id = await session.scalar(
+                dialect_insert(session, Conversation)
+                .values(
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    thread_key=thread_key,
+                    surface=surface,
+                    last_message_at=now,
                 )
-                session.add(
-                    TurnRecord(
-                        conversation_id=conversation_id,
-                        team_id=team_id,
-                        event_id=event_id,
-                        channel_id=channel_id,
-                        user_id=user_id,
-                        message_ts=message_ts,
-                        payload=payload,
-                        status=TurnStatus.PENDING.value,
-                        attempts=0,
-                    )
+                .on_conflict_do_update(
+                    index_elements=["team_id", "channel_id", "thread_key"], set_={"last_message_at": now}
                 )
-        except IntegrityError as exc:
-            # Only the (team, event) key makes this a redelivery; any other violation (say, its
-            # conversation purged meanwhile) must fail loudly so that Slack delivers the event again.
-            if await self.get_turn(team_id=team_id, event_id=event_id) is None:
-                raise StoreError("the turn could not be recorded") from exc
-            return False
-        return True
+                .returning(Conversation.id)
+            )
+            turn_id = await session.scalar(
+                insert_ignoring_duplicates(session, TurnRecord)
+                .values(
+                    conversation_id=conversation_id,
+                    team_id=team_id,
+                    event_id=event_id,
+                    channel_id=channel_id,
+                    user_id=user_id,
+                    message_ts=message_ts,
+                    payload=payload,
+                    status=TurnStatus.PENDING.value,
+                    attempts=0,
+                )
+                .returning(TurnRecord.id)
+            )
+        if conversation_id is None:
+            raise StoreError("the conversation could not be recorded")
+        return conversation_id, turn_id is not None
 
     async def open_turns(self, conversation_id: int) -> list[TurnRecord]:
         async with self.transaction() as session:
