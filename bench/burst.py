@@ -59,6 +59,7 @@ class Run:
     tokens_per_second: float
     wait_seconds: float
     profile: Path | None = None
+    bot_root: Path = ROOT  # a checkout of another version, to measure before and after
 
 
 @dataclass
@@ -164,7 +165,7 @@ def profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_bot(environment: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_bot(environment: dict[str, str], log: Path, *, bot_root: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -172,7 +173,7 @@ def start_bot(environment: dict[str, str], log: Path) -> tuple[subprocess.Popen[
             env={**os.environ, **environment, "PORT": str(port)},
             stdout=output,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=bot_root,
         )
     return process, f"http://127.0.0.1:{port}"
 
@@ -242,7 +243,7 @@ async def measure(run: Run) -> Result:
                 bots = []
                 for index in range(run.replicas):
                     log = folder / f"bot-{index}.log"
-                    process, url = start_bot(environment, log)
+                    process, url = start_bot(environment, log, bot_root=run.bot_root)
                     started_processes.append(process)
                     bots.append((process, url, log))
                     # One at a time: the first migrates the fresh database.
@@ -368,6 +369,7 @@ def main() -> int:
     parser.add_argument("--tokens-per-second", type=float, default=50.0)
     parser.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the answers")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy's samples of each bot process")
+    parser.add_argument("--bot-root", type=Path, default=ROOT, help="the checkout whose bot runs (default: this one)")
     args = parser.parse_args()
     if args.replicas > 1 and not args.database_url:
         parser.error("several replicas need a shared database: give --database-url (PostgreSQL)")
@@ -386,6 +388,7 @@ def main() -> int:
                 tokens_per_second=args.tokens_per_second,
                 wait_seconds=args.wait,
                 profile=args.profile,
+                bot_root=args.bot_root,
             )
             result = asyncio.run(measure(run))
             print(row(run, result), flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +102,25 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per test process, copied for each bot that starts on a new one:
+    a bot migrates a fresh database at every start, the same work each time (the migration tests run their own)."""
+    from bot.store.db import create_engine, migrate
+
+    path = tmp_path_factory.mktemp("migrated") / "bot.sqlite3"
+
+    async def migrated() -> None:
+        engine = create_engine(f"sqlite:///{path}")
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    run_outside_loop(migrated)
+    return path
 
 
 # Doubles and a running bot ------------------------------------------------------------------
@@ -208,7 +228,7 @@ def backend(request: pytest.FixtureRequest, openai_double: Any) -> str:
 
 @pytest.fixture
 async def start_bot(
-    openai_double: Any, slack_double: Any, tmp_path: Path, backend: str
+    openai_double: Any, slack_double: Any, tmp_path: Path, backend: str, migrated_sqlite: Path
 ) -> AsyncIterator[Callable[..., Any]]:
     """Start the bot against the doubles, on each backend; keyword arguments override settings."""
     from bot.app import start_bot as start
@@ -231,6 +251,9 @@ async def start_bot(
             "openai_max_retries": 2,
         }
         values.update(overrides)
+        database = tmp_path / "bot.sqlite3"
+        if "database_url" not in overrides and not database.exists():
+            shutil.copyfile(migrated_sqlite, database)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         bot = RunningBot(await start(settings), slack_double)
         openai_double.forget_requests()  # the start-up check's probes; tests look at what their turns cause

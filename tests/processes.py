@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from doubles.slack_events import deliver
+from doubles.slack_events import deliver, shared_tls
 from support.waiting import WAIT_SECONDS, eventually
 
 
@@ -43,7 +43,7 @@ class BotProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"bot exited with {self.process.returncode} before it was ready:\n{self.log()}")
             try:
-                async with httpx.AsyncClient(timeout=1.0) as client:
+                async with httpx.AsyncClient(timeout=1.0, verify=shared_tls()) as client:
                     return (await client.get(f"{self.url}/healthz")).status_code == 200
             except httpx.TransportError:
                 return False

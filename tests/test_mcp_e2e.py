@@ -262,7 +262,8 @@ async def test_an_admin_may_decide_when_the_operator_allows_it(
 async def test_a_request_nobody_decides_is_denied_at_the_timeout_and_the_thread_says_so(
     start_bot, openai_double, slack_double, mcp_server
 ) -> None:
-    bot = await bot_with_crm(start_bot, slack_double, mcp_server, mcp_approval_timeout_seconds=1.0)
+    # Long enough for the prompt to be posted before it times out, even on a loaded machine.
+    bot = await bot_with_crm(start_bot, slack_double, mcp_server, mcp_approval_timeout_seconds=3.0)
     plan_lookup(openai_double)
     ts = await bot.say(CHANNEL, ADA, QUESTION)
     assert len(approval_prompts(slack_double, ts)) == 1

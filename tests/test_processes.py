@@ -189,6 +189,8 @@ async def test_two_replicas_answer_every_message_once_and_in_order_even_when_one
         calls = [seen for seen in conversations_seen(openai_double) if ("user", sent[0]) in seen]
         assert len(calls) >= len(answers), answers
         shown += len(answers)
-    # Every model call's answer was shown: none was paid for and then dropped, but for the ones the dead replica
-    # was streaming on chat, which stopped with their streams and were asked again.
-    assert openai_double.model_calls == shown + answers_stopped(openai_double, backend)
+    # Every model call's answer was shown, but for what the killed replica had in flight: answers it was
+    # streaming stopped with it (asked again), and at most one per conversation it held that the model finished
+    # (or that it sent without recording it) but never showed, asked again too. Nothing was shown twice (above).
+    stopped = answers_stopped(openai_double, backend)
+    assert shown + stopped <= openai_double.model_calls <= shown + stopped + conversations
