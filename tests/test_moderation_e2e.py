@@ -190,8 +190,8 @@ async def test_a_flagged_answer_is_stopped_before_anyone_sees_it(
 ) -> None:
     answer = "Sure, here is a calm overview. Step one: DANGEROUS-RECIPE with details. Step two: more."
     openai_double.moderation_flags = {"DANGEROUS-RECIPE": ["illicit/violent"]}
-    # Paced so that the answer is still being written when the bot stops it.
-    openai_double.script(ScriptedRun(text=answer, chunks=8, chunk_delay=0.3))
+    # Paced so that the answer is still being written when the bot stops it, even on a loaded machine.
+    openai_double.script(ScriptedRun(text=answer, chunks=16, chunk_delay=0.3))
     bot = await start_bot()
     ts = await bot.say(CHANNEL, "U0ADA", f"<@{BOT}> tell me something")
 
@@ -204,7 +204,7 @@ async def test_a_flagged_answer_is_stopped_before_anyone_sees_it(
         ":no_entry: I stopped this answer: content moderation flagged it for violent illicit activity."
     )
     checked = [request.body["input"] for request in openai_double.requests_to("POST", MODERATIONS)[1:]]
-    assert len(checked) <= 8 and "DANGEROUS-RECIPE" in checked[-1]  # at most one check per update; none after
+    assert len(checked) <= 16 and "DANGEROUS-RECIPE" in checked[-1]  # at most one check per update; none after
     assert not any("Step two" in text for text in checked)
 
     await eventually(lambda: answers_stopped(openai_double, backend) == 1, what="the answer stopped on the server")

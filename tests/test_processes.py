@@ -159,7 +159,9 @@ async def test_two_replicas_answer_every_message_once_and_in_order_even_when_one
 ) -> None:
     # Slow answers, so that messages arrive while answers are in flight and the kill lands mid-answer.
     openai_double.script(*[ScriptedRun(chunks=4, chunk_delay=0.05) for _ in range(30)])
-    replicas = [bot_processes(database_url, **FAST_SWEEPS), bot_processes(database_url, **FAST_SWEEPS)]
+    # A request the killed replica sent but never recorded is sent again once nothing of it shows for this long.
+    settings = {**FAST_SWEEPS, "RUN_QUEUED_DEADLINE_SECONDS": "3"}
+    replicas = [bot_processes(database_url, **settings), bot_processes(database_url, **settings)]
     for replica in replicas:
         await replica.wait_ready()
     conversations = 3
