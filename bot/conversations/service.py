@@ -162,6 +162,7 @@ class ConversationService:
         # Set when someone stops the answer of a conversation answered here (directly, or through the database
         # from another replica).
         self._stops: dict[int, asyncio.Event] = {}
+        self._stop_watch: asyncio.Task[None] | None = None
         # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
@@ -295,6 +296,9 @@ class ConversationService:
         await asyncio.gather(*pending, return_exceptions=True)
         if pending:
             log.warning("%d conversations still running at shutdown; they resume on the next start", len(pending))
+        if self._stop_watch is not None:  # no answer is left to stop
+            self._stop_watch.cancel()
+            await asyncio.gather(self._stop_watch, return_exceptions=True)
 
     async def idle(self) -> None:
         """Wait until no worker is running (for tests and orderly shutdown)."""
@@ -322,8 +326,6 @@ class ConversationService:
             worker = asyncio.current_task()
             assert worker is not None  # _work always runs as a task of its own (see schedule)
             renewer = asyncio.create_task(self._renew_lease(conversation_id, worker, renewed_at=claimed_at))
-            # Apart from the renewer, so that a slow database never delays the renewer's stopping in time.
-            stop_watcher = asyncio.create_task(self._watch_for_stop_requests(conversation_id))
             try:
                 records = await self._store.open_turns(conversation_id)
                 exhausted = [record for record in records if record.attempts >= self._max_attempts]
@@ -346,9 +348,8 @@ class ConversationService:
                 return
             finally:
                 renewer.cancel()
-                stop_watcher.cancel()
                 # Whatever ended it, the lease is released.
-                await asyncio.gather(renewer, stop_watcher, return_exceptions=True)
+                await asyncio.gather(renewer, return_exceptions=True)
                 self._stops.pop(conversation_id, None)
                 try:
                     await self._store.release_conversation(conversation_id, owner=self.owner)
@@ -408,24 +409,31 @@ class ConversationService:
             renewed_at = now
             self._beat_confirmed_at = max(self._beat_confirmed_at, now)  # the claim stamps the heartbeat
 
-    async def _watch_for_stop_requests(self, conversation_id: int) -> None:
-        """A stop asked of another replica reaches the one answering through the database, looked at as often
-        as the lease is checked."""
+    def _watch_stops(self) -> None:
+        if self._stop_watch is None or self._stop_watch.done():
+            self._stop_watch = asyncio.create_task(self._watch_for_stop_requests(), name="stop-requests")
+
+    async def _watch_for_stop_requests(self) -> None:
+        """A stop asked of another replica reaches the one answering through the database: one query for all
+        the answers in progress here, as often as leases are checked, apart from the renewers (so that a slow
+        database never delays their stopping in time). It ends when no answer is in progress."""
         check_seconds = min(HEARTBEAT_SECONDS, self._lease_seconds / 3)
-        while True:
+        while self._stops:
             await asyncio.sleep(check_seconds)
-            stop = self._stops.get(conversation_id)
-            if stop is None or stop.is_set():
+            answering = [conversation_id for conversation_id, stop in self._stops.items() if not stop.is_set()]
+            if not answering:
                 continue
             try:
                 async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
-                    requested = await self._store.stop_requested(conversation_id)
+                    requested = await self._store.stops_requested(answering)
             except Exception:  # the watcher must live on; the next look may succeed
-                log.warning("could not look for a stop request in conversation %s", conversation_id, exc_info=True)
+                log.warning("could not look for stop requests", exc_info=True)
                 continue
-            if requested:
-                log.info("conversation %s: stop requested through another replica", conversation_id)
-                stop.set()
+            for conversation_id in requested:
+                stop = self._stops.get(conversation_id)
+                if stop is not None:
+                    log.info("conversation %s: stop requested through another replica", conversation_id)
+                    stop.set()
 
     def _stop_worker(self, conversation_id: int, worker: asyncio.Task[None]) -> None:
         """The answer is another worker's now: its stream writes nothing more, then the worker is cancelled."""
@@ -449,6 +457,7 @@ class ConversationService:
         try:
             unrecorded_after = turns[0].message_ts if recovering else None
             self._stops[conversation_id] = asyncio.Event()
+            self._watch_stops()
             async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=unrecorded_after) as shown:
                 self._streams[conversation_id] = shown
                 try:

@@ -204,12 +204,15 @@ class Store:
             )
             return updated_rows(result) == 1
 
-    async def stop_requested(self, conversation_id: int) -> bool:
+    async def stops_requested(self, conversation_ids: Sequence[int]) -> set[int]:
+        """Which of these conversations someone asked to stop."""
         async with self.transaction() as session:
-            requested = await session.scalar(
-                select(Conversation.stop_requested_at).where(Conversation.id == conversation_id)
+            found = await session.scalars(
+                select(Conversation.id).where(
+                    Conversation.id.in_(conversation_ids), Conversation.stop_requested_at.is_not(None)
+                )
             )
-            return requested is not None
+            return set(found)
 
     async def set_viewing_context(self, conversation_id: int, context: dict[str, Any] | None) -> None:
         """The channel the person views beside an assistant-pane thread (None: none, or not known)."""
