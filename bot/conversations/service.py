@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -163,6 +164,8 @@ class ConversationService:
         # from another replica).
         self._stops: dict[int, asyncio.Event] = {}
         self._stop_watch: asyncio.Task[None] | None = None
+        # Set at shutdown: the stop watcher ends between two looks, never in the middle of a query.
+        self._closing = asyncio.Event()
         # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
@@ -289,6 +292,7 @@ class ConversationService:
         self._accepting = False
         workers = [task for task in self._workers.values() if not task.done()]
         if not workers:
+            await self._end_stop_watch()
             return
         done, pending = await asyncio.wait(workers, timeout=grace_seconds)
         for task in pending:
@@ -296,8 +300,12 @@ class ConversationService:
         await asyncio.gather(*pending, return_exceptions=True)
         if pending:
             log.warning("%d conversations still running at shutdown; they resume on the next start", len(pending))
-        if self._stop_watch is not None:  # no answer is left to stop
-            self._stop_watch.cancel()
+        await self._end_stop_watch()
+
+    async def _end_stop_watch(self) -> None:
+        """No answer is left to stop: the watcher ends at once, or after the query it is in the middle of."""
+        self._closing.set()
+        if self._stop_watch is not None:
             await asyncio.gather(self._stop_watch, return_exceptions=True)
 
     async def idle(self) -> None:
@@ -419,7 +427,10 @@ class ConversationService:
         database never delays their stopping in time). It ends when no answer is in progress."""
         check_seconds = min(HEARTBEAT_SECONDS, self._lease_seconds / 3)
         while self._stops:
-            await asyncio.sleep(check_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=check_seconds)
+            if self._closing.is_set():
+                return
             answering = [conversation_id for conversation_id, stop in self._stops.items() if not stop.is_set()]
             if not answering:
                 continue
