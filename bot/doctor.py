@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
 from bot.app import (
@@ -30,7 +29,7 @@ from bot.errors import APIConnectionError, APIStatusError, ConfigurationError, S
 from bot.openai_api.client import OpenAIClient, path_segment
 from bot.openai_api.probe import is_unknown_route
 from bot.settings import MANIFEST_BOT_SCOPES, Settings, missing_slack_settings
-from bot.store.db import async_url, connected, create_engine, migration_heads
+from bot.store.db import async_url, create_engine, current_revisions, migration_heads
 
 EVENTS_PATH = "/slack/events"
 
@@ -331,11 +330,9 @@ async def _current_revisions(database_url: str) -> frozenset[str]:
     """The migrations the database is at, read without applying any."""
     engine = create_engine(database_url)
     try:
-        async with connected(engine) as connection:
-            heads = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+        return await current_revisions(engine)
     finally:
         await engine.dispose()
-    return frozenset(heads)
 
 
 def _database_kind(settings: Settings) -> str:

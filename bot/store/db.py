@@ -118,14 +118,21 @@ def migration_heads() -> frozenset[str]:
     return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
+async def current_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The migrations the database is at, read without applying any."""
+    async with connected(engine) as connection:
+        heads = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+    return frozenset(heads)
+
+
 async def readiness_problem(engine: AsyncEngine) -> str | None:
     """Why the database cannot serve this bot now (unreachable, or its migrations not current), or None."""
     try:
-        async with asyncio.timeout(READINESS_SECONDS), connected(engine) as connection:
-            current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+        async with asyncio.timeout(READINESS_SECONDS):
+            current = await current_revisions(engine)
     except (StoreError, SQLAlchemyError, OSError, TimeoutError):
         return "the database cannot be reached"
-    if frozenset(current) != migration_heads():
+    if current != migration_heads():
         return "the database's migrations are not current"
     return None
 
