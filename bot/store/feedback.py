@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.models import Feedback, TurnRecord
-from bot.store.repositories import Store, utcnow
+from bot.store.repositories import Store, dialect_insert, utcnow
 
 GOOD = "good"
 BAD = "bad"
@@ -49,8 +48,7 @@ class FeedbackStore:
             turn_id = await session.scalar(_answer_turn(team_id, channel_id, answer_ts))
             if turn_id is None:
                 return False
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            statement = insert(Feedback).values(
+            statement = dialect_insert(session, Feedback).values(
                 team_id=team_id, channel_id=channel_id, turn_id=turn_id, user_id=user_id, value=value
             )
             excluded = statement.excluded
