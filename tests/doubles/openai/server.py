@@ -634,6 +634,9 @@ class ServerCore:
                 sent += 1
                 if reply.source.chunk_delay and _is_text_delta(event):
                     await asyncio.sleep(reply.source.chunk_delay)
+            # Released before the last bytes go out, so a client that has read the whole stream finds it released.
+            with self.lock:
+                reply.source.release()
             if reply.done is not None:
                 await self._write_event(response, reply.done, reply.validate_as)
             await response.write_eof()
