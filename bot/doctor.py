@@ -27,7 +27,7 @@ from bot.app import (
 )
 from bot.errors import APIConnectionError, APIStatusError, ConfigurationError, StoreError
 from bot.openai_api.client import OpenAIClient, path_segment
-from bot.openai_api.probe import is_unknown_route
+from bot.openai_api.probe import is_unknown_route, serves_image_generation, serves_transcription
 from bot.settings import MANIFEST_BOT_SCOPES, Settings, missing_slack_settings
 from bot.store.db import async_url, create_engine, current_revisions, migration_heads
 
@@ -186,6 +186,8 @@ async def api_rows(settings: Settings) -> list[Row]:
             rows.append(await _start_check("api moderation", check_moderation_route, client, settings, "/moderations"))
         for check, setting, model in _configured_models(settings):
             rows.append(await _model_row(client, check, setting, model))
+        for route in OPTIONAL_ROUTES:
+            rows += await _optional_route_rows(client, settings, route)
         return rows
 
 
@@ -231,11 +233,72 @@ def _configured_models(settings: Settings) -> list[tuple[str, str, str]]:
     models = [("api model", "ASSISTANT_MODEL", settings.assistant_model)]
     if settings.moderation != "off":
         models.append(("api moderation model", "MODERATION_MODEL", settings.moderation_model))
-    models.append(("api transcription", "TRANSCRIPTION_MODEL", settings.transcription_model))
-    models.append(("api images", "IMAGE_MODEL", settings.image_model))
     if settings.openai_backend.strip().lower() == "chat":
         models.append(("api embeddings", "EMBEDDING_MODEL", settings.embedding_model))
     return models
+
+
+@dataclass(frozen=True)
+class OptionalRoute:
+    """A route a feature needs but a start does not (the bot runs without it): checked by a free probe."""
+
+    check: str
+    path: str
+    feature: str  # what goes without it, for the problem's detail
+    setting: str  # the model setting of the feature
+    model: Callable[[Settings], str]
+    serves: Callable[..., Awaitable[bool]]  # (client, *, model) -> whether the route is served
+
+
+OPTIONAL_ROUTES = (
+    OptionalRoute(
+        "api transcription",
+        "/audio/transcriptions",
+        "voice and video clips people share are not transcribed",
+        "TRANSCRIPTION_MODEL",
+        lambda settings: settings.transcription_model,
+        serves_transcription,
+    ),
+    OptionalRoute(
+        "api images",
+        "/images/generations",
+        "/imagine makes no images",
+        "IMAGE_MODEL",
+        lambda settings: settings.image_model,
+        serves_image_generation,
+    ),
+)
+
+
+async def _optional_route_rows(client: OpenAIClient, settings: Settings, route: OptionalRoute) -> list[Row]:
+    """The route is served (probed at no cost), then the API has the feature's model."""
+    model = route.model(settings)
+    model_check = f"{route.check} model"
+    try:
+        served = await route.serves(client, model=model)
+    except APIStatusError as exc:
+        return [
+            problem(route.check, f"POST {route.path} answered HTTP {exc.status_code}", "check OPENAI_API_KEY"),
+            skipped(model_check, f"POST {route.path} failed"),
+        ]
+    except APIConnectionError:
+        return [
+            problem(route.check, "the API could not be reached", "check OPENAI_BASE_URL"),
+            skipped(model_check, "the API could not be reached"),
+        ]
+    if not served:
+        return [
+            problem(
+                route.check,
+                f"the API at {url_host(settings.openai_base_url)} does not serve {route.path}, so {route.feature}",
+                f"point OPENAI_BASE_URL at a server that serves {route.path} (the bot runs without it)",
+            ),
+            skipped(model_check, f"{route.path} is not served"),
+        ]
+    return [
+        ok(route.check, f"the API serves {route.path}"),
+        await _model_row(client, model_check, route.setting, model),
+    ]
 
 
 async def _model_row(client: OpenAIClient, check: str, setting: str, model: str) -> Row:

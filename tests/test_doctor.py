@@ -95,7 +95,7 @@ def statuses(rows: dict[str, dict[str, str]]) -> dict[str, str]:
 # Healthy -------------------------------------------------------------------------------------------
 
 
-def test_a_healthy_install_is_ok_on_every_row(healthy, backend, tmp_path) -> None:
+def test_a_healthy_install_is_ok_on_every_row(healthy, backend, tmp_path, openai_double) -> None:
     code, rows = doctor({**healthy, "OPENAI_BACKEND": backend}, tmp_path)
     expected = {
         "settings": "ok",
@@ -108,7 +108,9 @@ def test_a_healthy_install_is_ok_on_every_row(healthy, backend, tmp_path) -> Non
         "api model": "ok",
         "api moderation model": "ok",
         "api transcription": "ok",
+        "api transcription model": "ok",
         "api images": "ok",
+        "api images model": "ok",
         "database": "ok",
         "database file": "ok",
         "database migrations": "ok",
@@ -119,6 +121,13 @@ def test_a_healthy_install_is_ok_on_every_row(healthy, backend, tmp_path) -> Non
     assert code == 0
     assert rows["slack auth.test"]["detail"] == "the token is the bot @assistant (U0BOT) of Team T0TEAM (T0TEAM)"
     assert rows["api backend"]["detail"] == f"the API serves {backend} routes"
+    assert rows["api transcription"]["detail"] == "the API serves /audio/transcriptions"
+    assert rows["api images"]["detail"] == "the API serves /images/generations"
+    # Each route is probed with a request refused before any work: nothing transcribed, no image made.
+    [transcription] = openai_double.requests_to("POST", r"^/v1/audio/transcriptions$")
+    assert transcription.body["model"] == "whisper-1" and transcription.body["file"].filename == "doctor-probe.txt"
+    [image] = openai_double.requests_to("POST", r"^/v1/images/generations$")
+    assert image.body == {"model": "gpt-image-1", "prompt": "", "size": "0x0"}
     assert rows["slack events"]["detail"].startswith("HTTP mode: Slack must send events")
     assert not (tmp_path / "shell-files").exists()
 
@@ -256,8 +265,32 @@ def test_a_configured_model_the_server_lacks_is_named(healthy, tmp_path, openai_
     assert code == 1
     assert rows["api model"]["detail"] == "the API has no model gpt-9-imaginary (ASSISTANT_MODEL)"
     assert rows["api model"]["fix"] == "set ASSISTANT_MODEL to a model GET /models lists"
-    assert rows["api transcription"]["detail"] == "the API has no model whisper-1 (TRANSCRIPTION_MODEL)"
-    assert rows["api images"]["status"] == "ok"
+    assert rows["api transcription"]["status"] == "ok"  # the route is served, without the model
+    assert rows["api transcription model"]["detail"] == "the API has no model whisper-1 (TRANSCRIPTION_MODEL)"
+    assert rows["api images model"]["status"] == "ok"
+
+
+def test_transcription_and_image_routes_the_server_lacks_are_problems(healthy, tmp_path, openai_double) -> None:
+    openai_double.shape = "bare_chat"  # a local model server: chat and embeddings, no audio, no images
+    code, rows = doctor({**healthy, "OPENAI_BACKEND": "chat", "MODERATION": "off"}, tmp_path)
+    assert code == 1
+    assert rows["api backend"]["status"] == "ok"
+    assert rows["api transcription"]["status"] == "problem"
+    assert rows["api transcription"]["detail"] == (
+        f"the API at {openai_double.base_url.split('//')[1].removesuffix('/v1')} does not serve "
+        "/audio/transcriptions, so voice and video clips people share are not transcribed"
+    )
+    assert rows["api images"]["status"] == "problem"
+    assert rows["api images"]["detail"].endswith("does not serve /images/generations, so /imagine makes no images")
+    assert "point OPENAI_BASE_URL at a server that serves /images/generations" in rows["api images"]["fix"]
+    # The models of a route not served are not looked up.
+    assert rows["api transcription model"] == {
+        "check": "api transcription model",
+        "status": "skipped",
+        "detail": "/audio/transcriptions is not served",
+        "fix": "",
+    }
+    assert rows["api images model"]["status"] == "skipped"
 
 
 # The database --------------------------------------------------------------------------------------

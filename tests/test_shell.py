@@ -20,6 +20,7 @@ from doubles.openai import ScriptedRun
 from support.file_view import documents_seen, images_seen
 from support.model_view import (
     MODEL_CALLS_FOR_AN_INTERRUPTED_ANSWER,
+    answer_models,
     conversations_seen,
     first_answer_requests,
     interrupted_answer_script,
@@ -338,3 +339,105 @@ def test_an_unreachable_api_ends_the_shell_with_one_line(tmp_path) -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: could not reach the API at 127.0.0.1:1; check OPENAI_BASE_URL"
     ]
+
+
+# /assistant create and edit: Slack's form, field by field -------------------------------------------------
+
+# What each backend offers in the form: the chat backend runs no built-in tool, so its form asks for none.
+TOOL_TYPED = {"responses": "web search", "assistants": "file search"}
+TOOL_SAVED = {"responses": "web_search", "assistants": "file_search"}
+
+
+def form(backend: str, *, name: str, model: str, instructions: str, tools: str, effort: str) -> list[str]:
+    """The answers to the form's fields, in its order; the tools are not asked on a backend that runs none."""
+    return [name, model, instructions, *([tools] if backend != "chat" else []), effort]
+
+
+def system_texts(openai: Any) -> list[str]:
+    """The instructions the newest model call was given."""
+    return [text for role, text in openai.model_inputs()[-1] if role == "system"]
+
+
+def test_create_makes_an_assistant_the_shell_then_answers_with(openai_double, backend, tmp_path) -> None:
+    answers = form(backend, name="Pirate", model="gpt-4o", instructions="Talk like a pirate.", tools="", effort="")
+    result = shell(openai_double, backend, tmp_path, "/assistant create", *answers, "Ahoy?")
+    out = result.stdout
+    assert "Name:" in out and "Model, one of ft:gpt-4o-mini:acme::abc123, " in out
+    assert "gpt-4o, gpt-4o-mini [gpt-4o-mini]:" in out  # the default assistant's model, unless another is typed
+    assert "Created Pirate (" in out and "model gpt-4o). The shell uses it now." in out
+    assert "Echo: Ahoy?" in shown_lines(result)
+    assert answer_models(openai_double, backend) == ["gpt-4o"]
+    assert any("Talk like a pirate." in text for text in system_texts(openai_double))
+    # The shell's choice lasts: the next session answers with the new assistant too.
+    shown = shell(openai_double, backend, tmp_path, "/assistant show").stdout
+    assert "The shell uses Pirate (" in shown and "chosen for the shell" in shown
+
+
+def test_edit_keeps_each_value_on_enter_and_changes_what_is_typed(openai_double, backend, tmp_path) -> None:
+    with openai_double.core.lock:  # a reasoning model: only those keep a reasoning effort on every backend
+        openai_double.core.family("models").models["o4-mini"] = "system"
+    created = form(
+        backend,
+        name="Pirate",
+        model="o4-mini",
+        instructions="Talk like a pirate.",
+        tools=TOOL_TYPED.get(backend, ""),
+        effort="low",
+    )
+    kept = form(backend, name="Captain", model="", instructions="", tools="", effort="")
+    result = shell(
+        openai_double,
+        backend,
+        tmp_path,
+        "/assistant create",
+        *created,
+        "/assistant edit",
+        *kept,
+        "/assistant show",
+        "Ahoy?",
+    )
+    out = result.stdout
+    # The form shows what the assistant has, and Enter keeps it.
+    assert "Name [Pirate]:" in out and "[o4-mini]:" in out and "[Talk like a pirate.]:" in out and "[low]:" in out
+    assert "Saved Captain (" in out and "model o4-mini). The shell uses it now." in out
+    assert "Instructions: Talk like a pirate." in out
+    assert f"Tools: {TOOL_SAVED.get(backend, 'none')}" in out
+    assert "Reasoning effort: low" in out
+    assert answer_models(openai_double, backend) == ["o4-mini"]
+    assert any("Talk like a pirate." in text for text in system_texts(openai_double))
+
+
+def test_a_refused_value_is_explained_and_asked_again(openai_double, backend, tmp_path) -> None:
+    refused_tool = {"responses": "telepathy", "assistants": "web search"}
+    first = form(
+        backend,
+        name="Deep",
+        model="gpt-9-imaginary",
+        instructions="Think.",
+        tools=refused_tool.get(backend, ""),
+        effort="extreme",
+    )
+    again = ["gpt-4o", *(["none"] if backend != "chat" else []), "low"]  # only the refused fields are asked again
+    result = shell(openai_double, backend, tmp_path, "/assistant create", *first, *again, "Hi")
+    out = result.stdout
+    assert "⚠ gpt-9-imaginary is not one of the models listed." in out
+    assert "⚠ Choose one of the efforts listed." in out
+    if backend == "assistants":
+        assert "⚠ Web search is not available on the assistants backend." in out
+    elif backend == "responses":
+        assert "⚠ Choose only the tools listed." in out
+    else:
+        assert (
+            "File search, Code interpreter, Web search and Image generation are not available on the chat backend."
+            in out
+        )
+    assert out.count("Created Deep (") == 1 and "model gpt-4o). The shell uses it now." in out
+    assert answer_models(openai_double, backend) == ["gpt-4o"]
+    assert any("Think." in text for text in system_texts(openai_double))
+
+
+def test_leaving_the_form_saves_nothing(openai_double, backend, tmp_path) -> None:
+    result = shell(openai_double, backend, tmp_path, "/assistant create", "Half-made")  # then the end of input
+    assert "Nothing was saved." in result.stdout
+    shown = shell(openai_double, backend, tmp_path, "/assistant list").stdout
+    assert "Half-made" not in shown

@@ -8,19 +8,23 @@ conversation afresh or forget it. Choosing among profiles follows the same rule 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.conversations.channels import ChannelAssistants, ConversationControl, group_models, is_fine_tuned
-from bot.conversations.profiles import Profile
+from bot.conversations.channels import (
+    ChannelAssistants,
+    ConversationControl,
+    assistant_models,
+    group_models,
+    is_fine_tuned,
+)
+from bot.conversations.profiles import Profile, ProfileChoices
+from bot.shell.editor import Terminal, fill_in
 from bot.store.models import Conversation
 
 # The shell's one conversation, in the terms the store and the commands use for a DM's rolling conversation.
 SHELL_TEAM = "T0SHELL"
 SHELL_CHANNEL = "D0SHELL"
 SHELL_USER = "U0SHELL"
-
-Confirm = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ SUBCOMMANDS = {
     "show": Subcommand("/assistant show", "the assistant the shell uses, and what the conversation remembers"),
     "list": Subcommand("/assistant list", "the assistants the shell may use, and the others on the API account"),
     "use": Subcommand("/assistant use <id or name>", "make the shell use that assistant", takes_argument=True),
+    "create": Subcommand("/assistant create", "create an assistant, field by field; the shell uses it"),
+    "edit": Subcommand("/assistant edit", "edit the shell's assistant, field by field (Enter keeps a value)"),
     "reset": Subcommand("/assistant reset", "go back to the default assistant"),
     "new": Subcommand("/assistant new", "start afresh, forgetting what came before (kept until forgotten)"),
     "forget": Subcommand(
@@ -67,7 +73,7 @@ class ShellCommands:
         lines += [f"  {sub.usage}: {sub.meaning}" for sub in SUBCOMMANDS.values()]
         return "\n".join(lines)
 
-    async def run(self, text: str, *, confirm: Confirm) -> str:
+    async def run(self, text: str, *, terminal: Terminal) -> str:
         name, _, argument = text.strip().partition(" ")
         name, argument = name.lower() or "help", argument.strip()
         subcommand = SUBCOMMANDS.get(name)
@@ -83,13 +89,17 @@ class ShellCommands:
             return await self._list()
         if name == "use":
             return await self._use(argument)
+        if name == "create":
+            return await self._create(terminal)
+        if name == "edit":
+            return await self._edit(terminal)
         if name == "reset":
             await self._assistants.reset(team_id=SHELL_TEAM, channel_id=SHELL_CHANNEL, user_id=SHELL_USER)
             return f"The shell uses the default assistant again: {describe(await self._assistants.default())}."
         if name == "new":
             return await self.new()
         if name == "forget":
-            return await self._forget(confirm)
+            return await self._forget(terminal)
         if name == "models":
             return await self._models()
         return await self._usage()
@@ -117,7 +127,8 @@ class ShellCommands:
             [
                 f"The shell uses {describe(assistant)}, "
                 f"{'the default assistant' if current.is_default else 'chosen for the shell'}",
-                f"Tools: {', '.join(assistant.tools) or 'none'}",
+                f"Tools: {', '.join(assistant.builtin_tools) or 'none'}",
+                *([f"Reasoning effort: {assistant.reasoning_effort}"] if assistant.reasoning_effort else []),
                 f"Instructions: {(assistant.instructions or '').strip() or '(none)'}",
                 f"The conversation's memory: {memory}",
             ]
@@ -151,7 +162,40 @@ class ShellCommands:
         )
         return f"The shell now uses {describe(usable[0])}."
 
-    async def _forget(self, confirm: Confirm) -> str:
+    async def _create(self, terminal: Terminal) -> str:
+        default = await self._assistants.default()
+        spec = await fill_in(
+            terminal, choices=await self._choices(default), assistant=None, default_model=default.model
+        )
+        if spec is None:
+            return "Nothing was saved."
+        created = await self._assistants.create(
+            team_id=SHELL_TEAM, channel_id=SHELL_CHANNEL, user_id=SHELL_USER, spec=spec
+        )
+        return f"Created {describe(created)}. The shell uses it now."
+
+    async def _edit(self, terminal: Terminal) -> str:
+        assistant = (await self._assistants.current(team_id=SHELL_TEAM, channel_id=SHELL_CHANNEL)).assistant
+        spec = await fill_in(
+            terminal, choices=await self._choices(assistant), assistant=assistant, default_model=assistant.model
+        )
+        if spec is None:
+            return "Nothing was saved."
+        saved = await self._assistants.edit(
+            team_id=SHELL_TEAM, channel_id=SHELL_CHANNEL, user_id=SHELL_USER, assistant_id=assistant.id, spec=spec
+        )
+        return f"Saved {describe(saved)}. The shell uses it now."
+
+    async def _choices(self, shown: Profile) -> ProfileChoices:
+        """What the form offers: as Slack's, the models of the API (with the one shown), the backend's tools."""
+        models = assistant_models(await self._assistants.model_ids())
+        if shown.model and shown.model not in models:
+            models.insert(0, shown.model)
+        return ProfileChoices(
+            backend_name=self._assistants.backend_name, tools=self._assistants.builtin_tools(), models=tuple(models)
+        )
+
+    async def _forget(self, terminal: Terminal) -> str:
         conversation = await self.conversation()
         if conversation is None:
             return "There is no conversation yet, so there is nothing to forget."
@@ -159,7 +203,8 @@ class ShellCommands:
             "Forget the conversation? This deletes what the API keeps of it (its memory, its files, its search "
             "index) and the bot's records of it. It cannot be undone. Type yes to forget it:"
         )
-        if not await confirm(question):
+        answer = await terminal.ask(question)
+        if (answer or "").strip().lower() not in ("y", "yes"):
             return "Nothing was deleted."
         forgotten = await self._control.forget(conversation.id)
         memories = "memory" if forgotten.memories == 1 else "memories"

@@ -33,6 +33,7 @@ from bot.store.channels import ChannelStore
 log = logging.getLogger(__name__)
 
 PROMPT = "you> "
+ANSWER_PROMPT = "> "  # for the answer to a command's question
 BUSY = "The assistant is still answering in this conversation (perhaps a shell elsewhere); try again soon."
 
 
@@ -113,35 +114,35 @@ class Shell:
             else:
                 await self._ask(text)
         except ConversationBusy:
-            self._say(BUSY)
+            self.say(BUSY)
         except APIError as exc:
             log.warning("shell command failed on the API: %s", exc)
-            self._say(api_failure_reason(exc))
+            self.say(api_failure_reason(exc))
 
     async def _command(self, text: str) -> None:
         name, _, argument = text.partition(" ")
         name = name.lower()
         if name == "/help":
-            self._say(self._commands.help_text())
+            self.say(self._commands.help_text())
         elif name in ("/file", "/image"):
             await self._share(argument.strip(), image=name == "/image")
         elif name == "/assistant":
-            self._say(await self._commands.run(argument, confirm=self._confirm))
+            self.say(await self._commands.run(argument, terminal=self))
         else:
-            self._say(f"I don't know {printable(name)}; /help lists the commands.")
+            self.say(f"I don't know {printable(name)}; /help lists the commands.")
 
     async def _share(self, argument: str, *, image: bool) -> None:
         path, message = split_path(argument)
         try:
             file = self._files.attach(path, image=image)
         except FileRefused as exc:
-            self._say(f"⚠ I couldn't use that file: {exc}.")
+            self.say(f"⚠ I couldn't use that file: {exc}.")
             return
         self._pending.append(file)
         if message:
             await self._ask(message)
         else:
-            self._say(f"{file.name} goes with your next message.")
+            self.say(f"{file.name} goes with your next message.")
 
     async def _ask(self, text: str) -> None:
         files, self._pending = tuple(self._pending), []
@@ -169,12 +170,12 @@ class Shell:
         self._last_ts = max(time.time(), self._last_ts + 0.000001)
         return f"{self._last_ts:.6f}"
 
-    async def _confirm(self, question: str) -> bool:
-        self._say(question)
-        answer = await self._reader.read("yes/no> ")
-        return (answer or "").strip().lower() in ("y", "yes")
+    async def ask(self, question: str) -> str | None:
+        """The answer to a command's question (a form's field, a confirmation); None at the end of input."""
+        self.say(question)
+        return await self._reader.read(ANSWER_PROMPT)
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         self._console.print(Text(printable(text)))
 
 

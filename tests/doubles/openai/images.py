@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from .server import ApiCall, JsonReply, Route, ServerCore
+from .server import ApiCall, ApiError, JsonReply, Route, ServerCore
 
 # A valid 1x1 PNG: what every generated image looks like here.
 GENERATED_IMAGE_PNG = base64.b64decode(
@@ -28,6 +28,14 @@ class ImagesFamily:
         """Generated images live in the core's downloads, which the core forgets itself."""
 
     def _generate_image(self, call: ApiCall) -> JsonReply:
+        if not call.body.get("prompt"):  # refused before anything is drawn, as the API does (doctor's probe)
+            raise ApiError(
+                400,
+                "Invalid 'prompt': empty string. Expected a string with minimum length 1, but got an empty string "
+                "instead.",
+                param="prompt",
+                code="empty_string",
+            )
         model = call.body.get("model") or "dall-e-2"
         # The GPT image models always answer inline; DALL·E links to the image unless asked for b64_json.
         if model.startswith("dall-e") and call.body.get("response_format", "url") == "url":
