@@ -7,6 +7,7 @@ calls the tool); the MCP double is the company's server, behind an API key the b
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from conftest import SIGNING_SECRET
 from cryptography.fernet import Fernet
 from doubles.mcp import McpDouble, McpTool
 from doubles.openai.responses_mcp import McpPlan
-from doubles.slack_events import block_action_body, deliver_form, slash_command_body
+from doubles.slack_events import block_action_body, deliver_form, slash_command_body, view_submission_body
 from sqlalchemy import select
 from support.bot_processes import turn_statuses
 from support.commands import click, ephemeral_texts, last_ephemeral
@@ -23,6 +24,7 @@ from support.slack_view import bot_texts, post
 from support.waiting import eventually
 from support.workspace import ADA, BOB, BOT, CHANNEL
 
+from bot.store.channels import ChannelStore
 from bot.store.models import McpApproval, McpServerRecord, McpToolCall
 
 TEAM = "T0TEAM"
@@ -409,3 +411,210 @@ async def test_a_bot_killed_while_waiting_loses_nothing_and_the_click_completes_
     assert bot_texts(slack_double, CHANNEL, ts) == [f"Approved by <@{ADA}>: running *lookup* on *crm*.", ANSWER]
     assert mcp_server.tool_calls() == [("lookup", {"customer": "Acme"})]
     assert len(response_requests(openai_double)) == 2  # the question's, and the approval's: none twice
+
+
+# Function calls beside an approval request ---------------------------------------------------------
+
+
+@RESPONSES_ONLY
+async def test_function_calls_beside_an_approval_request_run_and_the_model_gets_their_outputs_with_the_decision(
+    start_bot, openai_double, slack_double, mcp_server
+) -> None:
+    bot = await bot_with_crm(start_bot, slack_double, mcp_server)
+    openai_double.core.family("responses").mcp.will_call(
+        McpPlan("crm", "lookup", {"customer": "Acme"}, function_calls=(("read_thread", {}),))
+    )
+    ts = await bot.say(CHANNEL, ADA, QUESTION)
+
+    # The function ran at once; the MCP tool waits for the click.
+    [prompt] = approval_prompts(slack_double, ts)
+    assert mcp_server.tool_calls() == []
+
+    def thread_reads() -> int:
+        """read_thread's reads of the thread (the bot's own look for its reply messages is not inclusive)."""
+        return len([call for call in slack_double.calls_to("conversations.replies") if call.params.get("inclusive")])
+
+    assert thread_reads() == 1
+    [first] = [r for r in openai_double.core.family("responses").response_objects() if r["output"]]
+    [function_call] = [item for item in first["output"] if item["type"] == "function_call"]
+
+    await click(bot, slack_double, action_id="mcp_approve", value=approval_id_of(prompt), message=prompt, user=ADA)
+
+    # The answer's message began with the function's task, before the prompt was posted; it is finished in place.
+    assert bot_texts(slack_double, CHANNEL, ts) == [
+        f"I ran read_thread too. {ANSWER}",
+        f"Approved by <@{ADA}>: running *lookup* on *crm*.",
+    ]
+    assert mcp_server.tool_calls() == [("lookup", {"customer": "Acme"})]
+    assert thread_reads() == 1  # the function ran once: its output waited in the checkpoint
+    # One request carried both: the function's output and the approval.
+    _, second = response_requests(openai_double)
+    [output, approval] = second.body["input"]
+    assert (output["type"], output["call_id"]) == ("function_call_output", function_call["call_id"])
+    assert [message["text"] for message in json.loads(output["output"])["messages"]] == [
+        "@Assistant how many open orders has Acme?"
+    ]
+    assert approval == {"type": "mcp_approval_response", "approval_request_id": approval_id_of(prompt), "approve": True}
+    assert await turn_statuses(bot.bot.settings.database_url) == ["answered"]
+
+
+# Each call recorded once -------------------------------------------------------------------------------
+
+
+@RESPONSES_ONLY
+async def test_a_call_whose_response_is_read_again_after_a_failed_delivery_is_recorded_once(
+    start_bot, openai_double, slack_double, mcp_server, database_url
+) -> None:
+    # No update while the answer streams: the one chat.update is the final answer's. Slack failing it for now
+    # sends the turn back to be tried again, which follows the same response again, its MCP call and all.
+    bot = await start_bot(database_url=database_url, sweep_seconds=0.1, stream_update_seconds=60.0, **mcp_settings())
+    await command(bot, slack_double, f"mcp add crm {mcp_server.url} approval=never header=X-Api-Key secret={SECRET}")
+    await command(bot, slack_double, "mcp enable crm")
+    plan_lookup(openai_double)
+    slack_double.fail_next("chat.update", error="internal_error")
+    ts = await bot.say(CHANNEL, ADA, QUESTION)
+
+    async def answered() -> bool:
+        return await turn_statuses(database_url) == ["answered"]
+
+    await eventually(answered, what="the turn answered on its second attempt")
+    assert bot_texts(slack_double, CHANNEL, ts) == [ANSWER]
+    assert len(response_requests(openai_double)) == 1  # the second attempt followed the response, asked nothing
+    assert [(call.server_label, call.tool_name, call.outcome) for call in await records_of(bot, McpToolCall)] == [
+        ("crm", "lookup", "completed")
+    ]
+
+
+# The assistant form and /assistant show ------------------------------------------------------------------
+
+
+def form_of(slack: Any) -> dict[str, Any]:
+    """The modal the newest views.open opened, as Slack keeps it."""
+    opened = slack.calls_to("views.open")[-1].response["view"]["id"]
+    return next(view for view in slack.views() if view["id"] == opened)
+
+
+def mcp_field(view: dict[str, Any]) -> dict[str, Any] | None:
+    return next((block for block in view["blocks"] if block.get("block_id") == "mcp_servers"), None)
+
+
+def options(*values: str) -> list[dict[str, Any]]:
+    return [{"text": {"type": "plain_text", "text": value}, "value": value} for value in values]
+
+
+async def submit_form(bot: Any, view: dict[str, Any], *, name: str, mcp_servers: tuple[str, ...] | None) -> Any:
+    """The form submitted with a name, the model it offers first (or its chosen one) and these servers checked."""
+    model = next(block for block in view["blocks"] if block.get("block_id") == "model")["element"]
+    chosen = model.get("initial_option") or model["option_groups"][-1]["options"][0]
+    values: dict[str, Any] = {
+        "name": {"value": {"type": "plain_text_input", "value": name}},
+        "model": {"value": {"type": "static_select", "selected_option": chosen}},
+        "tools": {"value": {"type": "checkboxes", "selected_options": []}},
+    }
+    if mcp_servers is not None:
+        values["mcp_servers"] = {"value": {"type": "checkboxes", "selected_options": options(*mcp_servers)}}
+    body = view_submission_body(view, values, team_id=TEAM, user_id=ADA, trigger_id=f"trigger-{next(_triggers)}")
+    response = await deliver_form(bot.url, body, SIGNING_SECRET)
+    assert response.status_code == 200, response.text
+    await bot.settle()
+    return response.json() if response.content else None
+
+
+def mcp_tools_sent(openai: Any) -> list[str]:
+    """The MCP servers the newest response request offered the model."""
+    return [tool["server_label"] for tool in response_requests(openai)[-1].body["tools"] if tool["type"] == "mcp"]
+
+
+async def assistant_changes(bot: Any) -> list[tuple[str, str]]:
+    rows = await ChannelStore(bot.bot.store).assistant_changes(team_id=TEAM, channel_id=CHANNEL)
+    return [(row.user_id, row.action) for row in rows]
+
+
+@RESPONSES_ONLY
+async def test_the_assistant_form_switches_the_workspaces_servers_and_show_names_them(
+    start_bot, openai_double, slack_double, mcp_server
+) -> None:
+    bot = await start_bot(**mcp_settings())
+    await command(bot, slack_double, f"mcp add crm {mcp_server.url} approval=never header=X-Api-Key secret={SECRET}")
+    await command(bot, slack_double, "mcp add jira https://jira.example.com/mcp")
+    await command(bot, slack_double, "create")
+    form = form_of(slack_double)
+    field = mcp_field(form)
+    assert field is not None and field["element"]["type"] == "checkboxes"
+    assert [option["value"] for option in field["element"]["options"]] == ["crm", "jira"]
+    assert "initial_options" not in field["element"]
+
+    saved = await submit_form(bot, form, name="Sales helper", mcp_servers=("crm", "jira"))
+    assert saved["response_action"] == "update"
+    await command(bot, slack_double, "show")
+    assert "MCP: crm, jira" in last_ephemeral(slack_double, user=ADA)
+    assert "mcp:" not in last_ephemeral(slack_double, user=ADA)
+
+    await command(bot, slack_double, "edit")
+    form = form_of(slack_double)
+    field = mcp_field(form)
+    assert field is not None and [option["value"] for option in field["element"]["initial_options"]] == ["crm", "jira"]
+    await submit_form(bot, form, name="Sales helper", mcp_servers=("crm",))
+    await command(bot, slack_double, "show")
+    shown = last_ephemeral(slack_double, user=ADA)
+    assert "MCP: crm" in shown and "jira" not in shown
+    assert await assistant_changes(bot) == [(ADA, "create"), (ADA, "edit")]
+
+    plan_lookup(openai_double)
+    ts = await bot.say(CHANNEL, ADA, QUESTION)
+    assert bot_texts(slack_double, CHANNEL, ts) == [ANSWER]
+    assert mcp_tools_sent(openai_double) == ["crm"]
+
+    # Unchecking the last one: the next answer has no MCP tool, and show says nothing of MCP.
+    await command(bot, slack_double, "edit")
+    await submit_form(bot, form_of(slack_double), name="Sales helper", mcp_servers=())
+    await command(bot, slack_double, "show")
+    assert "MCP" not in last_ephemeral(slack_double, user=ADA)
+    await bot.say(CHANNEL, ADA, f"<@{BOT}> anything else?", thread_ts=ts)
+    assert mcp_tools_sent(openai_double) == []
+
+
+@RESPONSES_ONLY
+async def test_enabling_a_server_by_command_is_recorded_like_an_edit_and_the_form_shows_it_checked(
+    start_bot, openai_double, slack_double, mcp_server
+) -> None:
+    bot = await bot_with_crm(start_bot, slack_double, mcp_server)
+    assert await assistant_changes(bot) == [(ADA, "edit")]
+    await command(bot, slack_double, "edit")
+    field = mcp_field(form_of(slack_double))
+    assert field is not None and [option["value"] for option in field["element"]["initial_options"]] == ["crm"]
+    await command(bot, slack_double, "mcp disable crm")
+    assert await assistant_changes(bot) == [(ADA, "edit"), (ADA, "edit")]
+    await command(bot, slack_double, "show")
+    assert "MCP" not in last_ephemeral(slack_double, user=ADA)
+
+
+@RESPONSES_ONLY
+async def test_a_stale_form_naming_a_server_removed_meanwhile_is_refused_next_to_the_field(
+    start_bot, openai_double, slack_double, mcp_server
+) -> None:
+    bot = await start_bot(**mcp_settings())
+    await command(bot, slack_double, f"mcp add crm {mcp_server.url}")
+    await command(bot, slack_double, "edit")
+    form = form_of(slack_double)
+    await command(bot, slack_double, "mcp remove crm")
+    assert await submit_form(bot, form, name="Helper", mcp_servers=("crm",)) == {
+        "response_action": "errors",
+        "errors": {"mcp_servers": "Choose only the servers listed."},
+    }
+    assert await assistant_changes(bot) == []
+
+
+@pytest.mark.backends("assistants", "chat", reason="the form's refusal is for the backends without MCP tools")
+async def test_backends_without_mcp_offer_no_servers_in_the_form_and_refuse_them_naming_the_backend(
+    start_bot, slack_double, openai_double, backend
+) -> None:
+    bot = await start_bot(**mcp_settings())
+    await command(bot, slack_double, "create")
+    form = form_of(slack_double)
+    assert mcp_field(form) is None
+    assert await submit_form(bot, form, name="Helper", mcp_servers=("crm",)) == {
+        "response_action": "errors",
+        "errors": {"mcp_servers": f"MCP servers are not available on the {backend} backend."},
+    }
+    assert await assistant_changes(bot) == []

@@ -18,7 +18,7 @@ from bot.conversations.mcp import (
 )
 from bot.errors import ConfigurationError
 from bot.store.mcp import McpRecords, SecretBox
-from bot.store.models import McpServerRecord, TurnStatus
+from bot.store.models import McpServerRecord, McpToolCall, TurnStatus
 from bot.store.repositories import Store
 
 KEY = Fernet.generate_key().decode()
@@ -168,3 +168,25 @@ async def test_turns_parked_after_their_only_request_was_decided_are_reopened(st
     )
     assert await records.reopen_decided() == [conversation_id]
     assert [turn.status for turn in await store.open_turns(conversation_id)] == [TurnStatus.PENDING.value]
+
+
+async def test_a_call_read_again_from_its_response_is_recorded_once(store) -> None:
+    records = McpRecords(store, secrets=SecretBox(KEY))
+    conversation_id = await waiting_turn(store)
+    call = {
+        "team_id": TEAM,
+        "conversation_id": conversation_id,
+        "server_label": "crm",
+        "tool_name": "lookup",
+        "asked_by": "U0ADA",
+        "outcome": "completed",
+    }
+
+    # A worker recorded it and died before its checkpoint: the next one reads the same response again.
+    await records.record_call(item_id="mcp_1", **call)
+    await records.record_call(item_id="mcp_1", **call)
+    await records.record_call(item_id="mcp_2", **call)
+
+    async with store.transaction() as session:
+        recorded = list(await session.scalars(select(McpToolCall.item_id).order_by(McpToolCall.id)))
+    assert recorded == ["mcp_1", "mcp_2"]

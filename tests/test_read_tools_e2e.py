@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pytest
 from doubles.openai import ScriptedAnswer
 from doubles.slack.past import backdate
 from support.slack_view import bot_texts
 from support.workspace import ADA, BOB, BOT, CHANNEL, DM
 
+from bot.conversations.reading import SLACK_UNAVAILABLE
 from bot.store.moderation_log import ModerationLog
 
 LAUNCH = "C0LAUNCH"
@@ -212,3 +215,60 @@ async def test_in_the_assistant_pane_read_channel_reads_the_channel_the_person_i
     assert (await bot.deliver(changed)).status_code == 200
     await bot.say(DM, ADA, "and here?", thread_ts=thread_ts)
     assert tool_outputs(openai_double)[-1] == {"refused": "you are not a member of #secret, so I won't read it for you"}
+
+
+async def test_a_public_channel_the_bot_is_not_in_is_refused_though_the_asker_is_in_it(
+    start_bot, slack_double, openai_double
+) -> None:
+    slack_double.add_channel(LAUNCH, name="launch", members=[ADA, BOB])  # public, and Ada is in it; the bot is not
+    slack_double.human_posts(LAUNCH, BOB, "launch moved to Thursday")
+    openai_double.script(
+        ScriptedAnswer(
+            tool_calls=[("read_channel", {"channel": "#launch"})],
+            text_after_tools="I'm not a member of #launch; someone in it can add me.",
+        )
+    )
+    bot = await start_bot()
+    ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> catch me up on #launch")
+
+    [output] = tool_outputs(openai_double)
+    assert output == {"refused": "I'm not a member of #launch; someone in it can add me"}
+    assert reads_of(slack_double, "conversations.history", LAUNCH) == []
+    assert "Thursday" not in json.dumps(openai_double.model_inputs())
+    assert bot_texts(slack_double, CHANNEL, ts) == ["I'm not a member of #launch; someone in it can add me."]
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        {"status": 500},
+        # Rate limited past the client's own retries (three, each after Retry-After).
+        {"status": 429, "headers": {"Retry-After": "0"}, "times": 4},
+    ],
+    ids=["server-error", "rate-limited"],
+)
+async def test_a_slack_outage_during_a_read_is_an_error_for_the_model_and_the_answer_still_comes_once(
+    start_bot, slack_double, openai_double, caplog, outage
+) -> None:
+    slack_double.add_channel(LAUNCH, name="launch", members=[BOT, ADA])
+    slack_double.human_posts(LAUNCH, ADA, "ship Tuesday")
+    openai_double.script(
+        ScriptedAnswer(
+            tool_calls=[("read_channel", {"channel": "#launch"})],
+            text_after_tools="Slack isn't answering right now; try again in a moment.",
+        )
+    )
+    slack_double.fail_next("conversations.history", **outage)
+    bot = await start_bot()
+    with caplog.at_level(logging.WARNING, logger="bot.conversations.reading"):
+        ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> catch me up on #launch")
+
+    [output] = tool_outputs(openai_double)
+    assert output == {"error": SLACK_UNAVAILABLE}
+    assert "ship Tuesday" not in json.dumps(openai_double.model_inputs())
+    assert len(reads_of(slack_double, "conversations.history", LAUNCH)) == outage.get("times", 1)
+    # The answer, once: one message in the thread, one model call after the tool's output.
+    assert bot_texts(slack_double, CHANNEL, ts) == ["Slack isn't answering right now; try again in a moment."]
+    assert [text for role, text in openai_double.model_inputs()[-1] if role == "tool"] == [json.dumps(output)]
+    [warning] = [record for record in caplog.records if record.name == "bot.conversations.reading"]
+    assert "read_channel" in warning.getMessage() and "conversations.history" in warning.getMessage()

@@ -7,7 +7,7 @@ added). Both are opaque JSON to everyone but the backend that wrote them, so exa
 recovery is each backend's own business: a worker that resumes a batch gets the progress its
 predecessor checkpointed and must neither send those messages again nor start a second run.
 
-    answer(request) -> StateChanged | Checkpoint | TextDelta | ToolActivity | InputNotice | Usage
+    answer(request) -> StateChanged | Checkpoint | TextDelta | ToolActivity | DraftImage | InputNotice | Usage
                        ... then exactly one Completed or Failed (or AwaitingDecision: resumed later)
 
 A backend lives in ``bot/conversations/backends/<name>/`` and is chosen by name in the wiring.
@@ -26,6 +26,7 @@ from bot.conversations.tools import ToolContext, ToolRegistry
 from bot.conversations.turn import (
     AnswerFile,
     Citation,
+    DraftImage,
     HistoryMessage,
     ReasoningNote,
     ReplyCompleted,
@@ -162,6 +163,7 @@ BackendEvent = (
     | TextDelta
     | ToolActivity
     | ReasoningNote
+    | DraftImage
     | InputNotice
     | Usage
     | AwaitingDecision
@@ -224,6 +226,7 @@ __all__ = [
     "Citation",
     "Completed",
     "ConversationRef",
+    "DraftImage",
     "Failed",
     "FileKind",
     "InputFile",

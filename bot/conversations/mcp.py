@@ -151,7 +151,15 @@ class McpRecords(Protocol):
     async def reopen_decided(self) -> list[int]: ...
 
     async def record_call(
-        self, *, team_id: str, conversation_id: int, server_label: str, tool_name: str, asked_by: str, outcome: str
+        self,
+        *,
+        item_id: str | None,
+        team_id: str,
+        conversation_id: int,
+        server_label: str,
+        tool_name: str,
+        asked_by: str,
+        outcome: str,
     ) -> None: ...
 
 

@@ -11,6 +11,12 @@ from bot.errors import ProfileNotFound
 
 BUILTIN_TOOLS = ("file_search", "code_interpreter", "web_search", "image_generation")
 """The built-in tools a profile may switch on; our own function tools are offered on every backend."""
+TOOL_LABELS = {
+    "file_search": "File search",
+    "code_interpreter": "Code interpreter",
+    "web_search": "Web search",
+    "image_generation": "Image generation",
+}
 
 MCP_TOOL_PREFIX = "mcp:"
 """A profile's tools also name the workspace MCP servers it enables, as ``mcp:<label>`` (no column of their own)."""
@@ -45,16 +51,19 @@ class Profile:
     reasoning_effort: str | None = None  # from REASONING_EFFORTS; None: ASSISTANT_REASONING_EFFORT
 
     @property
+    def builtin_tools(self) -> tuple[str, ...]:
+        """The built-in tools this profile switches on (its tools but the MCP servers)."""
+        return tuple(tool for tool in self.tools if not tool.startswith(MCP_TOOL_PREFIX))
+
+    @property
     def mcp_servers(self) -> tuple[str, ...]:
         """The labels of the workspace MCP servers this profile enables."""
         return tuple(tool.removeprefix(MCP_TOOL_PREFIX) for tool in self.tools if tool.startswith(MCP_TOOL_PREFIX))
 
     def with_mcp_servers(self, labels: tuple[str, ...]) -> Profile:
-        builtin = tuple(tool for tool in self.tools if not tool.startswith(MCP_TOOL_PREFIX))
-        return replace(self, tools=builtin + tuple(f"{MCP_TOOL_PREFIX}{label}" for label in labels))
+        return replace(self, tools=self.builtin_tools + tuple(f"{MCP_TOOL_PREFIX}{label}" for label in labels))
 
     def edited(self, spec: ProfileSpec) -> Profile:
-        # The editor form shows the built-in tools only: the MCP servers enabled stay as they are.
         return replace(
             self,
             name=spec.name,
@@ -62,7 +71,7 @@ class Profile:
             instructions=self.instructions if spec.instructions is None else spec.instructions,
             tools=spec.tools,
             reasoning_effort=spec.reasoning_effort,
-        ).with_mcp_servers(self.mcp_servers)
+        ).with_mcp_servers(self.mcp_servers if spec.mcp_servers is None else spec.mcp_servers)
 
     def effort(self, configured: str | None) -> str | None:
         """The reasoning effort to ask of this profile's model: its own, else the configured one; None for
@@ -79,6 +88,47 @@ class ProfileSpec:
     instructions: str | None  # None when the form could not hold them: they stay as they are
     tools: tuple[str, ...]
     reasoning_effort: str | None = None  # None: the configured default (ASSISTANT_REASONING_EFFORT)
+    mcp_servers: tuple[str, ...] | None = None  # labels; None when the form offered none: they stay as they are
+
+
+@dataclass(frozen=True)
+class ProfileChoices:
+    """What a create/edit form offers, wherever it is shown: what a filled-in spec must keep to."""
+
+    backend_name: str
+    tools: tuple[str, ...]  # the built-in tools the backend can run
+    mcp_servers: tuple[str, ...] | None = None  # the workspace's server labels; None: the backend has no MCP tools
+    models: tuple[str, ...] = ()  # the models to choose from; empty: the form's own picker keeps to them
+
+
+def spec_problems(spec: ProfileSpec, choices: ProfileChoices) -> dict[str, str]:
+    """What is wrong with a filled-in spec, by field ("name", "model", "tools", "mcp_servers",
+    "reasoning_effort"); empty when it may be saved. A stale or forged form may name what is not offered."""
+    problems = {}
+    if not spec.name.strip():
+        problems["name"] = "Give the assistant a name."
+    if not spec.model:
+        problems["model"] = "Choose a model."
+    elif choices.models and spec.model not in choices.models:
+        problems["model"] = f"{spec.model} is not one of the models listed."
+    unavailable = [TOOL_LABELS[tool] for tool in spec.tools if tool in BUILTIN_TOOLS and tool not in choices.tools]
+    if unavailable:
+        problems["tools"] = not_available(unavailable, choices.backend_name)
+    elif any(tool not in choices.tools for tool in spec.tools):
+        problems["tools"] = "Choose only the tools listed."
+    if spec.mcp_servers and choices.mcp_servers is None:
+        problems["mcp_servers"] = f"MCP servers are not available on the {choices.backend_name} backend."
+    elif spec.mcp_servers and any(label not in (choices.mcp_servers or ()) for label in spec.mcp_servers):
+        problems["mcp_servers"] = "Choose only the servers listed."
+    if spec.reasoning_effort is not None and spec.reasoning_effort not in REASONING_EFFORTS:
+        problems["reasoning_effort"] = "Choose one of the efforts listed."
+    return problems
+
+
+def not_available(labels: list[str], backend_name: str) -> str:
+    """'Web search and Image generation are not available on the chat backend.'"""
+    listed = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+    return f"{listed} {'is' if len(labels) == 1 else 'are'} not available on the {backend_name} backend."
 
 
 @dataclass(frozen=True)
@@ -180,7 +230,7 @@ class TableProfileCatalog:
             instructions=spec.instructions or "",
             tools=spec.tools,
             reasoning_effort=spec.reasoning_effort,
-        )
+        ).with_mcp_servers(spec.mcp_servers or ())
         await self._records.save(profile, origin=origin)
         return profile
 

@@ -131,6 +131,15 @@ class AnswerFile:
 
 
 @dataclass(frozen=True)
+class DraftImage:
+    """An unfinished look at an image the assistant is still drawing: shown in place of the previous draft, and
+    taken back once the answer ends (the finished image comes with it)."""
+
+    index: int  # 0 for the first draft of the answer, counting up
+    data: bytes = field(repr=False)  # PNG
+
+
+@dataclass(frozen=True)
 class WithheldFile:
     """A file the assistant made that is not shared, and why (plain words for the person)."""
 
@@ -188,4 +197,5 @@ ReplyPart = (
     | PersonalNotice
     | ToolActivity
     | ReasoningNote
+    | DraftImage
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,16 @@ from bot.conversations.channels import (
     is_fine_tuned,
 )
 from bot.conversations.images import MAX_PROMPT_CHARS, ImageMaker
-from bot.conversations.profiles import BUILTIN_TOOLS, REASONING_EFFORTS, Profile, ProfileSpec
+from bot.conversations.profiles import (
+    BUILTIN_TOOLS,
+    REASONING_EFFORTS,
+    TOOL_LABELS,
+    Profile,
+    ProfileChoices,
+    ProfileSpec,
+    not_available,
+    spec_problems,
+)
 from bot.conversations.service import ConversationService, api_failure_reason
 from bot.conversations.turn import Surface, Turn
 from bot.errors import APIError, APIStatusError, BotError, ConversationBusy, NotFoundError
@@ -50,17 +59,13 @@ log = logging.getLogger(__name__)
 EDITOR_CALLBACK = "assistant_editor"
 FORGET_CONFIRM = "forget_confirm"
 FORGET_CANCEL = "forget_cancel"
-TOOL_LABELS = {
-    "file_search": "File search",
-    "code_interpreter": "Code interpreter",
-    "web_search": "Web search",
-    "image_generation": "Image generation",
-}
 # The editor's choice of no reasoning effort of the assistant's own (ASSISTANT_REASONING_EFFORT applies).
 DEFAULT_EFFORT = "default"
 # Slack's limits: a plain_text_input holds 3000 characters, a select 100 options.
 MAX_INPUT_CHARS = 3000
 MAX_SELECT_OPTIONS = 100
+MAX_CHECKBOXES = 10
+MCP_SERVERS_BLOCK = "mcp_servers"
 MAX_LISTED = 50
 INSTRUCTIONS_SUMMARY_CHARS = 300
 # Slack's answers to chat.postMessage where the bot cannot post.
@@ -133,6 +138,8 @@ class Invocation:
 
 
 Handler = Callable[[Invocation, str], Awaitable[None]]
+# A workspace's MCP server labels an assistant may enable; None where the backend has no MCP tools.
+McpServerLabels = Callable[[str], Awaitable[list[str] | None]]
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,9 @@ class SlackCommands:
         channel_settings: ChannelSettings,
         feedback: FeedbackStore,
         mcp: Handler | None = None,  # `/assistant mcp ...` (bot.slack.mcp)
+        mcp_servers: McpServerLabels | None = None,  # the servers the form offers (bot.slack.mcp)
     ) -> None:
+        self._mcp_servers = mcp_servers
         self._service = service
         self._assistants = assistants
         self._channel_settings = channel_settings
@@ -282,8 +291,12 @@ class SlackCommands:
     async def on_editor_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
+        submitted = Interaction.of(body)
         spec, errors = _read_editor(
-            view, offered_tools=self._assistants.builtin_tools(), backend_name=self._assistants.backend_name
+            view,
+            offered_tools=self._assistants.builtin_tools(),
+            offered_servers=await self._offered_servers(submitted.team_id),
+            backend_name=self._assistants.backend_name,
         )
         if errors or spec is None:
             await ack(response_action="errors", errors=errors)
@@ -293,7 +306,6 @@ class SlackCommands:
             target = json.loads(view.get("private_metadata") or "{}")
         except ValueError:
             target = {}
-        submitted = Interaction.of(body)
         work = self._save_assistant(
             client, view["id"], team_id=submitted.team_id, user_id=submitted.user_id, target=target, spec=spec
         )
@@ -426,7 +438,8 @@ class SlackCommands:
         lines = [
             f"*This channel uses {assistant.name or 'an unnamed assistant'}* (`{assistant.id}`, {origin})",
             f"Model: `{assistant.model}`",
-            f"Tools: {', '.join(TOOL_LABELS.get(tool, tool) for tool in assistant.tools) or 'none'}",
+            f"Tools: {', '.join(TOOL_LABELS.get(tool, tool) for tool in assistant.builtin_tools) or 'none'}",
+            *([f"MCP: {notice_mrkdwn(', '.join(assistant.mcp_servers))}"] if assistant.mcp_servers else []),
             *([f"Reasoning effort: {assistant.reasoning_effort}"] if assistant.reasoning_effort else []),
             f"Instructions: {instructions}",
             f"This conversation's memory: {memory}",
@@ -681,6 +694,9 @@ class SlackCommands:
 
     # The assistant editor modal ------------------------------------------------------------
 
+    async def _offered_servers(self, team_id: str) -> list[str] | None:
+        return await self._mcp_servers(team_id) if self._mcp_servers is not None else None
+
     async def _open_editor(self, invocation: Invocation, assistant: Profile | None) -> None:
         models = assistant_models(await self._assistants.model_ids())
         view = editor_view(
@@ -688,6 +704,7 @@ class SlackCommands:
             models=models,
             assistant=assistant,
             tools=self._assistants.builtin_tools(),
+            mcp_servers=await self._offered_servers(invocation.team_id) or [],
             backend_name=self._assistants.backend_name,
         )
         try:
@@ -730,7 +747,13 @@ class SlackCommands:
 
 
 def editor_view(
-    *, channel_id: str, models: list[str], assistant: Profile | None, tools: tuple[str, ...], backend_name: str
+    *,
+    channel_id: str,
+    models: list[str],
+    assistant: Profile | None,
+    tools: tuple[str, ...],
+    mcp_servers: Sequence[str] = (),
+    backend_name: str,
 ) -> dict[str, Any]:
     """The create/edit modal; private_metadata carries the channel (and the assistant being edited)."""
     shown_models = models[:MAX_SELECT_OPTIONS]
@@ -803,7 +826,9 @@ def editor_view(
         )
     missing = [TOOL_LABELS[tool] for tool in BUILTIN_TOOLS if tool not in tools]
     if missing:
-        blocks.append(_context(_not_available(missing, backend_name)))
+        blocks.append(_context(not_available(missing, backend_name)))
+    if mcp_servers:
+        blocks.append(_mcp_servers_input(mcp_servers, enabled=assistant.mcp_servers if assistant else ()))
     blocks.append(
         {
             "type": "input",
@@ -825,8 +850,31 @@ def editor_view(
     }
 
 
+def _mcp_servers_input(labels: Sequence[str], *, enabled: Sequence[str]) -> dict[str, Any]:
+    """The workspace's MCP servers as switches: checkboxes, or a multi-select past Slack's 10 checkboxes."""
+    shown = labels[:MAX_SELECT_OPTIONS]
+    kind = "checkboxes" if len(shown) <= MAX_CHECKBOXES else "multi_static_select"
+    element: dict[str, Any] = {"type": kind, "action_id": "value", "options": [_option(s, s) for s in shown]}
+    chosen = [label for label in shown if label in enabled]
+    if chosen:
+        element["initial_options"] = [_option(label, label) for label in chosen]
+    if kind != "checkboxes":
+        element["placeholder"] = _plain("Choose servers")
+    return {
+        "type": "input",
+        "block_id": MCP_SERVERS_BLOCK,
+        "optional": True,
+        "label": _plain("MCP tool servers"),
+        "element": element,
+    }
+
+
 def _read_editor(
-    view: dict[str, Any], *, offered_tools: tuple[str, ...], backend_name: str
+    view: dict[str, Any],
+    *,
+    offered_tools: tuple[str, ...],
+    offered_servers: Sequence[str] | None,
+    backend_name: str,
 ) -> tuple[ProfileSpec | None, dict[str, str]]:
     """The submitted form as a spec, or the errors to show next to its fields (a stale or forged
     submission may name tools the backend cannot run)."""
@@ -838,32 +886,29 @@ def _read_editor(
     name = (field("name").get("value") or "").strip()
     model = (field("model").get("selected_option") or {}).get("value") or ""
     tools = tuple(str(option.get("value")) for option in field("tools").get("selected_options") or [])
-    errors = {}
-    if not name:
-        errors["name"] = "Give the assistant a name."
-    if not model:
-        errors["model"] = "Choose a model."
-    unavailable = [TOOL_LABELS[tool] for tool in tools if tool in BUILTIN_TOOLS and tool not in offered_tools]
-    if unavailable:
-        errors["tools"] = _not_available(unavailable, backend_name)
-    elif any(tool not in offered_tools for tool in tools):
-        errors["tools"] = "Choose only the tools listed."
+    servers = (
+        tuple(str(option.get("value")) for option in field(MCP_SERVERS_BLOCK).get("selected_options") or [])
+        if MCP_SERVERS_BLOCK in values
+        else None
+    )
     effort = (field("reasoning_effort").get("selected_option") or {}).get("value") or DEFAULT_EFFORT
-    if effort != DEFAULT_EFFORT and effort not in REASONING_EFFORTS:
-        errors["reasoning_effort"] = "Choose one of the efforts listed."
-    if errors:
-        return None, errors
     instructions = (field("instructions").get("value") or "").strip() if "instructions" in values else None
-    reasoning_effort = None if effort == DEFAULT_EFFORT else effort
-    return ProfileSpec(
-        name=name, model=model, instructions=instructions, tools=tools, reasoning_effort=reasoning_effort
-    ), {}
-
-
-def _not_available(tool_labels: list[str], backend_name: str) -> str:
-    """'Web search and Image generation are not available on the chat backend.'"""
-    listed = tool_labels[0] if len(tool_labels) == 1 else f"{', '.join(tool_labels[:-1])} and {tool_labels[-1]}"
-    return f"{listed} {'is' if len(tool_labels) == 1 else 'are'} not available on the {backend_name} backend."
+    spec = ProfileSpec(
+        name=name,
+        model=model,
+        instructions=instructions,
+        tools=tools,
+        reasoning_effort=None if effort == DEFAULT_EFFORT else effort,
+        mcp_servers=servers,
+    )
+    # The field names of the domain's check are the form's block ids.
+    choices = ProfileChoices(
+        backend_name=backend_name,
+        tools=offered_tools,
+        mcp_servers=None if offered_servers is None else tuple(offered_servers),
+    )
+    errors = spec_problems(spec, choices)
+    return (None, errors) if errors else (spec, {})
 
 
 def _save_failure(error: APIError, spec: ProfileSpec) -> str:

@@ -31,7 +31,7 @@ from bot.conversations.mcp import (
     McpServer,
     checked_url,
 )
-from bot.conversations.profiles import TableProfileCatalog
+from bot.conversations.profiles import ProfileSpec, TableProfileCatalog
 from bot.errors import BotError, DeliveryError
 from bot.settings import HEADER_NAME
 from bot.slack.clients import SlackClients
@@ -138,12 +138,23 @@ class McpCommands:
         app.action(APPROVE_ACTION)(self.on_decision)
         app.action(DENY_ACTION)(self.on_decision)
 
+    @property
+    def _supported(self) -> bool:
+        return self._profiles is not None and self._assistants.backend_name == "responses"
+
+    async def offered(self, team_id: str) -> list[str] | None:
+        """The labels of the workspace's servers the assistant form offers; None where the backend has no MCP
+        tools (the form then offers none, and refuses any it is sent)."""
+        if not self._supported:
+            return None
+        return [server.label for server in await self._records.servers(team_id)]
+
     # /assistant mcp ------------------------------------------------------------------------
 
     async def handle(self, invocation: Invocation, argument: str) -> None:
         words = argument.split()
         name, rest = (words[0].lower(), words[1:]) if words else ("", [])
-        if self._profiles is None or self._assistants.backend_name != "responses":
+        if not self._supported:
             await _reply(invocation.respond, unsupported(self._assistants.backend_name))
             return
         if name == "list" and not rest:
@@ -188,14 +199,27 @@ class McpCommands:
         await _reply(invocation.respond, text)
 
     async def _enable(self, invocation: Invocation, label: str, *, enable: bool) -> None:
-        assert self._profiles is not None  # handle() refuses without a table of profiles
         known = {server.label for server in await self._records.servers(invocation.team_id)}
         if enable and label not in known:
             raise McpRefused(f"There is no server *{notice_mrkdwn(label)}*; `/assistant mcp list` shows them.")
         current = await self._assistants.current(team_id=invocation.team_id, channel_id=invocation.channel_id)
         profile = current.assistant
         labels = tuple(other for other in profile.mcp_servers if other != label) + ((label,) if enable else ())
-        await self._profiles.save(profile.with_mcp_servers(labels))
+        # An edit like the form's, recorded like it (who, when, from where).
+        await self._assistants.edit(
+            team_id=invocation.team_id,
+            channel_id=invocation.channel_id,
+            user_id=invocation.user_id,
+            assistant_id=profile.id,
+            spec=ProfileSpec(
+                name=profile.name,
+                model=profile.model,
+                instructions=None,
+                tools=profile.builtin_tools,
+                reasoning_effort=profile.reasoning_effort,
+                mcp_servers=labels,
+            ),
+        )
         verb = "now uses" if enable else "no longer uses"
         await _reply(
             invocation.respond,

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations.ports import HISTORY_LIMIT
 from bot.conversations.turn import (
+    DraftImage,
     HistoryMessage,
     PersonalNotice,
     ReasoningNote,
@@ -32,7 +33,7 @@ from bot.errors import DeliveryError, PlatformUnavailable
 from bot.slack.api_errors import CONNECTION_ERRORS, delivery_failure, slack_error
 from bot.slack.clients import BotIdentity, SlackClients
 from bot.slack.directory import UserDirectory
-from bot.slack.files import share_answer_files
+from bot.slack.files import DraftImages, EarlierShares, delete_files, earlier_shares, share_answer_files
 from bot.slack.progress import STATUS_REFRESH_SECONDS, AgentSession, Refusals, ThreadStatus
 from bot.slack.render import (
     STOP_ACTION,
@@ -92,6 +93,7 @@ class SlackReplyStream:
         stop_key: str | None = None,
         feedback: bool = False,
         on_stream_refused: Callable[[], None] = lambda: None,
+        earlier: EarlierShares | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -111,6 +113,8 @@ class SlackReplyStream:
         self._stop_key = stop_key
         self._feedback = feedback
         self._on_stream_refused = on_stream_refused
+        self._drafts = DraftImages(client, channel=channel, thread_ts=thread_ts, clock=clock)
+        self._earlier = earlier or EarlierShares()
         self._markdown = ""
         self._last_shown = float("-inf")
         self.finished = False
@@ -158,7 +162,7 @@ class SlackReplyStream:
     async def send(self, part: ReplyPart) -> None:
         if self._abandoned:
             return  # over the new owner's text, or its finished answer
-        if self.finished and isinstance(part, (TextDelta, ToolActivity, ReasoningNote)):
+        if self.finished and isinstance(part, (TextDelta, ToolActivity, ReasoningNote, DraftImage)):
             return  # a stopped (or otherwise ended) answer shows nothing more
         if isinstance(part, TextDelta):
             self._markdown += part.text
@@ -174,8 +178,11 @@ class SlackReplyStream:
         elif isinstance(part, ReasoningNote):
             if self._status is not None:
                 await self._status.follow(part)
+        elif isinstance(part, DraftImage):
+            await self._drafts.show(part)
         elif isinstance(part, ReplyCompleted):
             text = await self._share_files(part) if part.files or part.withheld else part.text
+            await self._drafts.clear()  # the finished image is in the thread now
             text += footnotes(part.citations)
             self._markdown = text
             await self._leave_native_stream()
@@ -277,7 +284,11 @@ class SlackReplyStream:
     async def _share_files(self, answer: ReplyCompleted) -> str:
         """Share the files the assistant made in this conversation first, so the answer can link to them."""
         text, refused = await share_answer_files(
-            self._client, channel=self._channel, thread_ts=self._thread_ts, answer=answer
+            self._client,
+            channel=self._channel,
+            thread_ts=self._thread_ts,
+            answer=answer,
+            already_shared=self._earlier.finished,
         )
         for name in refused:
             await self.notice(f":warning: I couldn't share *{name}*, a file the assistant made, here.")
@@ -318,6 +329,7 @@ class SlackReplyStream:
             # Best effort: whatever cut the answer off (a cancellation too) must go on, not this.
             log.warning("could not mark an interrupted answer: %s", exc)
         finally:
+            await self._drafts.clear()  # however the answer ended, a draft is not left behind
             if self._status is not None:
                 await self._status.clear(quietly=self._abandoned)
             if self._agent_session is not None and not self._abandoned:
@@ -570,6 +582,12 @@ class SlackPlatform:
             return None
         return response.get("messages", [])
 
+    async def _earlier_shares(self, turn: Turn, *, after_ts: str, answer_ts: str | None) -> EarlierShares:
+        """The files an earlier attempt at this batch shared in its reply place (see bot/slack/files.py)."""
+        messages = await self._messages_after(turn, after_ts=after_ts)
+        identity = await self._clients.identity(turn.team_id)
+        return earlier_shares((m for m in messages or [] if _is_ours(m, identity)), answer_ts=answer_ts)
+
     async def _unrecorded_answer(self, turn: Turn, *, after_ts: str) -> str | None:
         """The first message an earlier attempt posted but died before recording: 'Thinking…', a cut-off answer,
         or one still showing its Stop button (a stream the dead worker had just started).
@@ -602,6 +620,10 @@ class SlackPlatform:
             resume_ts = await self._unrecorded_answer(turn, after_ts=unrecorded_after)
         resumed_parts = await self._answer_parts(turn, answer_ts=resume_ts) if resume_ts else ()
         client = await self._clients.for_team(turn.team_id)
+        earlier = EarlierShares()
+        if unrecorded_after is not None:
+            earlier = await self._earlier_shares(turn, after_ts=unrecorded_after, answer_ts=resume_ts)
+            await delete_files(client, earlier.drafts, why="a draft an earlier attempt left")
         if resume_ts is None and turn.surface is Surface.ASSISTANT:
             await self._title_pane_thread(client, turn)
         stream = SlackReplyStream(
@@ -615,6 +637,7 @@ class SlackPlatform:
             resumed_parts=resumed_parts,
             **self._thread_features(client, turn, streams=resume_ts is None),
             feedback=await self._feedback_enabled(turn.team_id, turn.channel_id) if self._feedback_enabled else True,
+            earlier=earlier,
         )
         await stream.open()
         try:

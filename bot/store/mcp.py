@@ -240,11 +240,22 @@ class McpRecords:
     # Calls ---------------------------------------------------------------------------------
 
     async def record_call(
-        self, *, team_id: str, conversation_id: int, server_label: str, tool_name: str, asked_by: str, outcome: str
+        self,
+        *,
+        item_id: str | None,  # None: an item without an id, recorded each time it is read
+        team_id: str,
+        conversation_id: int,
+        server_label: str,
+        tool_name: str,
+        asked_by: str,
+        outcome: str,
     ) -> None:
+        """Record a call once: the same response item recorded again (its response followed anew after a crash)
+        changes nothing."""
         async with self._store.transaction() as session:
-            session.add(
-                McpToolCall(
+            await session.execute(
+                insert_ignoring_duplicates(session, McpToolCall).values(
+                    item_id=item_id,
                     team_id=team_id,
                     conversation_id=conversation_id,
                     server_label=server_label,

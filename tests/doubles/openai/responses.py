@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import struct
+import zlib
 from typing import TYPE_CHECKING, Any, Literal
 
 from .responses_mcp import ResponsesMcp
@@ -36,6 +38,19 @@ _CITATION_MARKER_START = "【"
 # Models that reason first: they take `reasoning` and refuse sampling parameters; other models refuse `reasoning`.
 _REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _SAMPLING_PARAMETERS = ("temperature", "top_p")
+
+
+def _partial_images(tools: list[dict[str, Any]]) -> int:
+    """How many partial images the request's image_generation tool asks to stream (0-3, 0 by default)."""
+    return next((int(tool.get("partial_images") or 0) for tool in tools if tool.get("type") == "image_generation"), 0)
+
+
+def _draft_of(png: bytes, number: int) -> bytes:
+    """A partial image: the finished PNG with a text chunk naming the draft before its end (IEND), so that each
+    draft's bytes differ from the finished image's and from each other's, and it is still a valid PNG."""
+    text = f"Comment\0draft {number}".encode()
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    return png[:-12] + chunk + png[-12:]
 
 
 def _reasons(model: str) -> bool:
@@ -458,8 +473,9 @@ class ResponsesFamily:
         events.append(
             ("response.in_progress", {"type": "response.in_progress", "response": snapshot(status="in_progress")})
         )
+        partial_images = _partial_images(response.get("tools") or [])
         for index, item in enumerate(output):
-            events += self._item_events(index, item, script)
+            events += self._item_events(index, item, script, partial_images=partial_images)
         final_status = {"expired": "failed"}.get(script.status, script.status)
         if output and output[0]["type"] == "function_call":
             final_status = "completed"
@@ -491,7 +507,7 @@ class ResponsesFamily:
         return events
 
     def _item_events(
-        self, index: int, item: dict[str, Any], script: ScriptedAnswer
+        self, index: int, item: dict[str, Any], script: ScriptedAnswer, *, partial_images: int
     ) -> list[tuple[str, dict[str, Any]]]:
         events: list[tuple[str, dict[str, Any]]] = []
         if item["type"] != "message":
@@ -509,7 +525,7 @@ class ResponsesFamily:
                     {"type": "response.output_item.added", "output_index": index, "item": started},
                 )
             )
-            events += self._tool_events(index, item)
+            events += self._tool_events(index, item, partial_images=partial_images)
         else:
             part = item["content"][0]
             ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
@@ -561,12 +577,31 @@ class ResponsesFamily:
         return events
 
     @staticmethod
-    def _tool_events(index: int, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """A web search's own phases, or a reasoning item's summary parts, as the API streams them."""
+    def _tool_events(index: int, item: dict[str, Any], *, partial_images: int) -> list[tuple[str, dict[str, Any]]]:
+        """A web search's or an image generation's own phases (with the partial images the request asked for), or
+        a reasoning item's summary parts, as the API streams them."""
         ids = {"item_id": item["id"], "output_index": index}
         if item["type"] == "web_search_call":
             phases = ("in_progress", "searching", "completed")
             return [(f"response.web_search_call.{p}", {"type": f"response.web_search_call.{p}", **ids}) for p in phases]
+        if item["type"] == "image_generation_call":
+            image = base64.b64decode(item["result"])
+            kind = "response.image_generation_call."
+            partials = [
+                (
+                    f"{kind}partial_image",
+                    {
+                        "type": f"{kind}partial_image",
+                        **ids,
+                        "partial_image_index": number,
+                        "partial_image_b64": base64.b64encode(_draft_of(image, number + 1)).decode(),
+                        "output_format": "png",
+                    },
+                )
+                for number in range(partial_images)
+            ]
+            before = [(f"{kind}{p}", {"type": f"{kind}{p}", **ids}) for p in ("in_progress", "generating")]
+            return [*before, *partials, (f"{kind}completed", {"type": f"{kind}completed", **ids})]
         events: list[tuple[str, dict[str, Any]]] = []
         for number, part in enumerate(item.get("summary") or () if item["type"] == "reasoning" else ()):
             at = {**ids, "summary_index": number}

@@ -5,7 +5,9 @@ server's ``mcp`` tool then really lists the server's tools over HTTP (``mcp_list
 error when the server is down), asks for approval where the tool's ``require_approval`` says so
 (``mcp_approval_request``, and the response ends), or calls the tool at once. A later request on the
 same conversation whose input holds the ``mcp_approval_response`` gets the call made (``mcp_call``
-with its output) and an answer using it, or, when denied, an answer saying so.
+with its output) and an answer using it, or, when denied, an answer saying so. A plan may also have the
+model call our functions in the response that asks for approval: the answering request must then carry
+their ``function_call_output`` items beside the approval responses, or it is refused as the API does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class McpPlan:
     text_after: str = "The tool said: {output}"
     text_denied: str = "I did not run {tool}: it was not approved."
     text_unreachable: str = "I could not reach {server}, so I answered without it."
+    # Our function calls the model makes beside the approval request, in the same response (name, arguments);
+    # the request answering the approval must carry their outputs too.
+    function_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
+    text_functions: str = "I ran {names} too."
 
 
 class McpUnreachable(Exception):
@@ -43,6 +49,8 @@ class ResponsesMcp:
         self._core = core
         self.plans: list[McpPlan] = []
         self.waiting: dict[str, McpPlan] = {}
+        # approval request id -> the call ids of the function calls made beside it, whose outputs must come with it
+        self.beside: dict[str, list[str]] = {}
 
     def will_call(self, plan: McpPlan) -> None:
         self.plans.append(plan)
@@ -53,7 +61,7 @@ class ResponsesMcp:
         """(output items, answer text) for a request this side answers; None for the scripted model's."""
         answers = [item for item in inputs if item.get("type") == "mcp_approval_response"]
         if answers:
-            return self._answer_approvals(answers, prior, body)
+            return self._answer_approvals(answers, inputs, prior, body)
         servers = {tool["server_label"]: tool for tool in body.get("tools") or [] if tool.get("type") == "mcp"}
         plan = next((plan for plan in self.plans if plan.server_label in servers), None)
         if plan is None:
@@ -75,17 +83,24 @@ class ResponsesMcp:
                 "arguments": json.dumps(plan.arguments),
             }
             self.waiting[request["id"]] = plan
-            return [*items, request], None
+            calls = [self._function_call(name, arguments) for name, arguments in plan.function_calls]
+            self.beside[request["id"]] = [call["call_id"] for call in calls]
+            return [*items, *calls, request], None
         call, output = self._call(tool, plan, approval_request_id=None)
         return [*items, call], plan.text_after.format(output=output)
 
     def _answer_approvals(
-        self, answers: list[dict[str, Any]], prior: list[dict[str, Any]], body: dict[str, Any]
+        self,
+        answers: list[dict[str, Any]],
+        inputs: list[dict[str, Any]],
+        prior: list[dict[str, Any]],
+        body: dict[str, Any],
     ) -> tuple[list[dict[str, Any]], str | None]:
         asked = {item.get("id") for item in prior if item.get("type") == "mcp_approval_request"}
         servers = {tool["server_label"]: tool for tool in body.get("tools") or [] if tool.get("type") == "mcp"}
         items: list[dict[str, Any]] = []
         texts: list[str] = []
+        outputs = {item.get("call_id") for item in inputs if item.get("type") == "function_call_output"}
         for answer in answers:
             approval_id = answer.get("approval_request_id")
             plan = self.waiting.get(approval_id) if approval_id in asked else None
@@ -93,7 +108,12 @@ class ResponsesMcp:
                 raise ApiError(400, f"No approval request with id '{approval_id}' in this context.", param="input")
             if plan.server_label not in servers:
                 raise ApiError(400, f"The mcp tool '{plan.server_label}' must be given again.", param="tools")
+            missing = [call_id for call_id in self.beside.get(approval_id, ()) if call_id not in outputs]
+            if missing:
+                raise ApiError(400, f"No tool output found for function call {missing[0]}.", param="input")
             del self.waiting[approval_id]
+            if plan.function_calls:
+                texts.append(plan.text_functions.format(names=", ".join(name for name, _ in plan.function_calls)))
             if not answer.get("approve"):
                 texts.append(plan.text_denied.format(tool=plan.tool))
                 continue
@@ -101,6 +121,16 @@ class ResponsesMcp:
             items.append(call)
             texts.append(plan.text_after.format(output=output))
         return items, " ".join(texts)
+
+    def _function_call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "function_call",
+            "id": self._core.new_id("fc"),
+            "call_id": self._core.new_id("call"),
+            "name": name,
+            "arguments": json.dumps(arguments),
+            "status": "completed",
+        }
 
     # -- MCP over HTTP -----------------------------------------------------------------------------
 

@@ -131,7 +131,7 @@ def accept_upload(workspaces: Iterable[Workspace], upload_id: str, content: byte
 def download(ws: Workspace | None, file_id: str, token: str, *, files_read_granted: bool) -> web.Response:
     stored = ws.files.get(file_id) if ws is not None else None
     granted = files_read_granted and ws is not None and token == ws.bot_token
-    if not granted or stored is None or stored.content is None:
+    if not granted or stored is None or stored.content is None or stored.deleted:
         # Slack answers unauthenticated file requests with its sign-in page, not an error status.
         return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
     return web.Response(body=stored.content, content_type=stored.info["mimetype"])
@@ -177,4 +177,29 @@ def files_info(slack: SlackDouble, ws: Workspace, params: Params) -> dict[str, A
     stored = ws.files.get(params.text("file") or "")
     if stored is None or stored.content is None:
         raise SlackError("file_not_found")
+    if stored.deleted:
+        raise SlackError("file_deleted")
     return {"file": file_object(ws, stored, base_url=slack.base_url), "comments": []}
+
+
+@web_api("files.delete", need("file", error="file_not_found"))
+def files_delete(slack: SlackDouble, ws: Workspace, params: Params) -> dict[str, Any]:
+    """A bot token with files:write deletes the app's own files; messages that shared one show a tombstone."""
+    file_id = params.text("file") or ""
+    stored = ws.files.get(file_id)
+    if stored is None or stored.content is None:
+        raise SlackError("file_not_found")
+    if stored.deleted:
+        raise SlackError("file_deleted")
+    if "files:write" not in ws.scopes:
+        raise SlackError("missing_scope")
+    if stored.info["user"] != ws.bot_user_id:
+        raise SlackError("cant_delete_file")
+    stored.deleted = True
+    for message in (m for messages in ws.messages.values() for m in messages):
+        shared = message.fields.get("files") or []
+        if any(file.get("id") == file_id for file in shared):
+            message.fields["files"] = [
+                {"id": file_id, "mode": "tombstone"} if file.get("id") == file_id else file for file in shared
+            ]
+    return {}

@@ -106,6 +106,7 @@ class StoredMessage:
 class StoredFile:
     info: dict[str, Any]
     content: bytes | None
+    deleted: bool = False  # files.delete: gone from files.info, a tombstone in the messages that shared it
 
 
 @dataclass

@@ -6,7 +6,7 @@ State and progress (opaque JSON to the service):
               "awaiting_approval"?: [approval ids a batch of the conversation waits on],
               "vector_store_id"?, "data_file_ids": [...], "file_ids": [...uploaded for this conversation]}
     progress {"input_item_ids": [...], "anchor": item id the next response's items will follow,
-              "pending_input": [function_call_output items for the next response],
+              "pending_input": [function_call_output (and mcp_approval_response) items for the next response],
               "requested": True (a POST /responses for this step may be out),
               "response_id"?, "sequence_number"?,
               "awaiting_approval"?: [the mcp_approval_request items the batch waits on, see below]}
@@ -40,10 +40,11 @@ expired code interpreter container still bound to the conversation and reasoning
 organisation may not get, are mended and the request sent once more (see refusals.py).
 
 MCP approvals. A response that ends asking for approvals is checkpointed as awaiting them (its
-items are in the conversation by then), then the requests are handed to the MCP approvals (stored
-and shown), and the batch ends with AwaitingDecision. Resumed once every request is decided, the
-batch checkpoints the ``mcp_approval_response`` items as the next step's input and goes on as after
-a function call; resumed earlier (another request still open), it waits again. The conversation's
+items are in the conversation by then; function calls beside them are run first and their outputs
+kept in the checkpoint), then the requests are handed to the MCP approvals (stored and shown), and
+the batch ends with AwaitingDecision. Resumed once every request is decided, the batch checkpoints
+those function outputs and the ``mcp_approval_response`` items as the next step's input, and goes
+on as after a function call; resumed earlier (another request still open), it waits again. The conversation's
 state names the approvals too, so that a new batch waits behind the one waiting (until every one
 of them is decided, however that batch then ends) rather than overtake it.
 """
@@ -90,7 +91,12 @@ from bot.conversations.backends.responses.items import (
 )
 from bot.conversations.backends.responses.mcp import McpSteps, approval_requests
 from bot.conversations.backends.responses.mcp import tool_item as mcp_tool_item
-from bot.conversations.backends.responses.progress import StreamProgress
+from bot.conversations.backends.responses.progress import (
+    PARTIAL_IMAGE_EVENT,
+    PARTIAL_IMAGES,
+    StreamProgress,
+    draft_image,
+)
 from bot.conversations.backends.responses.reasoning import reasoning_parameters
 from bot.conversations.backends.responses.refusals import ResponseRequests
 from bot.conversations.mcp import waiting_notice
@@ -121,7 +127,7 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "incomplete", "cancelled"}
 LATER_NOTICE = "I'll answer this once the tool call waiting for approval above is decided."
 BUILTIN_TOOL_SHAPES: dict[str, dict[str, Any]] = {
     "web_search": {"type": "web_search"},
-    "image_generation": {"type": "image_generation"},
+    "image_generation": {"type": "image_generation", "partial_images": PARTIAL_IMAGES},
 }
 
 
@@ -402,12 +408,9 @@ class ResponsesBackend:
             if self._mcp is not None:
                 for activity in await self._mcp.record(batch.request, outcome.output):
                     yield activity
-                approvals = approval_requests(outcome.output) if outcome.status == "completed" else []
-                if approvals and not calls:
-                    async for event in self._await_approvals(batch, outcome, approvals):
-                        yield event
-                    return
-            if not calls:
+            asks_approval = self._mcp is not None and outcome.status == "completed"
+            approvals = approval_requests(outcome.output) if asks_approval else []
+            if not calls and not approvals:
                 break
             outputs = await asyncio.gather(
                 *(
@@ -419,13 +422,19 @@ class ResponsesBackend:
             )
             for call in calls:
                 yield ToolActivity(call.get("call_id", ""), "function", call.get("name", ""), ToolStatus.COMPLETED)
+            function_outputs = [
+                {"type": "function_call_output", "call_id": call["call_id"], "output": output}
+                for call, output in zip(calls, outputs, strict=True)
+            ]
+            if approvals:
+                # The functions ran; their outputs wait with the approvals and go with their answers, in one input.
+                async for event in self._await_approvals(batch, outcome, approvals, function_outputs):
+                    yield event
+                return
             batch.progress = {
                 "input_item_ids": batch.progress["input_item_ids"],
                 "anchor": outcome.output[-1]["id"],
-                "pending_input": [
-                    {"type": "function_call_output", "call_id": call["call_id"], "output": output}
-                    for call, output in zip(calls, outputs, strict=True)
-                ],
+                "pending_input": function_outputs,
                 "requested": True,
             }
             yield Checkpoint(dict(batch.progress))
@@ -559,6 +568,11 @@ class ResponsesBackend:
                             activity = progress.once(ToolActivity(tool.call_id, tool.tool, tool.name, status))
                             if activity is not None:
                                 yield activity
+                elif kind == PARTIAL_IMAGE_EVENT:
+                    if (shown := progress.read(kind, data)) is not None:
+                        yield shown
+                    if (draft := draft_image(data)) is not None:
+                        yield draft
                 elif (shown := progress.read(kind, data)) is not None:
                     yield shown
                 elif kind in TERMINAL_EVENTS:
@@ -574,15 +588,20 @@ class ResponsesBackend:
         raise _StreamEnded
 
     async def _await_approvals(
-        self, batch: _Batch, outcome: _Outcome, approvals: list[dict[str, Any]]
+        self,
+        batch: _Batch,
+        outcome: _Outcome,
+        approvals: list[dict[str, Any]],
+        function_outputs: list[dict[str, Any]],
     ) -> AsyncIterator[BackendEvent]:
-        """Checkpoint the wait (nothing requested meanwhile) before the requests are stored and shown, so that
-        a click always finds the batch waiting; then end the batch."""
+        """Checkpoint the wait (nothing requested meanwhile; the outputs of the response's function calls kept
+        for the next input) before the requests are stored and shown, so that a click always finds the batch
+        waiting; then end the batch."""
         assert self._mcp is not None  # only a backend with MCP tools gets approval requests
         batch.progress = {
             "input_item_ids": batch.progress["input_item_ids"],
             "anchor": outcome.output[-1]["id"],
-            "pending_input": [],
+            "pending_input": function_outputs,
             "awaiting_approval": [
                 {key: item.get(key) for key in ("id", "server_label", "name", "arguments")} for item in approvals
             ],
@@ -605,7 +624,7 @@ class ResponsesBackend:
         batch.progress = {
             "input_item_ids": batch.progress["input_item_ids"],
             "anchor": batch.progress["anchor"],
-            "pending_input": answers,
+            "pending_input": [*batch.progress.get("pending_input", ()), *answers],
             "requested": True,
         }
         return None

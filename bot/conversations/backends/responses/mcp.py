@@ -95,7 +95,8 @@ class McpSteps:
         return bool(approval_ids) and await self._approvals.decisions(approval_ids) is None
 
     async def record(self, request: AnswerRequest, output: Sequence[dict[str, Any]]) -> list[ToolActivity]:
-        """Record each MCP call of a response (and each server whose tools could not be listed); their tasks."""
+        """Record each MCP call of a response (and each server whose tools could not be listed), once however
+        often the response is read; their tasks."""
         activity = []
         turn = request.tool_context.turn
         for item in output:
@@ -109,6 +110,7 @@ class McpSteps:
                 continue
             label = item.get("server_label", "")
             await self._approvals.records.record_call(
+                item_id=item.get("id") or None,
                 team_id=request.conversation.team_id,
                 conversation_id=request.conversation.id,
                 server_label=label,

@@ -3,17 +3,26 @@
 Built-in tools report their phases twice (``response.output_item.added/done`` and their own
 ``response.<tool>_call.*`` events), so each change of a call's status is passed on once.
 
-Image generation shows as a task while it works; partial images are not asked for. Each would be
-a file upload of its own (three Slack calls, rate limited per workspace, and a file in the channel
-to take back when the next one arrives), and each costs output tokens: the finished image alone
-is shared, as soon as the response ends.
+Image generation shows as a task while it works, and its partial images (the request asks for
+PARTIAL_IMAGES of them) as drafts: an image takes the better part of a minute, and a draft shows
+people it is coming. Each partial costs about 100 output tokens; the platform decides how often it
+shows one. The finished image comes with the answer, as before.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 from typing import Any
 
-from bot.conversations.backend import ReasoningNote, ToolActivity, ToolStatus
+from bot.conversations.backend import DraftImage, ReasoningNote, ToolActivity, ToolStatus
+
+log = logging.getLogger(__name__)
+
+# Partial images asked of the image_generation tool (the API takes 0-3).
+PARTIAL_IMAGES = 2
+PARTIAL_IMAGE_EVENT = "response.image_generation_call.partial_image"
 
 # The phase in a built-in tool's own stream events -> the status it means (later phases of a running
 # call repeat STARTED, which is passed on only once).
@@ -63,3 +72,19 @@ class StreamProgress:
                     return None
                 return self.once(ToolActivity(str(data.get("item_id") or ""), tool, tool, status))
         return None
+
+
+def draft_image(data: dict[str, Any]) -> DraftImage | None:
+    """The draft a partial_image event carries; None (logged) when its image data is not base64."""
+    try:
+        image = base64.b64decode(str(data.get("partial_image_b64") or ""), validate=True)
+    except binascii.Error:
+        image = b""
+    if not image:
+        log.warning(
+            "partial image %s of image call %s carried no valid image",
+            data.get("partial_image_index"),
+            data.get("item_id"),
+        )
+        return None
+    return DraftImage(index=int(data.get("partial_image_index") or 0), data=image)
