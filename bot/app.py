@@ -339,6 +339,7 @@ async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Cor
     if engine.dialect.name == "sqlite":
         # SQLite serves one process: every lease left is a dead process's, and its work can resume at once.
         await store.free_every_lease()
+        await WorkspaceRecords(store).release_every_purge_claim()
     mcp_key = settings.mcp_secret_key.get_secret_value() if settings.mcp_secret_key else None
     mcp = McpApprovals(
         McpRecords(store, secrets=SecretBox(mcp_key)),
@@ -501,6 +502,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     ).register(bolt_app)
     background = BackgroundWork()
     stack.push_async_callback(_finish_work, service, background, settings.shutdown_grace_seconds)
+    uninstall_purger: WorkspacePurger | None = None
     if installs is not None:
         uninstall_purger = (
             WorkspacePurger(
@@ -542,6 +544,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
         channel_settings=channel_settings,
         feedback=feedback,
         mcp=mcp_commands.handle,
+        mcp_servers=mcp_commands.offered,
     )
     commands.register(bolt_app)
     StopListeners(service=service, is_admin=commands.is_admin, background=background).register(bolt_app)
@@ -573,7 +576,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     expiring = asyncio.create_task(core.mcp.expire_forever(), name="mcp-approval-timeouts")
     stack.push_async_callback(_cancel, expiring)
     stack.push_async_callback(_cancel, sweeper)
-    if settings.retention_days:
+    if uninstall_purger is not None:  # a purge a dead process left, or one that failed, is taken up again
+        resuming = asyncio.create_task(uninstall_purger.resume_forever(settings.sweep_seconds), name="workspace-purges")
+        stack.push_async_callback(_cancel, resuming)
+    if settings.retention_days or installs is not None:  # OAuth mode: expired OAuth states go, too
         purger = RetentionPurger(store=store, backend=backend, retention_days=settings.retention_days)
         purging = asyncio.create_task(purger.purge_forever(), name="retention-purge")
         stack.push_async_callback(_cancel, purging)

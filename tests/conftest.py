@@ -131,7 +131,7 @@ BOT_TOKEN = "xoxb-test-bot-token-41a7"
 
 # Fixtures kept beside the helpers they serve. Every test is audited for leaked secrets (logs at DEBUG,
 # Slack, OpenAI bodies): see secret_audit.py.
-pytest_plugins = ["secret_audit", "support.store", "support.contract", "support.bot_processes"]
+pytest_plugins = ["secret_audit", "support.store", "support.contract", "support.bot_processes", "support.oauth"]
 
 
 @pytest.fixture(scope="session")

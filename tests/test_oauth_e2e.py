@@ -4,11 +4,8 @@ with its own bot token, and one that uninstalls is no longer answered while the 
 from __future__ import annotations
 
 import asyncio
-import html
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -19,69 +16,30 @@ from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore, SQLAlchemyOAuthStateStore
 from sqlalchemy import MetaData, Table, func, select
-from support.model_view import server_memories
+from support.oauth import (
+    ALPHA,
+    BOTS,
+    BRAVO,
+    STATE_COOKIE,
+    TOKENS,
+    add_workspaces,
+    ask,
+    install,
+    start_oauth_bot,
+    two_workspaces_answered,
+    uninstall,
+)
 from support.slack_view import bot_texts
 from support.workspace import ADA, CHANNEL
 
 from bot.settings import MANIFEST_BOT_SCOPES, Settings, missing_slack_settings
 from bot.slack.clients import InstallationStore, web_client
-from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH
+from bot.slack.oauth import REDIRECT_PATH
 from bot.store.db import create_engine, migrate
 from bot.store.models import SLACK_BOTS, SLACK_INSTALLATIONS, SLACK_OAUTH_STATES, Conversation
 
-ALPHA, BRAVO = "T0ALPHA", "T0BRAVO"
-BOTS = {ALPHA: "U0BOTALPHA", BRAVO: "U0BOTBRAVO"}
-TOKENS = {ALPHA: "xoxb-alpha-workspace-token-51c2", BRAVO: "xoxb-bravo-workspace-token-9e07"}
-STATE_COOKIE = "slack-app-oauth-state"
-
-
-@pytest.fixture(autouse=True)
-def client_secret_never_shown(secret_audit: Any) -> None:
-    """The client secret goes to Slack only in oauth.v2.access's Basic authentication, never in logs or bodies."""
-    secret_audit.secrets["SLACK_CLIENT_SECRET"] = DEFAULT_CLIENT_SECRET
-
-
-def add_workspaces(slack: Any) -> None:
-    """Two workspaces with the same channel and person ids, as Slack allows: only the team tells them apart."""
-    for team, bot_user in BOTS.items():
-        slack.add_workspace(team, TOKENS[team], bot_user, f"B{bot_user[1:]}")
-        slack.add_user(ADA, name="ada", display_name=f"Ada of {team}", team_id=team)
-        slack.add_channel(CHANNEL, name="general", team_id=team)
-
-
-async def start_oauth_bot(start_bot: Any, **overrides: Any) -> Any:
-    return await start_bot(
-        slack_bot_token=None,
-        slack_client_id=DEFAULT_CLIENT_ID,
-        slack_client_secret=DEFAULT_CLIENT_SECRET,
-        **overrides,
-    )
-
-
-async def install(bot: Any, slack: Any, team: str) -> httpx.Response:
-    """A workspace admin opens /slack/install, approves in Slack, and Slack sends the browser back with a code."""
-    async with httpx.AsyncClient(base_url=bot.url, timeout=10) as browser:
-        page = await browser.get(INSTALL_PATH)
-        assert page.status_code == 200
-        link = html.unescape(re.search(r'<a href="([^"]+)"><img alt="Add to Slack"', page.text).group(1))
-        asked = parse_qs(urlsplit(link).query)
-        state = asked["state"][0]
-        cookie = page.headers["set-cookie"]
-        assert cookie.startswith(f"{STATE_COOKIE}={state};")
-        code = slack.approve_install(team, user=ADA, scopes=asked["scope"][0].split(","))
-        # Browsers keep the Secure cookie for a localhost page; httpx's jar does not, so it is sent as they do.
-        return await browser.get(
-            REDIRECT_PATH, params={"code": code, "state": state}, headers={"Cookie": f"{STATE_COOKIE}={state}"}
-        )
-
-
-async def ask(
-    bot: Any, slack: Any, team: str, text: str, *, thread_ts: str | None = None
-) -> tuple[str, list[httpx.Response]]:
-    post = slack.human_posts(CHANNEL, ADA, f"<@{BOTS[team]}> {text}", thread_ts=thread_ts, team_id=team)
-    responses = [await bot.deliver(envelope) for envelope in post.envelopes]
-    await bot.settle()
-    return post.ts, responses
+# The client secret goes to Slack only in oauth.v2.access's Basic authentication, never in logs or bodies.
+pytestmark = pytest.mark.usefixtures("client_secret_never_shown")
 
 
 def tokens_used(slack: Any, method: str) -> set[str | None]:
@@ -98,26 +56,6 @@ async def installed_teams(bot: Any) -> dict[str, list[str]]:
 async def conversations_of(bot: Any, team: str) -> int:
     async with bot.bot.store.transaction() as session:
         return await session.scalar(select(func.count()).where(Conversation.team_id == team)) or 0
-
-
-async def uninstall(bot: Any, slack: Any, team: str) -> None:
-    for envelope in slack.uninstall(team):
-        response = await bot.deliver(envelope)
-        assert response.status_code == 200, response.text
-    await bot.settle()
-
-
-async def two_workspaces_answered(start_bot: Any, slack: Any, **overrides: Any) -> tuple[Any, dict[str, str]]:
-    add_workspaces(slack)
-    bot = await start_oauth_bot(start_bot, **overrides)
-    for team in BOTS:
-        done = await install(bot, slack, team)
-        assert done.status_code == 200, done.text
-    threads = {}
-    for team in BOTS:
-        threads[team], responses = await ask(bot, slack, team, f"hello from {team}")
-        assert [response.status_code for response in responses] == [200] * len(responses)
-    return bot, threads
 
 
 async def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
@@ -177,30 +115,6 @@ async def test_an_uninstalled_workspace_is_no_longer_answered_and_the_other_stil
     # DATA_ON_UNINSTALL=keep: the workspace's conversations stay, on the API too.
     assert await conversations_of(bot, ALPHA) == 1
     assert openai_double.requests_to("DELETE", r".") == []
-
-
-async def test_with_purge_an_uninstalled_workspace_loses_its_conversations_on_the_api_too(
-    start_bot, slack_double, openai_double, backend
-) -> None:
-    bot, threads = await two_workspaces_answered(start_bot, slack_double, data_on_uninstall="purge")
-    memories = server_memories(openai_double, backend)
-    assert len(memories) == (0 if backend == "chat" else 2)  # chat keeps them in the bot's database
-
-    await uninstall(bot, slack_double, ALPHA)  # waits for the purge, which runs after Slack got its 200
-
-    assert await conversations_of(bot, ALPHA) == 0
-    assert await conversations_of(bot, BRAVO) == 1
-    left = server_memories(openai_double, backend)
-    if backend != "chat":
-        assert len(left) == 1 and left[0] in memories
-        assert openai_double.requests_to("DELETE", r".")
-    # The other workspace's conversation goes on where it was.
-    await ask(bot, slack_double, BRAVO, "second question", thread_ts=threads[BRAVO])
-    assert bot_texts(slack_double, CHANNEL, threads[BRAVO], team_id=BRAVO) == [
-        "Echo: Ada of T0BRAVO: hello from T0BRAVO",
-        "Echo: Ada of T0BRAVO: second question",
-    ]
-    assert server_memories(openai_double, backend) == left
 
 
 @pytest.mark.backends("responses", reason="revoking a token touches no backend")

@@ -1,4 +1,5 @@
-"""Data retention: conversations idle longer than RETENTION_DAYS are purged, server objects first."""
+"""Data retention: conversations idle longer than RETENTION_DAYS are purged, server objects first; expired
+OAuth states (installs begun and never finished) go too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from bot.conversations.backend import Backend
 from bot.errors import APIError
 from bot.store.channels import BackendMemory, ChannelStore
 from bot.store.repositories import Store, utcnow
-from bot.store.retention import IdleConversation, RetentionRepository
+from bot.store.retention import IdleConversation, OAuthStateRecords, RetentionRepository
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,26 @@ async def forget_memories(backend: Backend, memories: Sequence[BackendMemory], *
 
 
 class RetentionPurger:
-    """Deletes idle conversations: what the backend keeps for them, then their rows."""
+    """Deletes idle conversations (what the backend keeps for them, then their rows), unless `retention_days`
+    is 0, and expired OAuth states."""
 
     def __init__(self, *, store: Store, backend: Backend, retention_days: int) -> None:
         self._store = store
         self._repository = RetentionRepository(store)
+        self._oauth_states = OAuthStateRecords(store)
         self._channels = ChannelStore(store)
         self._backend = backend
         self._retention = timedelta(days=retention_days)
         self._owner = f"retention-{uuid.uuid4().hex[:12]}"
 
     async def purge_once(self) -> int:
-        """Purge every conversation idle past the retention period; returns how many were deleted."""
+        """Purge expired OAuth states, and every conversation idle past the retention period; returns how many
+        conversations were deleted."""
+        expired_states = await self._oauth_states.delete_expired()
+        if expired_states:
+            log.info("retention: deleted %d expired OAuth states", expired_states)
+        if not self._retention:
+            return 0
         cutoff = utcnow() - self._retention
         deleted = 0
         skipped: set[int] = set()

@@ -70,8 +70,9 @@ def oauth_installs(settings: Settings, *, engine: AsyncEngine, client: AsyncWebC
 
 
 class Uninstalls:
-    """`app_uninstalled` and `tokens_revoked`: the workspace's installation goes, and with DATA_ON_UNINSTALL=purge
-    its conversations too (in the background: Slack wants its 200 within 3 s)."""
+    """`app_uninstalled` and `tokens_revoked`: the workspace's installation goes. With DATA_ON_UNINSTALL=purge an
+    uninstall also records the purge of everything the workspace left, before Slack gets its 200, and starts it
+    in the background (Slack wants its 200 within 3 s); an unfinished purge is resumed (`WorkspacePurger`)."""
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class Uninstalls:
         await self._remove(team_id, enterprise_id=context.enterprise_id)
         log.info("workspace %s uninstalled the app: its installation is removed", team_id)
         if self._purger is not None:
+            await self._purger.request(team_id)  # failing, it fails the event, which Slack then sends again
             self._background.start(self._purge(team_id), name=f"purge-{team_id}")
 
     async def on_tokens_revoked(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -115,6 +117,6 @@ class Uninstalls:
     async def _purge(self, team_id: str) -> None:
         assert self._purger is not None
         try:
-            await self._purger.purge(team_id)
-        except BotError as exc:  # the database or the API failed: the rest stays, for an operator to see
-            log.error("could not purge the conversations of workspace %s: %s", team_id, exc)
+            await self._purger.work(team_id)
+        except BotError as exc:  # the database failed: the purge stays pending, and is resumed later
+            log.error("could not purge the data of workspace %s for now: %s", team_id, exc)

@@ -446,3 +446,22 @@ class McpToolCall(Base):
     asked_by: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))  # "completed", "failed", or "unreachable" (listing failed)
     called_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The response item that tells of it (mcp_call, or a failed mcp_list_tools): a response followed again
+    # after a crash records nothing twice. None on calls recorded before revision 0012.
+    item_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class WorkspacePurge(Base):
+    """A workspace that uninstalled the app with DATA_ON_UNINSTALL=purge: what it left before `requested_at`
+    is to be deleted, durably (a restarted bot resumes it), by one process at a time (the claim)."""
+
+    __tablename__ = "workspace_purges"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The latest uninstall: what the workspace wrote after it (once installed again) stays.
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The process working it; the claim is free once it expires or that process's heartbeat is stale.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

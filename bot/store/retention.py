@@ -1,15 +1,16 @@
-"""Queries behind data retention: which conversations have been idle too long, and removing them."""
+"""Queries behind data retention: which conversations have been idle too long, and removing them; expired
+OAuth states."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 
 from bot.store.files import drop_file_records_of
-from bot.store.models import Conversation, RetiredState, TurnRecord
-from bot.store.repositories import OPEN_STATUSES, Store, lease_free
+from bot.store.models import SLACK_OAUTH_STATES, Conversation, RetiredState, TurnRecord
+from bot.store.repositories import OPEN_STATUSES, Store, lease_free, updated_rows
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,22 @@ class RetentionRepository:
             await session.execute(delete(TurnRecord).where(TurnRecord.conversation_id == conversation_id))
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
             return True
+
+
+class OAuthStateRecords:
+    """The OAuth states slack_sdk's state store issued (one per visit of /slack/install)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def delete_expired(self) -> int:
+        """Delete the states past their expiry; returns how many went.
+
+        slack_sdk deletes a state when it is used, so only those of installs never finished pile up. It
+        writes `expire_at` as naive UTC from the host's clock and checks it against the host's clock, so
+        it is compared here the same way.
+        """
+        now = datetime.now(UTC).replace(tzinfo=None)
+        async with self._store.transaction() as session:
+            deleted = await session.execute(delete(SLACK_OAUTH_STATES).where(SLACK_OAUTH_STATES.c.expire_at < now))
+            return updated_rows(deleted)

@@ -14,12 +14,14 @@ TEAM = "T0TEAM"  # the slack_double's workspace
 _triggers = itertools.count(1)
 
 
-async def run_command(bot: Any, slack: Any, command: str, text: str, *, user: str, channel: str = CHANNEL) -> None:
-    """Slack posts the slash command; the bot acks at once; then its work settles."""
+async def run_command(
+    bot: Any, slack: Any, command: str, text: str, *, user: str, channel: str = CHANNEL, team_id: str = TEAM
+) -> None:
+    """Slack posts the slash command (in `team_id`'s workspace); the bot acks at once; then its work settles."""
     body = slash_command_body(
         command,
         text,
-        team_id=TEAM,
+        team_id=team_id,
         channel_id=channel,
         user_id=user,
         response_url=slack.new_response_url(channel=channel, user=user),

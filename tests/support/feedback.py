@@ -19,8 +19,9 @@ def feedback_block(message: dict[str, Any]) -> dict[str, Any] | None:
     return next((block for block in message.get("blocks") or [] if block.get("type") == "context_actions"), None)
 
 
-async def rate(bot: Any, slack: Any, answer: dict[str, Any], *, user: str, value: str) -> None:
-    """The person clicks 👍 or 👎 under the answer, as Slack posts the click: the bot must ack at once."""
+async def rate(bot: Any, slack: Any, answer: dict[str, Any], *, user: str, value: str, team_id: str = TEAM) -> None:
+    """The person clicks 👍 or 👎 under the answer (in `team_id`'s workspace), as Slack posts the click: the bot
+    must ack at once."""
     block = feedback_block(answer)
     assert block is not None, "the answer carries no feedback buttons"
     [buttons] = block["elements"]
@@ -28,7 +29,7 @@ async def rate(bot: Any, slack: Any, answer: dict[str, Any], *, user: str, value
     body = block_action_body(
         action_id=buttons["action_id"],
         value=value,
-        team_id=TEAM,
+        team_id=team_id,
         channel_id=CHANNEL,
         user_id=user,
         message=answer,
