@@ -59,6 +59,7 @@ class Run:
     tokens_per_second: float
     wait_seconds: float
     profile: Path | None = None
+    logs: Path | None = None  # where the bots' logs are kept; by default they go with the run's temporary folder
     bot_root: Path = ROOT  # a checkout of another version, to measure before and after
 
 
@@ -242,7 +243,8 @@ async def measure(run: Run) -> Result:
                 }
                 bots = []
                 for index in range(run.replicas):
-                    log = folder / f"bot-{index}.log"
+                    log = (run.logs or folder) / f"{run.backend}-k{run.k}-bot-{index}.log"
+                    log.parent.mkdir(parents=True, exist_ok=True)
                     process, url = start_bot(environment, log, bot_root=run.bot_root)
                     started_processes.append(process)
                     bots.append((process, url, log))
@@ -265,9 +267,7 @@ async def measure(run: Run) -> Result:
                 before_openai = (await client.get(f"{openai['control']}/requests")).json()
                 pids = [process.pid for process, _, _ in bots]
                 if run.profile is not None:
-                    started_processes += [
-                        profiler(pid, run.profile / f"{run.backend}-k{run.k}-{pid}.txt") for pid in pids
-                    ]
+                    profilers += [profiler(pid, run.profile / f"{run.backend}-k{run.k}-{pid}.txt") for pid in pids]
                 cpu_before = cpu_seconds(pids)
                 sent_at: dict[str, float] = {}
 
@@ -369,6 +369,7 @@ def main() -> int:
     parser.add_argument("--tokens-per-second", type=float, default=50.0)
     parser.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the answers")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy's samples of each bot process")
+    parser.add_argument("--logs", type=Path, help="a folder to keep each bot process's log in")
     parser.add_argument("--bot-root", type=Path, default=ROOT, help="the checkout whose bot runs (default: this one)")
     args = parser.parse_args()
     if args.replicas > 1 and not args.database_url:
@@ -388,6 +389,7 @@ def main() -> int:
                 tokens_per_second=args.tokens_per_second,
                 wait_seconds=args.wait,
                 profile=args.profile,
+                logs=args.logs,
                 bot_root=args.bot_root,
             )
             result = asyncio.run(measure(run))

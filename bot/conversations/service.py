@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Literal
 
 from bot.conversations.backend import (
     AnswerRequest,
@@ -77,6 +76,43 @@ class _AnswerEnd(enum.Enum):
 
     EXHAUSTED = "exhausted"  # the backend had nothing more
     STOPPED = "stopped"  # someone stopped the answer
+
+
+class StopSignal:
+    """Someone asked to stop one answer. A wait for the backend's next event is cut at once; work on an event
+    already read (a store write, a Slack call) is finished first, and the answer stops before the next read.
+
+    The cut expires the read's timeout scope, which costs nothing per event, where a task racing each read
+    against the stop would cost a task and a wait per token.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._reading: asyncio.Timeout | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._reading is not None:
+            self._reading.reschedule(asyncio.get_running_loop().time())
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def next_event(self, events: AsyncIterator[BackendEvent]) -> BackendEvent | _AnswerEnd:
+        """The backend's next event, or STOPPED once stopped (the wait for it is cancelled, which ends the
+        backend's HTTP read)."""
+        if self._set:
+            return _AnswerEnd.STOPPED
+        try:
+            async with asyncio.timeout(None) as reading:
+                self._reading = reading
+                return await anext(events, _AnswerEnd.EXHAUSTED)
+        except TimeoutError:
+            if reading.expired() and self._set:
+                return _AnswerEnd.STOPPED
+            raise
+        finally:
+            self._reading = None
 
 
 def batch_progress(records: Sequence[TurnRecord]) -> Progress | None:
@@ -162,7 +198,7 @@ class ConversationService:
         self._streams: dict[int, PlatformReply] = {}
         # Set when someone stops the answer of a conversation answered here (directly, or through the database
         # from another replica).
-        self._stops: dict[int, asyncio.Event] = {}
+        self._stops: dict[int, StopSignal] = {}
         self._stop_watch: asyncio.Task[None] | None = None
         # Set at shutdown: the stop watcher ends between two looks, never in the middle of a query.
         self._closing = asyncio.Event()
@@ -467,7 +503,7 @@ class ConversationService:
         outcome_status, error, reply_ts = TurnStatus.FAILED, None, resume_ts
         try:
             unrecorded_after = turns[0].message_ts if recovering else None
-            self._stops[conversation_id] = asyncio.Event()
+            self._stops[conversation_id] = StopSignal()
             self._watch_stops()
             async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=unrecorded_after) as shown:
                 self._streams[conversation_id] = shown
@@ -587,10 +623,9 @@ class ConversationService:
         shown = self._wrap_output(reply, latest)
         noticed = False
         events = self._backend.answer(request)
-        stop = self._stops.get(conversation_id) or asyncio.Event()
-        stopped = asyncio.ensure_future(stop.wait())
+        stop = self._stops.get(conversation_id) or StopSignal()
         try:
-            while not isinstance(event := await _next_event(events, stopped), _AnswerEnd):
+            while not isinstance(event := await stop.next_event(events), _AnswerEnd):
                 if isinstance(event, StateChanged):
                     state = event.state
                     await self._store.set_backend_state(conversation_id, backend=self._backend.name, state=state)
@@ -639,7 +674,6 @@ class ConversationService:
             await self._backend.cancel(state, progress)
             return TurnStatus.FAILED, f"answer withheld: {exc}"
         finally:
-            stopped.cancel()
             await _close(events)
         raise APIError("the backend ended without an answer")
 
@@ -654,22 +688,3 @@ async def _close(events: AsyncIterator[BackendEvent]) -> None:
     it is collected."""
     if isinstance(events, AsyncGenerator):
         await events.aclose()
-
-
-async def _next_event(
-    events: AsyncIterator[BackendEvent], stopped: asyncio.Future[Literal[True]]
-) -> BackendEvent | _AnswerEnd:
-    """The backend's next event, unless the answer is stopped first: then the wait for it is cancelled (which
-    ends the backend's HTTP read) and STOPPED is returned."""
-    if stopped.done():
-        return _AnswerEnd.STOPPED
-    pending = asyncio.ensure_future(anext(events, _AnswerEnd.EXHAUSTED))
-    try:
-        await asyncio.wait((pending, stopped), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
-    if pending.cancelled():
-        return _AnswerEnd.STOPPED
-    return pending.result()
