@@ -71,6 +71,7 @@ class Result:
     openai_per_answer: float
     moderation_per_answer: float
     slack_per_answer: float
+    slack_methods_per_answer: dict[str, float]
     cpu_ms_per_answer: float
     peak_rss_mb: float
     completed: int
@@ -263,7 +264,7 @@ async def measure(run: Run) -> Result:
                         ],
                     )
                 ).json()
-                before_slack = (await client.get(f"{slack['control']}/shown")).json()["calls"]
+                before_slack = (await client.get(f"{slack['control']}/shown")).json()
                 before_openai = (await client.get(f"{openai['control']}/requests")).json()
                 pids = [process.pid for process, _, _ in bots]
                 if run.profile is not None:
@@ -320,7 +321,12 @@ async def measure(run: Run) -> Result:
         complete=complete,
         openai_per_answer=(requests - moderation) / answers,
         moderation_per_answer=moderation / answers,
-        slack_per_answer=(shown["calls"] - before_slack) / answers,
+        slack_per_answer=(shown["calls"] - before_slack["calls"]) / answers,
+        slack_methods_per_answer={
+            method: (count - before_slack["methods"].get(method, 0)) / answers
+            for method, count in sorted(shown["methods"].items())
+            if count > before_slack["methods"].get(method, 0)
+        },
         cpu_ms_per_answer=cpu * 1000 / answers,
         peak_rss_mb=rss,
         completed=completed,
@@ -375,6 +381,7 @@ def main() -> int:
     if args.replicas > 1 and not args.database_url:
         parser.error("several replicas need a shared database: give --database-url (PostgreSQL)")
     failed = False
+    breakdowns = []
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
     for backend in args.backend or ["responses"]:
@@ -394,7 +401,11 @@ def main() -> int:
             )
             result = asyncio.run(measure(run))
             print(row(run, result), flush=True)
+            methods = ", ".join(f"{method} {count:.1f}" for method, count in result.slack_methods_per_answer.items())
+            breakdowns.append(f"- {backend}, K={k}: {methods}")
             failed = failed or result.missing > 0 or result.duplicated > 0
+    print("\nSlack calls per answer, by method:")
+    print("\n".join(breakdowns))
     return 1 if failed else 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import Counter
 import json
 import sys
 import threading
@@ -118,7 +119,8 @@ def slack_routes(slack: TimedSlack) -> web.RouteTableDef:
     @routes.get("/shown")
     async def shown(_request: web.Request) -> web.Response:
         calls = slack.calls
-        return web.json_response({"threads": slack.shown, "calls": len(calls)})
+        methods = Counter(call.method for call in calls)
+        return web.json_response({"threads": slack.shown, "calls": len(calls), "methods": methods})
 
     return routes
 

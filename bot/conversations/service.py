@@ -290,8 +290,7 @@ class ConversationService:
     # Scheduling ----------------------------------------------------------------------------
 
     def schedule(self, conversation_id: int) -> None:
-        worker = self._workers.get(conversation_id)
-        if worker is not None and not worker.done():
+        if self._working(conversation_id):
             self._more_work.add(conversation_id)
             return
         task = asyncio.create_task(self._work(conversation_id), name=f"conversation-{conversation_id}")
@@ -307,9 +306,16 @@ class ConversationService:
     async def recover(self) -> int:
         """Schedule every conversation with unfinished turns whose lease is free; returns how many."""
         found = await self._store.conversations_needing_work(owner=self.owner)
-        for conversation_id in found:
+        # Our own leases are among them (a release that failed leaves one behind), but a conversation whose
+        # worker is still at work here needs no second pass.
+        idle = [conversation_id for conversation_id in found if not self._working(conversation_id)]
+        for conversation_id in idle:
             self.schedule(conversation_id)
-        return len(found)
+        return len(idle)
+
+    def _working(self, conversation_id: int) -> bool:
+        worker = self._workers.get(conversation_id)
+        return worker is not None and not worker.done()
 
     async def sweep_forever(self) -> None:
         """Pick up work whose owner died (stale heartbeat, expired lease) or that no event announced."""
