@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import Counter
 import json
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
