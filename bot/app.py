@@ -122,6 +122,8 @@ def openai_client(settings: Settings, *, observer: RequestObserver | None = None
 
 # The default profile's built-in tools when ASSISTANT_TOOLS is unset: those of these the backend runs.
 DEFAULT_ASSISTANT_TOOLS = ("web_search",)
+# Connections kept for acks and heartbeats (Store's urgent writes): two, so that a slow ack never holds up a beat.
+URGENT_CONNECTIONS = 2
 
 
 def default_profile(settings: Settings, plugin: BackendPlugin) -> Profile:
@@ -334,7 +336,9 @@ async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Cor
     engine = create_engine(settings.database_url)
     stack.push_async_callback(engine.dispose)
     await migrate(engine)
-    store = Store(session_factory(engine))
+    urgent_engine = create_engine(settings.database_url, connections=URGENT_CONNECTIONS)
+    stack.push_async_callback(urgent_engine.dispose)
+    store = Store(session_factory(engine), urgent=session_factory(urgent_engine))
     metrics.read_activity_from(Activity(store))
     if engine.dialect.name == "sqlite":
         # SQLite serves one process: every lease left is a dead process's, and its work can resume at once.

@@ -83,20 +83,25 @@ def lease_free(session: AsyncSession) -> ColumnElement[bool]:
 class Store:
     """The bot's database, as the operations the rest of the bot needs."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, urgent: async_sessionmaker[AsyncSession] | None = None
+    ) -> None:
         self._sessions = sessions
+        # Connections of their own for the writes that must not queue behind answers' work for a connection:
+        # an arriving message's (Slack wants its ack within 3 s) and the heartbeat (leases hang on it).
+        self._urgent = urgent or sessions
         # Whose heartbeat keeps this process's leases alive (every lease claimed through this store).
         self.process_id = f"process-{uuid.uuid4().hex[:12]}"
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success; database failures become StoreError.
 
         OSError too: with the server down, asyncpg raises ConnectionRefusedError (or another OSError,
         such as a timeout) while connecting, and SQLAlchemy passes it through untranslated.
         """
         try:
-            async with self._sessions() as session, session.begin():
+            async with (self._urgent if urgent else self._sessions)() as session, session.begin():
                 yield session
         except IntegrityError:
             raise
@@ -107,7 +112,7 @@ class Store:
 
     async def beat(self) -> None:
         """Stamp this process's heartbeat with the database's clock."""
-        async with self.transaction() as session:
+        async with self.transaction(urgent=True) as session:
             await self._beat(session)
 
     async def _beat(self, session: AsyncSession) -> None:
@@ -372,7 +377,7 @@ class Store:
         """The one write of an arriving message, in one transaction: its conversation (made when new, its last
         message stamped) and its pending turn. Returns the conversation's id, and False for a redelivered event."""
         now = utcnow()
-        async with self.transaction() as session:
+        async with self.transaction(urgent=True) as session:
             conversation_id = await session.scalar(
                 dialect_insert(session, Conversation)
                 .values(
