@@ -412,7 +412,7 @@ def start_service(
     # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is
     # taken from a live process; a clean exit then deletes the heartbeat, freeing whatever is left.
     heartbeat = asyncio.create_task(service.heartbeat_forever(), name="heartbeat")
-    stack.push_async_callback(_stop_heartbeat, heartbeat, core.store)
+    stack.push_async_callback(_stop_heartbeat, service, heartbeat, core.store)
     return service
 
 
@@ -600,8 +600,9 @@ async def _finish_work(service: ConversationService, background: BackgroundWork,
     await asyncio.gather(service.shutdown(grace_seconds), background.shutdown(grace_seconds))
 
 
-async def _stop_heartbeat(heartbeat: asyncio.Task[None], store: Store) -> None:
-    await _cancel(heartbeat)
+async def _stop_heartbeat(service: ConversationService, heartbeat: asyncio.Task[None], store: Store) -> None:
+    service.end_heartbeat()
+    await heartbeat
     try:
         await store.stop_beating()
     except StoreError as exc:  # the heartbeat goes stale by itself, freeing the leases a little later

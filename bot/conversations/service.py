@@ -213,6 +213,7 @@ class ConversationService:
         self._stop_watch: asyncio.Task[None] | None = None
         # Set at shutdown: the stop watcher ends between two looks, never in the middle of a query.
         self._closing = asyncio.Event()
+        self._heartbeat_ending = asyncio.Event()
         # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
@@ -327,8 +328,11 @@ class ConversationService:
                 log.exception("recovery sweep failed; trying again later")
 
     async def heartbeat_forever(self) -> None:
-        """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds."""
-        while True:
+        """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds.
+
+        It ends at `end_heartbeat`, between two beats: cancelled in the middle of one, its connection's
+        return to the pool would be cut off too."""
+        while not self._heartbeat_ending.is_set():
             sent_at = self._clock()
             try:
                 # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
@@ -338,7 +342,11 @@ class ConversationService:
                 log.warning("could not stamp the heartbeat", exc_info=True)
             else:
                 self._beat_confirmed_at = sent_at
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_ending.wait(), timeout=HEARTBEAT_SECONDS)
+
+    def end_heartbeat(self) -> None:
+        self._heartbeat_ending.set()
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking work, give in-flight turns the grace period, and leave the rest for recovery."""
