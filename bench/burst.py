@@ -59,6 +59,7 @@ class Run:
     tokens_per_second: float
     wait_seconds: float
     profile: Path | None = None
+    logs: Path | None = None  # where the bots' logs are kept; by default they go with the run's temporary folder
     bot_root: Path = ROOT  # a checkout of another version, to measure before and after
 
 
@@ -70,6 +71,7 @@ class Result:
     openai_per_answer: float
     moderation_per_answer: float
     slack_per_answer: float
+    slack_methods_per_answer: dict[str, float]
     cpu_ms_per_answer: float
     peak_rss_mb: float
     completed: int
@@ -242,7 +244,8 @@ async def measure(run: Run) -> Result:
                 }
                 bots = []
                 for index in range(run.replicas):
-                    log = folder / f"bot-{index}.log"
+                    log = (run.logs or folder) / f"{run.backend}-k{run.k}-bot-{index}.log"
+                    log.parent.mkdir(parents=True, exist_ok=True)
                     process, url = start_bot(environment, log, bot_root=run.bot_root)
                     started_processes.append(process)
                     bots.append((process, url, log))
@@ -261,13 +264,11 @@ async def measure(run: Run) -> Result:
                         ],
                     )
                 ).json()
-                before_slack = (await client.get(f"{slack['control']}/shown")).json()["calls"]
+                before_slack = (await client.get(f"{slack['control']}/shown")).json()
                 before_openai = (await client.get(f"{openai['control']}/requests")).json()
                 pids = [process.pid for process, _, _ in bots]
                 if run.profile is not None:
-                    started_processes += [
-                        profiler(pid, run.profile / f"{run.backend}-k{run.k}-{pid}.txt") for pid in pids
-                    ]
+                    profilers += [profiler(pid, run.profile / f"{run.backend}-k{run.k}-{pid}.txt") for pid in pids]
                 cpu_before = cpu_seconds(pids)
                 sent_at: dict[str, float] = {}
 
@@ -320,7 +321,12 @@ async def measure(run: Run) -> Result:
         complete=complete,
         openai_per_answer=(requests - moderation) / answers,
         moderation_per_answer=moderation / answers,
-        slack_per_answer=(shown["calls"] - before_slack) / answers,
+        slack_per_answer=(shown["calls"] - before_slack["calls"]) / answers,
+        slack_methods_per_answer={
+            method: (count - before_slack["methods"].get(method, 0)) / answers
+            for method, count in sorted(shown["methods"].items())
+            if count > before_slack["methods"].get(method, 0)
+        },
         cpu_ms_per_answer=cpu * 1000 / answers,
         peak_rss_mb=rss,
         completed=completed,
@@ -369,11 +375,13 @@ def main() -> int:
     parser.add_argument("--tokens-per-second", type=float, default=50.0)
     parser.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the answers")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy's samples of each bot process")
+    parser.add_argument("--logs", type=Path, help="a folder to keep each bot process's log in")
     parser.add_argument("--bot-root", type=Path, default=ROOT, help="the checkout whose bot runs (default: this one)")
     args = parser.parse_args()
     if args.replicas > 1 and not args.database_url:
         parser.error("several replicas need a shared database: give --database-url (PostgreSQL)")
     failed = False
+    breakdowns = []
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
     for backend in args.backend or ["responses"]:
@@ -388,11 +396,16 @@ def main() -> int:
                 tokens_per_second=args.tokens_per_second,
                 wait_seconds=args.wait,
                 profile=args.profile,
+                logs=args.logs,
                 bot_root=args.bot_root,
             )
             result = asyncio.run(measure(run))
             print(row(run, result), flush=True)
+            methods = ", ".join(f"{method} {count:.1f}" for method, count in result.slack_methods_per_answer.items())
+            breakdowns.append(f"- {backend}, K={k}: {methods}")
             failed = failed or result.missing > 0 or result.duplicated > 0
+    print("\nSlack calls per answer, by method:")
+    print("\n".join(breakdowns))
     return 1 if failed else 0
 
 

@@ -15,6 +15,7 @@ import json
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,8 @@ def slack_routes(slack: TimedSlack) -> web.RouteTableDef:
     @routes.get("/shown")
     async def shown(_request: web.Request) -> web.Response:
         calls = slack.calls
-        return web.json_response({"threads": slack.shown, "calls": len(calls)})
+        methods = Counter(call.method for call in calls)
+        return web.json_response({"threads": slack.shown, "calls": len(calls), "methods": methods})
 
     return routes
 

@@ -122,6 +122,8 @@ def openai_client(settings: Settings, *, observer: RequestObserver | None = None
 
 # The default profile's built-in tools when ASSISTANT_TOOLS is unset: those of these the backend runs.
 DEFAULT_ASSISTANT_TOOLS = ("web_search",)
+# Connections kept for acks and heartbeats (Store's urgent writes): two, so that a slow ack never holds up a beat.
+URGENT_CONNECTIONS = 2
 
 
 def default_profile(settings: Settings, plugin: BackendPlugin) -> Profile:
@@ -334,7 +336,9 @@ async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Cor
     engine = create_engine(settings.database_url)
     stack.push_async_callback(engine.dispose)
     await migrate(engine)
-    store = Store(session_factory(engine))
+    urgent_engine = create_engine(settings.database_url, connections=URGENT_CONNECTIONS)
+    stack.push_async_callback(urgent_engine.dispose)
+    store = Store(session_factory(engine), urgent=session_factory(urgent_engine))
     metrics.read_activity_from(Activity(store))
     if engine.dialect.name == "sqlite":
         # SQLite serves one process: every lease left is a dead process's, and its work can resume at once.
@@ -409,7 +413,7 @@ def start_service(
     # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is
     # taken from a live process; a clean exit then deletes the heartbeat, freeing whatever is left.
     heartbeat = asyncio.create_task(service.heartbeat_forever(), name="heartbeat")
-    stack.push_async_callback(_stop_heartbeat, heartbeat, core.store)
+    stack.push_async_callback(_stop_heartbeat, service, heartbeat, core.store)
     return service
 
 
@@ -602,8 +606,9 @@ async def _finish_work(service: ConversationService, background: BackgroundWork,
     await asyncio.gather(service.shutdown(grace_seconds), background.shutdown(grace_seconds))
 
 
-async def _stop_heartbeat(heartbeat: asyncio.Task[None], store: Store) -> None:
-    await _cancel(heartbeat)
+async def _stop_heartbeat(service: ConversationService, heartbeat: asyncio.Task[None], store: Store) -> None:
+    service.end_heartbeat()
+    await heartbeat
     try:
         await store.stop_beating()
     except StoreError as exc:  # the heartbeat goes stale by itself, freeing the leases a little later

@@ -106,6 +106,53 @@ async def test_turns_move_through_their_states(store: Store) -> None:
     assert [turn.event_id for turn in await store.open_turns(conversation.id)] == ["Ev2"]
 
 
+async def test_a_batch_is_claimed_with_its_turns_and_ended_with_its_lease_in_one_write_each(store: Store) -> None:
+    conversation = await _conversation(store)
+    await _record(store, conversation, "Ev1")
+    await _record(store, conversation, "Ev2")
+    [first, second] = await store.open_turns(conversation.id)
+    await store.start_turns([first.id])
+    assert await store.request_stop(conversation.id) is True  # asked of an answer that then ended by itself
+
+    claimed = await store.claim_work(conversation.id, owner="a", lease_seconds=60)
+    assert claimed is not None
+    claimed_conversation, records = claimed
+    assert claimed_conversation.id == conversation.id and claimed_conversation.lease_owner == "a"
+    assert [record.event_id for record in records] == ["Ev1", "Ev2"]
+    assert await store.stops_requested([conversation.id]) == set(), "an old stop must not stop the next answer"
+    assert await store.claim_work(conversation.id, owner="b", lease_seconds=60) is None
+
+    waiting = await store.finish_batch(
+        conversation.id, owner="a", turn_ids=[first.id], status="answered", error=None, reply_ts="5.5", tokens=(7, 3)
+    )
+    assert waiting is True, "Ev2 still waits"
+    done = await store.get_turn(team_id="T1", event_id="Ev1")
+    assert (done.status, done.reply_ts, done.prompt_tokens, done.completion_tokens) == ("answered", "5.5", 7, 3)
+    assert done.finished_at is not None
+    assert await store.claim_work(conversation.id, owner="b", lease_seconds=60) is not None, "the lease went free"
+
+    waiting = await store.finish_batch(
+        conversation.id, owner="b", turn_ids=[second.id], status="failed", error="boom", reply_ts=None, tokens=None
+    )
+    assert waiting is False
+    failed = await store.get_turn(team_id="T1", event_id="Ev2")
+    assert (failed.status, failed.error, failed.prompt_tokens) == ("failed", "boom", None)
+
+
+async def test_the_newest_turn_of_a_batch_carries_its_tokens(store: Store) -> None:
+    conversation = await _conversation(store)
+    await _record(store, conversation, "Ev1")
+    await _record(store, conversation, "Ev2")
+    ids = [turn.id for turn in await store.open_turns(conversation.id)]
+    await store.claim_work(conversation.id, owner="a", lease_seconds=60)
+    await store.finish_batch(
+        conversation.id, owner="a", turn_ids=ids, status="answered", error=None, reply_ts="5.5", tokens=(10, 4)
+    )
+    older, newer = [await store.get_turn(team_id="T1", event_id=event) for event in ("Ev1", "Ev2")]
+    assert (older.status, older.prompt_tokens) == ("answered", None)
+    assert (newer.status, newer.prompt_tokens, newer.completion_tokens) == ("answered", 10, 4)
+
+
 async def test_channel_settings_and_app_state(store: Store) -> None:
     assert await store.channel_profile(team_id="T1", channel_id="C1") is None
     await store.set_channel_profile(team_id="T1", channel_id="C1", profile_id="asst_x", updated_by="U1")

@@ -130,7 +130,9 @@ async def test_the_status_shows_loading_lines_and_is_refreshed_during_a_slow_ans
     assert len(working) >= 3  # set, then set again before Slack would drop it
     assert all(u["status"] == "is thinking…" and u["loading_messages"] for u in working)
     assert "Reading the thread…" in working[0]["loading_messages"]
-    assert updates[-1]["status"] == "" and slack_double.current_status(CHANNEL, ts) == ""
+    # Gone once the answer showed: Slack drops a thread's status when the app replies, so no call clears it.
+    assert slack_double.current_status(CHANNEL, ts) == ""
+    assert [u["status"] for u in updates].count("") == 0
     assert bot_texts(slack_double, CHANNEL, ts) == ["Finally done."]
 
 

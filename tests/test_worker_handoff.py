@@ -1,7 +1,8 @@
 """The hand-off between a worker that is finishing and a message that arrives just then (issue 10, #3).
 
-A narrow test: it wraps our own Store.open_turns to put a second message exactly inside the worker's
-last check, the window that no real timing hits reliably.
+A narrow test: it wraps our own Store.finish_batch to put a second message exactly inside the worker's
+last check (the batch's end, which releases the lease and looks for waiting turns), the window that no
+real timing hits reliably.
 """
 
 from __future__ import annotations
@@ -23,25 +24,19 @@ async def test_a_message_recorded_during_the_workers_last_check_is_answered(
 ) -> None:
     bot = await start_bot(sweep_seconds=NO_SWEEP_SECONDS)
     store = bot.bot.store
-    real_open_turns = store.open_turns
+    real_finish_batch = store.finish_batch
     first = slack_double.human_posts(CHANNEL, ADA, f"<@{BOT}> first question")
-    checks_finding_nothing = 0
     delivered_during_last_check = []
 
-    async def open_turns(conversation_id: int) -> list[Any]:
-        nonlocal checks_finding_nothing
-        records = await real_open_turns(conversation_id)
-        if records or delivered_during_last_check:
-            return records
-        checks_finding_nothing += 1
-        # After the answer the worker looks again under a new claim (finding nothing), releases the lease,
-        # and then makes its last check: the second empty look. The follow-up is recorded while that check
-        # is still in flight, so what it returns is already stale.
-        if checks_finding_nothing == 2:
+    async def finish_batch(conversation_id: int, **outcome: Any) -> bool:
+        waiting = await real_finish_batch(conversation_id, **outcome)
+        if not delivered_during_last_check:
+            # The follow-up is recorded while the check is still in flight, so what it returns is already stale.
+            assert waiting is False
             delivered_during_last_check.append(await post(bot, slack_double, "and a follow-up", thread_ts=first.ts))
-        return records
+        return waiting
 
-    monkeypatch.setattr(store, "open_turns", open_turns)
+    monkeypatch.setattr(store, "finish_batch", finish_batch)
     for envelope in first.envelopes:
         response = await bot.deliver(envelope)
         assert response.status_code == 200, response.text

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Literal
+from dataclasses import dataclass
 
 from bot.conversations.backend import (
     AnswerRequest,
@@ -77,6 +77,53 @@ class _AnswerEnd(enum.Enum):
 
     EXHAUSTED = "exhausted"  # the backend had nothing more
     STOPPED = "stopped"  # someone stopped the answer
+
+
+@dataclass(frozen=True)
+class _BatchEnd:
+    """How a batch's answer ended: recorded with the release of the conversation's lease, in one write."""
+
+    status: TurnStatus
+    error: str | None
+    reply_ts: str | None
+    tokens: tuple[int, int] | None  # prompt and completion tokens, when the backend reported them
+
+
+class StopSignal:
+    """Someone asked to stop one answer. A wait for the backend's next event is cut at once; work on an event
+    already read (a store write, a Slack call) is finished first, and the answer stops before the next read.
+
+    The cut expires the read's timeout scope, which costs nothing per event, where a task racing each read
+    against the stop would cost a task and a wait per token.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._reading: asyncio.Timeout | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._reading is not None:
+            self._reading.reschedule(asyncio.get_running_loop().time())
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def next_event(self, events: AsyncIterator[BackendEvent]) -> BackendEvent | _AnswerEnd:
+        """The backend's next event, or STOPPED once stopped (the wait for it is cancelled, which ends the
+        backend's HTTP read)."""
+        if self._set:
+            return _AnswerEnd.STOPPED
+        try:
+            async with asyncio.timeout(None) as reading:
+                self._reading = reading
+                return await anext(events, _AnswerEnd.EXHAUSTED)
+        except TimeoutError:
+            if reading.expired() and self._set:
+                return _AnswerEnd.STOPPED
+            raise
+        finally:
+            self._reading = None
 
 
 def batch_progress(records: Sequence[TurnRecord]) -> Progress | None:
@@ -162,10 +209,11 @@ class ConversationService:
         self._streams: dict[int, PlatformReply] = {}
         # Set when someone stops the answer of a conversation answered here (directly, or through the database
         # from another replica).
-        self._stops: dict[int, asyncio.Event] = {}
+        self._stops: dict[int, StopSignal] = {}
         self._stop_watch: asyncio.Task[None] | None = None
         # Set at shutdown: the stop watcher ends between two looks, never in the middle of a query.
         self._closing = asyncio.Event()
+        self._heartbeat_ending = asyncio.Event()
         # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
@@ -243,8 +291,7 @@ class ConversationService:
     # Scheduling ----------------------------------------------------------------------------
 
     def schedule(self, conversation_id: int) -> None:
-        worker = self._workers.get(conversation_id)
-        if worker is not None and not worker.done():
+        if self._working(conversation_id):
             self._more_work.add(conversation_id)
             return
         task = asyncio.create_task(self._work(conversation_id), name=f"conversation-{conversation_id}")
@@ -260,9 +307,16 @@ class ConversationService:
     async def recover(self) -> int:
         """Schedule every conversation with unfinished turns whose lease is free; returns how many."""
         found = await self._store.conversations_needing_work(owner=self.owner)
-        for conversation_id in found:
+        # Our own leases are among them (a release that failed leaves one behind), but a conversation whose
+        # worker is still at work here needs no second pass.
+        idle = [conversation_id for conversation_id in found if not self._working(conversation_id)]
+        for conversation_id in idle:
             self.schedule(conversation_id)
-        return len(found)
+        return len(idle)
+
+    def _working(self, conversation_id: int) -> bool:
+        worker = self._workers.get(conversation_id)
+        return worker is not None and not worker.done()
 
     async def sweep_forever(self) -> None:
         """Pick up work whose owner died (stale heartbeat, expired lease) or that no event announced."""
@@ -274,8 +328,11 @@ class ConversationService:
                 log.exception("recovery sweep failed; trying again later")
 
     async def heartbeat_forever(self) -> None:
-        """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds."""
-        while True:
+        """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds.
+
+        It ends at `end_heartbeat`, between two beats: cancelled in the middle of one, its connection's
+        return to the pool would be cut off too."""
+        while not self._heartbeat_ending.is_set():
             sent_at = self._clock()
             try:
                 # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
@@ -285,7 +342,11 @@ class ConversationService:
                 log.warning("could not stamp the heartbeat", exc_info=True)
             else:
                 self._beat_confirmed_at = sent_at
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_ending.wait(), timeout=HEARTBEAT_SECONDS)
+
+    def end_heartbeat(self) -> None:
+        self._heartbeat_ending.set()
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking work, give in-flight turns the grace period, and leave the rest for recovery."""
@@ -326,16 +387,17 @@ class ConversationService:
         while True:
             self._more_work.discard(conversation_id)
             claimed_at = self._clock()
-            if not await self._store.claim_conversation(
-                conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
-            ):
+            work = await self._store.claim_work(conversation_id, owner=self.owner, lease_seconds=self._lease_seconds)
+            if work is None:
                 return  # another worker holds it; it will see our turn, or the sweep will
+            conversation, records = work
             self._beat_confirmed_at = max(self._beat_confirmed_at, claimed_at)  # the claim stamps the heartbeat
             worker = asyncio.current_task()
             assert worker is not None  # _work always runs as a task of its own (see schedule)
             renewer = asyncio.create_task(self._renew_lease(conversation_id, worker, renewed_at=claimed_at))
+            # Set once the batch's end has released the lease in the same transaction.
+            more_waiting: bool | None = None
             try:
-                records = await self._store.open_turns(conversation_id)
                 exhausted = [record for record in records if record.attempts >= self._max_attempts]
                 if exhausted:
                     await self._give_up(conversation_id, exhausted)
@@ -346,7 +408,16 @@ class ConversationService:
                     # turns that came after get an answer of their own.
                     records = sent
                 if records:
-                    await self._answer(conversation_id, records)
+                    end = await self._answer(conversation, records)
+                    more_waiting = await self._store.finish_batch(
+                        conversation_id,
+                        owner=self.owner,
+                        turn_ids=[record.id for record in records],
+                        status=end.status.value,
+                        error=end.error,
+                        reply_ts=end.reply_ts,
+                        tokens=end.tokens,
+                    )
             except PlatformUnavailable as exc:
                 # The chat platform failed for now, past its client's retries: the turns stay open (their attempt
                 # counted) for the sweep, which tries them again in seconds; at once would meet the same limit.
@@ -359,16 +430,22 @@ class ConversationService:
                 # Whatever ended it, the lease is released.
                 await asyncio.gather(renewer, return_exceptions=True)
                 self._stops.pop(conversation_id, None)
-                try:
-                    await self._store.release_conversation(conversation_id, owner=self.owner)
-                except StoreError as exc:
-                    # Still ours then: the sweep counts our own leases, and schedules this conversation again.
-                    log.warning("conversation %s: could not release the lease: %s", conversation_id, exc)
+                if more_waiting is None:
+                    try:
+                        await self._store.release_conversation(conversation_id, owner=self.owner)
+                    except StoreError as exc:
+                        # Still ours then: the sweep counts our own leases, and schedules this conversation again.
+                        log.warning("conversation %s: could not release the lease: %s", conversation_id, exc)
             if not self._accepting:
                 return  # shutting down: what arrived meanwhile is left, lease released, for recovery
-            # Another replica that recorded a turn while we held the lease gave up its claim: look once
-            # more after releasing, so its turn is answered now and not at the next sweep.
-            if records or conversation_id in self._more_work:
+            # Another replica that recorded a turn while we held the lease gave up its claim: the batch's end
+            # saw it, and it is answered now rather than at the next sweep. One recorded here meanwhile is in
+            # _more_work (read after the end's check, with no wait between the read and returning).
+            if more_waiting is not None:
+                if more_waiting or conversation_id in self._more_work:
+                    continue
+                return
+            if conversation_id in self._more_work:
                 continue
             # _more_work is read after the check: a turn scheduled while the check was in flight (its
             # commit too late for the check to see) is noted there, and would otherwise have no worker.
@@ -453,8 +530,10 @@ class ConversationService:
             stream.abandon()
         worker.cancel()
 
-    async def _answer(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
-        """Answer a batch: the backend gets every waiting message at once and answers them together."""
+    async def _answer(self, conversation: Conversation, records: Sequence[TurnRecord]) -> _BatchEnd:
+        """Answer a batch: the backend gets every waiting message at once and answers them together. Returns
+        how it ended, for the caller to record with the lease's release."""
+        conversation_id = conversation.id
         ids = [record.id for record in records]
         turns = [await self._platform.prepare(Turn.from_payload(record.payload)) for record in records]
         recovering = any(record.attempts > 0 for record in records)
@@ -464,10 +543,10 @@ class ConversationService:
         # An earlier attempt's message (half-streamed when its worker died) is taken over, not duplicated.
         resume_ts = earlier_reply_ts(records)
         await self._store.start_turns(ids)
-        outcome_status, error, reply_ts = TurnStatus.FAILED, None, resume_ts
+        outcome_status, error, reply_ts, tokens = TurnStatus.FAILED, None, resume_ts, None
         try:
             unrecorded_after = turns[0].message_ts if recovering else None
-            self._stops[conversation_id] = asyncio.Event()
+            self._stops[conversation_id] = StopSignal()
             self._watch_stops()
             async with self._platform.reply(latest, resume_ts=resume_ts, unrecorded_after=unrecorded_after) as shown:
                 self._streams[conversation_id] = shown
@@ -483,7 +562,7 @@ class ConversationService:
                             observer=self._observer,
                             clock=self._clock,
                         )
-                        outcome_status, error = await self._run(conversation_id, records, turns, watched)
+                        outcome_status, error, tokens = await self._run(conversation, records, turns, watched)
                     except APIError as exc:
                         log.warning("conversation %s: API error: %s", conversation_id, exc)
                         error = str(exc)
@@ -501,7 +580,7 @@ class ConversationService:
                 exc,
             )
             error = f"delivery failed: {exc}"
-        await self._store.update_turns(ids, status=outcome_status.value, error=error, reply_ts=reply_ts)
+        return _BatchEnd(outcome_status, error, reply_ts, tokens)
 
     async def _give_up(self, conversation_id: int, records: Sequence[TurnRecord]) -> None:
         """Turns whose every attempt died with its worker end FAILED, and the person is told."""
@@ -536,13 +615,14 @@ class ConversationService:
 
     async def _run(
         self,
-        conversation_id: int,
+        conversation: Conversation,
         records: Sequence[TurnRecord],
         turns: Sequence[Turn],
         reply: ReplyStream,
-    ) -> tuple[TurnStatus, str | None]:
+    ) -> tuple[TurnStatus, str | None, tuple[int, int] | None]:
+        """How the answer ended, and the tokens it took (recorded with its end: usage reports add turns up)."""
         latest = turns[-1]
-        conversation = await self._store.get_conversation(conversation_id)
+        conversation_id = conversation.id
         ref = ConversationRef(
             id=conversation.id,
             team_id=conversation.team_id,
@@ -564,7 +644,7 @@ class ConversationService:
                 await reply.send(ReplyWithdrawn())  # the refused were told why; no "Thinking…" is left for them
             else:
                 await reply.send(ReplyCompleted(NOTHING_TO_ANSWER))  # e.g. a bare mention
-            return TurnStatus.ANSWERED, None
+            return TurnStatus.ANSWERED, None, None
         profile, _ = await self._profiles.for_channel(team_id=latest.team_id, channel_id=latest.channel_id)
         state = self._state_of(conversation)
         since_ts = conversation.history_since
@@ -586,11 +666,11 @@ class ConversationService:
         ids = [record.id for record in records]
         shown = self._wrap_output(reply, latest)
         noticed = False
+        tokens: tuple[int, int] | None = None
         events = self._backend.answer(request)
-        stop = self._stops.get(conversation_id) or asyncio.Event()
-        stopped = asyncio.ensure_future(stop.wait())
+        stop = self._stops.get(conversation_id) or StopSignal()
         try:
-            while not isinstance(event := await _next_event(events, stopped), _AnswerEnd):
+            while not isinstance(event := await stop.next_event(events), _AnswerEnd):
                 if isinstance(event, StateChanged):
                     state = event.state
                     await self._store.set_backend_state(conversation_id, backend=self._backend.name, state=state)
@@ -599,10 +679,7 @@ class ConversationService:
                     bind_api_ids(progress)
                     await self._store.record_progress(ids, progress)
                 elif isinstance(event, Usage):
-                    # Counted once, on the batch's newest turn: usage reports add turns up.
-                    await self._store.update_turns(
-                        ids[-1:], prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens
-                    )
+                    tokens = (event.prompt_tokens, event.completion_tokens)
                 elif isinstance(event, InputNotice):
                     log.info("conversation %s: file %r not used: %s", conversation_id, event.file_name, event.reason)
                     await reply.notice(refusal(event.file_name, event.reason))
@@ -614,16 +691,16 @@ class ConversationService:
                     # The batch is parked, its lease released: a decision reopens its turns (bot.conversations.mcp).
                     log.info("conversation %s: waiting for a decision", conversation_id)
                     await reply.send(ReplyWithdrawn(event.notice))
-                    return TurnStatus.WAITING, None
+                    return TurnStatus.WAITING, None, tokens
                 elif isinstance(event, ReplyCompleted) and noticed and not event.text.strip() and not event.files:
                     await reply.send(ReplyWithdrawn())  # nothing usable was shared: the notes are the whole reply
-                    return TurnStatus.ANSWERED, None
+                    return TurnStatus.ANSWERED, None, tokens
                 else:
                     await shown.send(event)
                     if isinstance(event, ReplyCompleted):
-                        return TurnStatus.ANSWERED, None
+                        return TurnStatus.ANSWERED, None, tokens
                     if isinstance(event, ReplyFailed):
-                        return TurnStatus.FAILED, event.reason
+                        return TurnStatus.FAILED, event.reason, tokens
             if event is _AnswerEnd.STOPPED:
                 # The stream to the model ends first (a chat backend's HTTP stream is closed with its iterator),
                 # then whatever the server still runs is cancelled; what was shown stays, marked as stopped.
@@ -634,12 +711,11 @@ class ConversationService:
                     log.warning("conversation %s: could not cancel the stopped answer: %s", conversation_id, exc)
                 await shown.send(ReplyStopped())
                 log.info("conversation %s: answer stopped on request", conversation_id)
-                return TurnStatus.STOPPED, None
+                return TurnStatus.STOPPED, None, tokens
         except AnswerWithheld as exc:
             await self._backend.cancel(state, progress)
-            return TurnStatus.FAILED, f"answer withheld: {exc}"
+            return TurnStatus.FAILED, f"answer withheld: {exc}", tokens
         finally:
-            stopped.cancel()
             await _close(events)
         raise APIError("the backend ended without an answer")
 
@@ -654,22 +730,3 @@ async def _close(events: AsyncIterator[BackendEvent]) -> None:
     it is collected."""
     if isinstance(events, AsyncGenerator):
         await events.aclose()
-
-
-async def _next_event(
-    events: AsyncIterator[BackendEvent], stopped: asyncio.Future[Literal[True]]
-) -> BackendEvent | _AnswerEnd:
-    """The backend's next event, unless the answer is stopped first: then the wait for it is cancelled (which
-    ends the backend's HTTP read) and STOPPED is returned."""
-    if stopped.done():
-        return _AnswerEnd.STOPPED
-    pending = asyncio.ensure_future(anext(events, _AnswerEnd.EXHAUSTED))
-    try:
-        await asyncio.wait((pending, stopped), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
-    if pending.cancelled():
-        return _AnswerEnd.STOPPED
-    return pending.result()

@@ -119,6 +119,11 @@ class ThreadStatus:
         if self._refresher is not None:
             await self.show(loading_lines(part))
 
+    async def replied(self) -> None:
+        """The app just posted in the thread, and Slack drops a thread's status once the app replies in it:
+        the status stops being refreshed, and clearing it needs no call of its own."""
+        await self.clear(quietly=True)
+
     async def clear(self, *, quietly: bool = False) -> None:
         """Stop refreshing the status and clear it (``quietly``: leave Slack alone, another worker owns it now)."""
         if self._refresher is None:

@@ -141,7 +141,7 @@ class SlackReplyStream:
         if self._native is not None:
             if not shows_status:
                 # Nothing else would say the bot is at work: the message starts now, with its Stop button.
-                await self._native.start()
+                await self._start_native()
                 await self._after_native_call()
         elif not self._posted and not shows_status:
             await self._show([THINKING], in_progress=True)
@@ -206,8 +206,6 @@ class SlackReplyStream:
     async def _stream_text(self, text: str) -> None:
         """Text into the native stream; a stream that cannot take it (full, stopped by Slack) is left behind."""
         assert self._native is not None
-        if self._status is not None:
-            await self._status.clear()  # the answer is showing now
         if not self._native.has_room(text):
             # The rest continues in messages of its own, posted and updated, where the crash recovery's metadata
             # can mark them (a streamed message takes metadata only when it stops).
@@ -216,7 +214,7 @@ class SlackReplyStream:
         if self._native.ts is None:
             # Started first, on its own: the next show of this answer (text or task) goes into a message already
             # recorded for whoever has to finish it.
-            await self._native.start()
+            await self._start_native()
             self._native.queue_text(text)
         else:
             await self._native.add_text(text)
@@ -225,17 +223,27 @@ class SlackReplyStream:
     async def _stream_task(self, activity: ToolActivity) -> None:
         assert self._native is not None
         if self._native.ts is None:
-            await self._native.start()
+            await self._start_native()
             self._native.queue_task(activity)
         else:
             await self._native.add_task(activity)
         await self._after_native_call()
 
+    async def _replying(self) -> None:
+        """A message is about to be posted in the thread, and Slack drops the thread's status when it is: the
+        status is no longer refreshed (a refresh landing after the post would bring it back)."""
+        if self._status is not None:
+            await self._status.replied()
+
+    async def _start_native(self) -> None:
+        assert self._native is not None
+        if self._native.ts is None:
+            await self._replying()
+            await self._native.start()
+
     async def _after_native_call(self, *, placeholder: bool = True) -> None:
         if self._native is None:
             return
-        if self._native.ts is not None and self._status is not None:
-            await self._status.clear()  # Slack drops a thread's status once the app replies in it
         if self._native.ended is not None:
             if self._native.ended in STREAMING_REFUSALS:
                 self._on_stream_refused()
@@ -360,7 +368,7 @@ class SlackReplyStream:
             # The answer's one message was posted just now, and its feedback names it: it is updated once more.
             await self._show_chunk(0, chunks[0], self._buttons(in_progress=False, finished_answer=True))
         if chunks and self._status is not None:
-            await self._status.clear()  # the answer shows now (and Slack drops a status once the app replies)
+            await self._status.clear()  # the answer shows now (a no-op once a post in the thread dropped it)
         if keep_rest:
             return
         for ts, _, _ in self._posted[len(chunks) :]:
@@ -377,6 +385,7 @@ class SlackReplyStream:
             self._posted.append((await self._post(chunk, blocks), chunk, blocks))
 
     async def _post(self, text: str, blocks: list[dict[str, Any]]) -> str:
+        await self._replying()
         metadata = (
             {"event_type": ANSWER_PART_EVENT, "event_payload": {"answer_ts": self._posted[0][0]}}
             if self._posted

@@ -45,17 +45,21 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine that survives dropped connections and, on SQLite, waits for writers."""
+def create_engine(url: str, *, connections: int | None = None) -> AsyncEngine:
+    """An engine that survives dropped connections and, on SQLite, waits for writers.
+
+    ``connections`` caps the pool at exactly that many (for a pool kept apart for a few urgent writes).
+    """
     url = async_url(url)
+    pool: dict[str, Any] = {} if connections is None else {"pool_size": connections, "max_overflow": 0}
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
             _open_sqlite_file(database)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_async_engine(url, pool_pre_ping=True, **({"pool_size": 5, "max_overflow": 5} | pool))
 
 
 def _open_sqlite_file(database: str) -> None:

@@ -83,20 +83,25 @@ def lease_free(session: AsyncSession) -> ColumnElement[bool]:
 class Store:
     """The bot's database, as the operations the rest of the bot needs."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, urgent: async_sessionmaker[AsyncSession] | None = None
+    ) -> None:
         self._sessions = sessions
+        # Connections of their own for the writes that must not queue behind answers' work for a connection:
+        # an arriving message's (Slack wants its ack within 3 s) and the heartbeat (leases hang on it).
+        self._urgent = urgent or sessions
         # Whose heartbeat keeps this process's leases alive (every lease claimed through this store).
         self.process_id = f"process-{uuid.uuid4().hex[:12]}"
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success; database failures become StoreError.
 
         OSError too: with the server down, asyncpg raises ConnectionRefusedError (or another OSError,
         such as a timeout) while connecting, and SQLAlchemy passes it through untranslated.
         """
         try:
-            async with self._sessions() as session, session.begin():
+            async with (self._urgent if urgent else self._sessions)() as session, session.begin():
                 yield session
         except IntegrityError:
             raise
@@ -107,7 +112,7 @@ class Store:
 
     async def beat(self) -> None:
         """Stamp this process's heartbeat with the database's clock."""
-        async with self.transaction() as session:
+        async with self.transaction(urgent=True) as session:
             await self._beat(session)
 
     async def _beat(self, session: AsyncSession) -> None:
@@ -175,6 +180,18 @@ class Store:
         """The conversation's state on ``backend``; a state another backend wrote is kept as retired, so that
         forgetting the conversation still finds it."""
         async with self.transaction() as session:
+            # Nearly always the backend is the one that wrote before (or none did): one UPDATE.
+            same_backend = await session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == conversation_id,
+                    or_(Conversation.backend.is_(None), Conversation.backend == backend),
+                )
+                .values(backend=backend, backend_state=state)
+                .execution_options(synchronize_session=False)
+            )
+            if updated_rows(same_backend) == 1:
+                return
             conversation = await session.get(Conversation, conversation_id, with_for_update=True)
             if conversation is None:
                 raise StoreError(f"conversation {conversation_id} does not exist")
@@ -239,6 +256,85 @@ class Store:
             )
             return updated_rows(result) == 1
 
+    async def claim_work(
+        self, conversation_id: int, *, owner: str, lease_seconds: float
+    ) -> tuple[Conversation, list[TurnRecord]] | None:
+        """Take the lease as ``claim_conversation`` does and read the conversation and its open turns, in one
+        transaction; None when another worker holds it.
+
+        A stop asked of an earlier answer (one that ended before its worker saw the request) is cleared: it
+        must not stop the next one.
+        """
+        async with self.transaction() as session:
+            await self._beat(session)
+            conversation = await session.scalar(
+                update(Conversation)
+                .where(Conversation.id == conversation_id, or_(lease_free(session), Conversation.lease_owner == owner))
+                .values(
+                    lease_owner=owner,
+                    lease_process=self.process_id,
+                    lease_expires_at=database_now(session, plus_seconds=lease_seconds),
+                    stop_requested_at=None,
+                )
+                .returning(Conversation)
+                .execution_options(synchronize_session=False)
+            )
+            if conversation is None:
+                return None
+            records = await session.scalars(
+                select(TurnRecord)
+                .where(TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES))
+                .order_by(TurnRecord.id)
+            )
+            return conversation, list(records)
+
+    async def finish_batch(
+        self,
+        conversation_id: int,
+        *,
+        owner: str,
+        turn_ids: Sequence[int],
+        status: str,
+        error: str | None,
+        reply_ts: str | None,
+        tokens: tuple[int, int] | None,
+    ) -> bool:
+        """End a batch in one transaction: its turns' outcome (the answer's tokens counted on the newest turn),
+        the lease released, and whether other turns wait. A turn recorded after this commits finds the lease
+        free, so its own worker claims it; one recorded before is seen here."""
+        values: dict[str, Any] = {"status": status, "error": error, "reply_ts": reply_ts}
+        if status in END_STATUSES:
+            values["finished_at"] = utcnow()
+        ids = list(turn_ids)
+        async with self.transaction() as session:
+            if tokens is not None and len(ids) == 1:
+                values["prompt_tokens"], values["completion_tokens"] = tokens
+            elif tokens is not None:
+                await session.execute(
+                    update(TurnRecord)
+                    .where(TurnRecord.id == ids[-1])
+                    .values(prompt_tokens=tokens[0], completion_tokens=tokens[1])
+                    .execution_options(synchronize_session=False)
+                )
+            await session.execute(
+                update(TurnRecord)
+                .where(TurnRecord.id.in_(ids))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None, lease_process=None)
+                .execution_options(synchronize_session=False)
+            )
+            waiting = await session.scalar(
+                select(TurnRecord.id)
+                .where(TurnRecord.conversation_id == conversation_id, TurnRecord.status.in_(OPEN_STATUSES))
+                .limit(1)
+            )
+            return waiting is not None
+
     async def release_conversation(self, conversation_id: int, *, owner: str) -> None:
         async with self.transaction() as session:
             await session.execute(
@@ -281,7 +377,7 @@ class Store:
         """The one write of an arriving message, in one transaction: its conversation (made when new, its last
         message stamped) and its pending turn. Returns the conversation's id, and False for a redelivered event."""
         now = utcnow()
-        async with self.transaction() as session:
+        async with self.transaction(urgent=True) as session:
             conversation_id = await session.scalar(
                 dialect_insert(session, Conversation)
                 .values(
@@ -335,34 +431,31 @@ class Store:
         if values.get("status") in END_STATUSES:
             values["finished_at"] = utcnow()
         async with self.transaction() as session:
-            await session.execute(update(TurnRecord).where(TurnRecord.id.in_(list(turn_ids))).values(**values))
+            await session.execute(
+                update(TurnRecord)
+                .where(TurnRecord.id.in_(list(turn_ids)))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
 
     async def record_progress(self, turn_ids: Sequence[int], progress: dict[str, Any]) -> None:
         """How far the backend got with the batch of these turns."""
         async with self.transaction() as session:
             await session.execute(
-                update(TurnRecord).where(TurnRecord.id.in_(list(turn_ids))).values(backend_progress=progress)
+                update(TurnRecord)
+                .where(TurnRecord.id.in_(list(turn_ids)))
+                .values(backend_progress=progress)
+                .execution_options(synchronize_session=False)
             )
 
     async def start_turns(self, turn_ids: Sequence[int]) -> None:
-        """Mark turns running and count the attempt, so endless crash loops can be seen.
-
-        A stop requested of an earlier answer (one that ended before its worker saw the request) is cleared:
-        it must not stop this one.
-        """
+        """Mark turns running and count the attempt, so endless crash loops can be seen."""
         async with self.transaction() as session:
             await session.execute(
                 update(TurnRecord)
                 .where(TurnRecord.id.in_(list(turn_ids)))
                 .values(status=TurnStatus.RUNNING.value, attempts=TurnRecord.attempts + 1)
-            )
-            await session.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id.in_(select(TurnRecord.conversation_id).where(TurnRecord.id.in_(list(turn_ids)))),
-                    Conversation.stop_requested_at.is_not(None),
-                )
-                .values(stop_requested_at=None)
+                .execution_options(synchronize_session=False)
             )
 
     # Channel settings --------------------------------------------------------------------

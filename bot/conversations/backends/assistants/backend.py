@@ -369,7 +369,9 @@ class AssistantsBackend:
         """The stream's next event (None at its end); TimeoutError once the run's deadline passes in silence."""
         deadline = self._deadline(started, ran=ran)
         try:
-            return await asyncio.wait_for(anext(events), timeout=max(deadline - self._clock(), 0.0))
+            # A timeout scope, not wait_for: wait_for would make a task of every token's read.
+            async with asyncio.timeout(max(deadline - self._clock(), 0.0)):
+                return await anext(events)
         except StopAsyncIteration:
             return None
 

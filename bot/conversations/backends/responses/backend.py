@@ -635,7 +635,8 @@ class ResponsesBackend:
         try:
             if not queued:
                 return await anext(stream)
-            return await asyncio.wait_for(anext(stream), timeout=self._queued_deadline_seconds)
+            async with asyncio.timeout(self._queued_deadline_seconds):
+                return await anext(stream)
         except StopAsyncIteration:
             return None
         except TimeoutError:
