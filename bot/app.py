@@ -512,6 +512,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
             WorkspacePurger(
                 control=ConversationControl(backend=backend, store=store, channel_store=ChannelStore(store)),
                 records=WorkspaceRecords(store),
+                profiles=backend.profiles,
             )
             if settings.data_on_uninstall == "purge"
             else None

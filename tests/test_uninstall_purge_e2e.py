@@ -21,6 +21,7 @@ from support.slack_view import bot_texts
 from support.waiting import eventually
 from support.workspace import ADA, CHANNEL
 
+from bot.conversations.profiles import ProfileOrigin, ProfileSpec
 from bot.conversations.retention import RetentionPurger
 from bot.slack.oauth import INSTALL_PATH
 from bot.store.channels import ChannelStore
@@ -198,6 +199,14 @@ async def test_with_purge_an_uninstalled_workspace_leaves_no_row_and_no_api_obje
         [answer] = slack_double.bot_messages(CHANNEL, thread_ts=threads[team], team_id=team)
         await rate(bot, slack_double, answer, user=ADA, value="good", team_id=team)
         await add_records(bot.bot.store, team, threads[team])
+    # Each workspace's own assistant (/assistant create); on the Assistants API it lives on the server too.
+    made = {
+        team: await bot.bot.backend.profiles.create(
+            ProfileSpec(name=f"Helper of {team}", model="gpt-4o-mini", instructions="Be brief.", tools=()),
+            origin=ProfileOrigin(team_id=team, channel_id=CHANNEL, user_id=ADA),
+        )
+        for team in BOTS
+    }
     store = bot.bot.store
     before = {team: await rows_of(store, team) for team in BOTS}
     # Each kind of row the workspace leaves is there to be purged (and the table check below covers every table).
@@ -240,6 +249,12 @@ async def test_with_purge_an_uninstalled_workspace_leaves_no_row_and_no_api_obje
         "Echo: Ada of T0BRAVO: second question",
     ]
     assert server_memories(openai_double, backend) == left
+    deleted_assistants = [request.path for request in openai_double.requests_to("DELETE", r"^/v1/assistants/")]
+    if backend == "assistants":
+        assert deleted_assistants == [f"/v1/assistants/{made[ALPHA].id}"]
+        assert (await bot.bot.backend.profiles.get(made[BRAVO].id)).name == f"Helper of {BRAVO}"
+    else:
+        assert deleted_assistants == []  # the other backends keep profiles only in the bot's own table
 
 
 # A re-install before the purge finished ------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -153,6 +153,11 @@ class ProfileCatalog(Protocol):
 
     async def update(self, profile_id: str, spec: ProfileSpec) -> Profile: ...
 
+    async def purge(self, profile_ids: Sequence[str]) -> None:
+        """Delete what the server keeps of these profiles, made in a workspace that is being purged (one already
+        gone is no error). The bot's own rows of them go with the workspace's other rows."""
+        ...
+
 
 class ProfileRecords(Protocol):
     """Where a table catalog keeps its profiles (bot.store.profiles.ProfileRecords)."""
@@ -238,6 +243,9 @@ class TableProfileCatalog:
         edited = (await self.get(profile_id)).edited(spec)
         await self._records.save(edited)
         return edited
+
+    async def purge(self, profile_ids: Sequence[str]) -> None:
+        """Nothing to do: these profiles live only in the bot's table, whose rows go with the workspace's."""
 
     async def save(self, profile: Profile, *, origin: ProfileOrigin | None = None) -> None:
         """Keep a copy of a profile another catalog owns (the Assistants API's), so switching keeps it."""

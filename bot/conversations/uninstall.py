@@ -20,6 +20,7 @@ import asyncio
 import logging
 
 from bot.conversations.channels import ConversationControl
+from bot.conversations.profiles import ProfileCatalog
 from bot.errors import APIError, BotError, ConversationBusy
 from bot.store.workspaces import PendingPurge, WorkspaceRecords
 
@@ -44,11 +45,13 @@ class WorkspacePurger:
         *,
         control: ConversationControl,
         records: WorkspaceRecords,
+        profiles: ProfileCatalog,
         busy_retry_seconds: float = BUSY_RETRY_SECONDS,
         retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self._control = control
         self._records = records
+        self._profiles = profiles
         self._busy_retry_seconds = busy_retry_seconds
         self._retry_seconds = retry_seconds
 
@@ -122,6 +125,12 @@ class WorkspacePurger:
             if ended:
                 log.info("workspace %s: %d messages left unanswered, as the app is uninstalled", team_id, ended)
             await asyncio.sleep(self._busy_retry_seconds)
+        try:
+            # What the server keeps of the workspace's own assistants goes before the rows that name them.
+            await self._profiles.purge(await self._records.profile_ids(team_id, before=purge.requested_at))
+        except APIError as exc:
+            log.warning("workspace %s: its assistants kept for now; the API refused a deletion: %s", team_id, exc)
+            return False
         deleted = await self._records.delete_settings_and_records(team_id, before=purge.requested_at)
         left = len(await self._records.conversation_ids(team_id, before=purge.requested_at))
         log.info(

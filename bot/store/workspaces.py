@@ -166,6 +166,14 @@ class WorkspaceRecords:
             )
             return list(found)
 
+    async def profile_ids(self, team_id: str, *, before: datetime) -> list[str]:
+        """The profiles made in the workspace (and last changed) before `before`."""
+        async with self._store.transaction() as session:
+            found = await session.scalars(
+                select(StoredProfile.id).where(StoredProfile.team_id == team_id, StoredProfile.updated_at < before)
+            )
+            return list(found)
+
     async def end_unanswerable_turns(self, conversation_ids: Sequence[int]) -> int:
         """Fail the unfinished turns of these conversations that no worker holds; returns how many.
 

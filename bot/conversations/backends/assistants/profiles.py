@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.conversations.backends.assistants.api import AssistantsAPI
+from bot.conversations.backends.openai_files import unless_gone
 from bot.conversations.profiles import (
     BUILTIN_TOOLS,
     REASONING_EFFORTS,
@@ -186,6 +187,15 @@ class AssistantsProfiles:
         assistant = await self._api.update_assistant(profile_id, fields)
         await self._remember(assistant)
         return profile_of(assistant)
+
+    async def purge(self, profile_ids: Sequence[str]) -> None:
+        """The assistants a workspace made (`/assistant create`) are deleted from the server; the ones made from
+        another backend's profiles are kept, as other workspaces' channels may use them."""
+        for profile_id in profile_ids:
+            if profile_id.startswith(ASSISTANT_ID_PREFIX):
+                await unless_gone(self._api.delete_assistant(profile_id))
+                self._cache.pop(profile_id, None)
+                log.info("assistant %s deleted with the workspace that made it", profile_id)
 
     async def _remember(self, assistant: Assistant, *, origin: ProfileOrigin | None = None) -> None:
         self._cache[assistant.id] = (self._clock(), assistant)
