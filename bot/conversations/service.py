@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.conversations.arrivals import Arrivals
 from bot.conversations.backend import (
     AnswerRequest,
     AwaitingDecision,
@@ -54,7 +55,7 @@ from bot.errors import (
 )
 from bot.logs import bind_api_ids
 from bot.store.models import Conversation, TurnRecord, TurnStatus
-from bot.store.repositories import HEARTBEAT_SECONDS, HEARTBEAT_STALE_SECONDS, Store
+from bot.store.repositories import HEARTBEAT_SECONDS, HEARTBEAT_STALE_SECONDS, ArrivingTurn, Store
 
 log = logging.getLogger(__name__)
 
@@ -218,28 +219,30 @@ class ConversationService:
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
         self._accepting = True
+        self._arrivals = Arrivals(store, schedule=self.schedule)
 
     # Intake --------------------------------------------------------------------------------
 
     async def accept(self, turn: Turn) -> bool:
-        """Record the turn durably (one transaction), then schedule it; False for a redelivered event."""
+        """Record the turn durably (with the others arriving at once), then schedule it; False for a
+        redelivered event."""
         if not self._accepting:
             raise BotError("shutting down; not taking new work")
-        conversation_id, recorded = await self._store.record_arriving_turn(
-            team_id=turn.team_id,
-            channel_id=turn.channel_id,
-            thread_key=turn.thread_key,
-            surface=turn.surface.value,
-            event_id=turn.event_id,
-            user_id=turn.user_id,
-            message_ts=turn.message_ts,
-            payload=turn.to_payload(),
+        recorded = await self._arrivals.record(
+            ArrivingTurn(
+                team_id=turn.team_id,
+                channel_id=turn.channel_id,
+                thread_key=turn.thread_key,
+                surface=turn.surface.value,
+                event_id=turn.event_id,
+                user_id=turn.user_id,
+                message_ts=turn.message_ts,
+                payload=turn.to_payload(),
+            )
         )
         if not recorded:
             log.info("event %s was already recorded; not answering it twice", turn.event_id)
-            return False
-        self.schedule(conversation_id)
-        return True
+        return recorded
 
     async def find_conversation(self, *, team_id: str, channel_id: str, thread_key: str) -> Conversation | None:
         return await self._store.find_conversation(team_id=team_id, channel_id=channel_id, thread_key=thread_key)

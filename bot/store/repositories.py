@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -78,6 +79,20 @@ def lease_free(session: AsyncSession) -> ColumnElement[bool]:
         Conversation.lease_expires_at < database_now(session),
         and_(Conversation.lease_process.is_not(None), ~owner_alive),
     )
+
+
+@dataclass(frozen=True)
+class ArrivingTurn:
+    """A message as it arrives, before anything else is known of it."""
+
+    team_id: str
+    channel_id: str
+    thread_key: str
+    surface: str
+    event_id: str
+    user_id: str
+    message_ts: str
+    payload: dict[str, Any]
 
 
 class Store:
@@ -374,42 +389,61 @@ class Store:
         message_ts: str,
         payload: dict[str, Any],
     ) -> tuple[int, bool]:
-        """The one write of an arriving message, in one transaction: its conversation (made when new, its last
-        message stamped) and its pending turn. Returns the conversation's id, and False for a redelivered event."""
+        """One arriving message, as `record_arriving_turns` records several."""
+        arriving = ArrivingTurn(
+            team_id=team_id,
+            channel_id=channel_id,
+            thread_key=thread_key,
+            surface=surface,
+            event_id=event_id,
+            user_id=user_id,
+            message_ts=message_ts,
+            payload=payload,
+        )
+        [recorded] = await self.record_arriving_turns([arriving])
+        return recorded
+
+    async def record_arriving_turns(self, arriving: Sequence[ArrivingTurn]) -> list[tuple[int, bool]]:
+        """The one write of arriving messages, in one transaction: each one's conversation (made when new, its
+        last message stamped) and its pending turn. Returns each one's conversation id, and False for a
+        redelivered event."""
         now = utcnow()
+        recorded = []
         async with self.transaction(urgent=True) as session:
-            conversation_id = await session.scalar(
-                dialect_insert(session, Conversation)
-                .values(
-                    team_id=team_id,
-                    channel_id=channel_id,
-                    thread_key=thread_key,
-                    surface=surface,
-                    last_message_at=now,
+            for turn in arriving:
+                conversation_id = await session.scalar(
+                    dialect_insert(session, Conversation)
+                    .values(
+                        team_id=turn.team_id,
+                        channel_id=turn.channel_id,
+                        thread_key=turn.thread_key,
+                        surface=turn.surface,
+                        last_message_at=now,
+                    )
+                    .on_conflict_do_update(
+                        index_elements=["team_id", "channel_id", "thread_key"], set_={"last_message_at": now}
+                    )
+                    .returning(Conversation.id)
                 )
-                .on_conflict_do_update(
-                    index_elements=["team_id", "channel_id", "thread_key"], set_={"last_message_at": now}
+                if conversation_id is None:
+                    raise StoreError("the conversation could not be recorded")
+                turn_id = await session.scalar(
+                    insert_ignoring_duplicates(session, TurnRecord)
+                    .values(
+                        conversation_id=conversation_id,
+                        team_id=turn.team_id,
+                        event_id=turn.event_id,
+                        channel_id=turn.channel_id,
+                        user_id=turn.user_id,
+                        message_ts=turn.message_ts,
+                        payload=turn.payload,
+                        status=TurnStatus.PENDING.value,
+                        attempts=0,
+                    )
+                    .returning(TurnRecord.id)
                 )
-                .returning(Conversation.id)
-            )
-            turn_id = await session.scalar(
-                insert_ignoring_duplicates(session, TurnRecord)
-                .values(
-                    conversation_id=conversation_id,
-                    team_id=team_id,
-                    event_id=event_id,
-                    channel_id=channel_id,
-                    user_id=user_id,
-                    message_ts=message_ts,
-                    payload=payload,
-                    status=TurnStatus.PENDING.value,
-                    attempts=0,
-                )
-                .returning(TurnRecord.id)
-            )
-        if conversation_id is None:
-            raise StoreError("the conversation could not be recorded")
-        return conversation_id, turn_id is not None
+                recorded.append((conversation_id, turn_id is not None))
+        return recorded
 
     async def open_turns(self, conversation_id: int) -> list[TurnRecord]:
         async with self.transaction() as session:
