@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from doubles.openai import ScriptedAnswer
@@ -210,5 +211,9 @@ async def test_an_agent_session_is_processing_then_active_and_slack_shows_its_ow
     ts = await bot.say(CHANNEL, ADA, f"<@{BOT}> now as an agent")
     assert slack_double.agent_session_statuses(CHANNEL, ts) == ["processing", "active"]
     (start,) = slack_double.calls_to("chat.startStream")
-    assert "chunks" not in start.params  # started empty: no Stop button of the bot's own
+    chunks = (
+        json.loads(start.params["chunks"]) if isinstance(start.params.get("chunks"), str) else start.params["chunks"]
+    )
+    # Started with the first words, and no Stop button of the bot's own.
+    assert [chunk["type"] for chunk in chunks] == ["markdown_text"]
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: now as an agent"]

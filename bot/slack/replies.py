@@ -212,10 +212,10 @@ class SlackReplyStream:
             await self._leave_native_stream()
             return
         if self._native.ts is None:
-            # Started first, on its own: the next show of this answer (text or task) goes into a message already
-            # recorded for whoever has to finish it.
-            await self._start_native()
+            # The first words start the message, so they show at once rather than an interval later. A worker
+            # dying before the message is recorded leaves it with its Stop button, which the next one takes over.
             self._native.queue_text(text)
+            await self._start_native()
         else:
             await self._native.add_text(text)
         await self._after_native_call(placeholder=False)  # the text itself follows at once
@@ -223,8 +223,8 @@ class SlackReplyStream:
     async def _stream_task(self, activity: ToolActivity) -> None:
         assert self._native is not None
         if self._native.ts is None:
-            await self._start_native()
             self._native.queue_task(activity)
+            await self._start_native()
         else:
             await self._native.add_task(activity)
         await self._after_native_call()

@@ -52,8 +52,10 @@ def task_update(activity: ToolActivity) -> TaskUpdateChunk:
 class NativeStream:
     """A streaming message: text and task updates are buffered and sent no more often than `update_seconds`.
 
-    The message is started on its own, with only its buttons, so that where it is can be recorded before any of
-    the answer shows in it (a worker taking over after a crash then finishes it rather than posting another).
+    The message starts with its buttons (Stop, where Slack shows no stop of its own) and the first of the answer,
+    so the first words show at once. Until its stream stops, the Stop button marks it as an answer in progress:
+    a worker taking over after a crash that came before the message was recorded finds it by that, and finishes
+    it rather than posting another.
 
     When Slack refuses or ends the stream, `ended` says why and every later call is a no-op returning False:
     the caller takes the message over with chat.update.
@@ -97,9 +99,11 @@ class NativeStream:
         self._opening.append(BlocksChunk(blocks=list(blocks)))
 
     async def start(self) -> bool:
-        """Start the message (empty but for its buttons); False if Slack would not, and `ended` says why."""
+        """Start the message with its buttons and whatever is pending; False if Slack would not, and `ended`
+        says why (what was pending stays pending)."""
         if self.ts is not None or not self.live:
             return self.live
+        pending, self._pending = self._pending, []
         response = await self._call(
             "chat_startStream",
             channel=self._channel,
@@ -107,10 +111,12 @@ class NativeStream:
             recipient_user_id=self._recipient_user_id,
             recipient_team_id=self._recipient_team_id,
             task_display_mode="timeline",
-            chunks=self._opening or None,
+            chunks=[*self._opening, *pending] or None,
         )
         if response is not None:
             self.ts = str(response["ts"])
+        else:
+            self._pending = pending + self._pending
         return self.live
 
     def queue_text(self, text: str) -> None:
