@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+async def repeat(work: Callable[[], Awaitable[object]], *, every: float, failure: str) -> None:
+    """Do `work` now and then every `every` seconds, for good: a failure is logged (as `failure`) and the next
+    round comes as usual, since a loop that died would leave its work undone for good."""
+    while True:
+        try:
+            await work()
+        except Exception:
+            log.exception("%s; trying again later", failure)
+        await asyncio.sleep(every)
 
 
 class BackgroundWork:

@@ -3,12 +3,12 @@ OAuth states (installs begun and never finished) go too."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.background import repeat
 from bot.conversations.backend import Backend
 from bot.errors import APIError
 from bot.store.channels import BackendMemory, ChannelStore
@@ -83,12 +83,7 @@ class RetentionPurger:
         return deleted
 
     async def purge_forever(self, interval_seconds: float = PURGE_INTERVAL_SECONDS) -> None:
-        while True:
-            try:
-                await self.purge_once()
-            except Exception:  # a purge loop that dies keeps every idle conversation for good
-                log.exception("retention purge failed; trying again later")
-            await asyncio.sleep(interval_seconds)
+        await repeat(self.purge_once, every=interval_seconds, failure="retention purge failed")
 
     async def _purge(self, conversation: IdleConversation, cutoff: datetime) -> bool:
         """True when the conversation is gone; False leaves it (busy, woke up, or the API failed)."""

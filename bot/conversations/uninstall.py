@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bot.background import repeat
 from bot.conversations.channels import ConversationControl
 from bot.conversations.profiles import ProfileCatalog
 from bot.errors import APIError, BotError, ConversationBusy
@@ -91,12 +92,7 @@ class WorkspacePurger:
     async def resume_forever(self, interval_seconds: float) -> None:
         """At start and then every interval: a purge a dead process left, or one whose retry time came, is taken
         up (one query when there is none)."""
-        while True:
-            try:
-                await self.resume_pending()
-            except Exception:  # a loop that dies leaves every unfinished purge unfinished for good
-                log.exception("resuming workspace purges failed; trying again later")
-            await asyncio.sleep(interval_seconds)
+        await repeat(self.resume_pending, every=interval_seconds, failure="resuming workspace purges failed")
 
     async def _purge(self, purge: PendingPurge) -> bool:
         """Forget the conversations begun before the uninstall, then delete the other rows; True if none is left."""

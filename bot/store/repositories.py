@@ -260,16 +260,23 @@ class Store:
         """
         async with self.transaction() as session:
             await self._beat(session)
-            result = await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, or_(lease_free(session), Conversation.lease_owner == owner))
-                .values(
-                    lease_owner=owner,
-                    lease_process=self.process_id,
-                    lease_expires_at=database_now(session, plus_seconds=lease_seconds),
-                )
-            )
+            result = await session.execute(self._taking_lease(session, conversation_id, owner, lease_seconds))
             return updated_rows(result) == 1
+
+    def _taking_lease(
+        self, session: AsyncSession, conversation_id: int, owner: str, lease_seconds: float, **also: Any
+    ) -> Any:
+        """The UPDATE that takes a conversation's lease when it is free or already ``owner``'s (and sets ``also``)."""
+        return (
+            update(Conversation)
+            .where(Conversation.id == conversation_id, or_(lease_free(session), Conversation.lease_owner == owner))
+            .values(
+                lease_owner=owner,
+                lease_process=self.process_id,
+                lease_expires_at=database_now(session, plus_seconds=lease_seconds),
+                **also,
+            )
+        )
 
     async def claim_work(
         self, conversation_id: int, *, owner: str, lease_seconds: float
@@ -283,14 +290,7 @@ class Store:
         async with self.transaction() as session:
             await self._beat(session)
             conversation = await session.scalar(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, or_(lease_free(session), Conversation.lease_owner == owner))
-                .values(
-                    lease_owner=owner,
-                    lease_process=self.process_id,
-                    lease_expires_at=database_now(session, plus_seconds=lease_seconds),
-                    stop_requested_at=None,
-                )
+                self._taking_lease(session, conversation_id, owner, lease_seconds, stop_requested_at=None)
                 .returning(Conversation)
                 .execution_options(synchronize_session=False)
             )

@@ -202,28 +202,21 @@ class WorkspaceRecords:
         what the API keeps for it.
         """
         rate_notices = RATE_NOTICE_KEY.format(team_id=team_id, user_id="")
-        deletions: dict[str, Any] = {
-            "channel_settings": delete(ChannelSetting).where(
-                ChannelSetting.team_id == team_id, ChannelSetting.updated_at < before
-            ),
-            "channel_setting_changes": delete(ChannelSettingChange).where(
-                ChannelSettingChange.team_id == team_id, ChannelSettingChange.created_at < before
-            ),
-            "assistant_changes": delete(AssistantChange).where(
-                AssistantChange.team_id == team_id, AssistantChange.created_at < before
-            ),
-            "profiles": delete(StoredProfile).where(
-                StoredProfile.team_id == team_id, StoredProfile.updated_at < before
-            ),
-            "mcp_servers": delete(McpServerRecord).where(
-                McpServerRecord.team_id == team_id, McpServerRecord.updated_at < before
-            ),
-            "moderation_events": delete(ModerationEvent).where(
-                ModerationEvent.team_id == team_id, ModerationEvent.created_at < before
-            ),
-            "rate_notices": delete(AppState).where(
-                AppState.key.startswith(rate_notices, autoescape=True), AppState.updated_at < before
-            ),
+        # Each table's rows of the workspace, and the column that says when a row was last written.
+        written_at: dict[str, Any] = {
+            "channel_settings": (ChannelSetting, ChannelSetting.updated_at),
+            "channel_setting_changes": (ChannelSettingChange, ChannelSettingChange.created_at),
+            "assistant_changes": (AssistantChange, AssistantChange.created_at),
+            "profiles": (StoredProfile, StoredProfile.updated_at),
+            "mcp_servers": (McpServerRecord, McpServerRecord.updated_at),
+            "moderation_events": (ModerationEvent, ModerationEvent.created_at),
         }
+        deletions: dict[str, Any] = {
+            table: delete(model).where(model.team_id == team_id, column < before)
+            for table, (model, column) in written_at.items()
+        }
+        deletions["rate_notices"] = delete(AppState).where(
+            AppState.key.startswith(rate_notices, autoescape=True), AppState.updated_at < before
+        )
         async with self._store.transaction() as session:
             return {table: updated_rows(await session.execute(statement)) for table, statement in deletions.items()}
