@@ -408,6 +408,7 @@ def start_service(
         lease_seconds=settings.lease_seconds,
         sweep_seconds=settings.sweep_seconds,
         max_attempts=settings.max_turn_attempts,
+        max_concurrent_answers=settings.max_concurrent_answers,
         observer=core.metrics,
     )
     # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is

@@ -187,6 +187,8 @@ class Settings(BaseSettings):
     # Often, as it is one cheap query: a dead process's work is taken up this soon after its heartbeat goes stale.
     sweep_seconds: float = Field(default=2.0, gt=0)
     max_turn_attempts: int = Field(default=3, ge=1)
+    # Answers written at once by one process; more wait, unclaimed, for a free slot (or another replica).
+    max_concurrent_answers: int = Field(default=100, ge=1)
     run_queued_deadline_seconds: float = Field(default=120.0, gt=0)
     greeting: str = "Hi! I'm your assistant. Ask me anything, or pick one of these to start."
     max_file_mb: int = Field(default=20, ge=1, le=512)  # largest file the bot downloads: shared, or the assistant's

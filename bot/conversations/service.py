@@ -188,6 +188,7 @@ class ConversationService:
         lease_seconds: float = 60.0,
         sweep_seconds: float = 15.0,
         max_attempts: int = 3,
+        max_concurrent_answers: int = 100,
         clock: Callable[[], float] = time.monotonic,
         observer: AnswerObserver | None = None,
     ) -> None:
@@ -205,6 +206,14 @@ class ConversationService:
         self._clock = clock
         self._observer = observer or NoObserver()
         self._workers: dict[int, asyncio.Task[None]] = {}
+        # A burst larger than this waits its turn, unclaimed (so any replica may take it), rather than have every
+        # answer share the CPU and the database at once and each be slow; the answers' own waits are on the model.
+        self._answer_slots = asyncio.Semaphore(max_concurrent_answers)
+        # The leases held here: when each was last confirmed (this process's clock), and its worker. The
+        # heartbeat renews them all in one statement; one guard stops the workers whose lease could pass on.
+        self._leases: dict[int, tuple[float, asyncio.Task[None]]] = {}
+        self._lease_guard: asyncio.Task[None] | None = None
+        self._leases_renewed_at = clock()
         self._more_work: set[int] = set()
         # The platform's stream of each answer being written, so that a worker losing its lease can abandon it.
         self._streams: dict[int, PlatformReply] = {}
@@ -332,21 +341,43 @@ class ConversationService:
 
     async def heartbeat_forever(self) -> None:
         """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds.
+        The leases held here are renewed with it, all in one statement, once a third of their time has passed.
 
         It ends at `end_heartbeat`, between two beats: cancelled in the middle of one, its connection's
         return to the pool would be cut off too."""
         while not self._heartbeat_ending.is_set():
             sent_at = self._clock()
+            renewing = list(self._leases) if sent_at - self._leases_renewed_at >= self._lease_seconds / 3 else []
             try:
                 # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
                 async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
-                    await self._store.beat()
+                    held = await self._store.beat(
+                        renewing=renewing, owner=self.owner, lease_seconds=self._lease_seconds
+                    )
             except Exception:  # workers see the heartbeat unconfirmed and stop before their leases pass on
                 log.warning("could not stamp the heartbeat", exc_info=True)
             else:
                 self._beat_confirmed_at = sent_at
+                if renewing:
+                    self._leases_renewed_at = sent_at
+                    self._renewed(renewing, held, at=sent_at)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._heartbeat_ending.wait(), timeout=HEARTBEAT_SECONDS)
+
+    def _renewed(self, renewing: Sequence[int], held: set[int], *, at: float) -> None:
+        for conversation_id in renewing:
+            lease = self._leases.get(conversation_id)
+            if lease is None:
+                continue  # released meanwhile
+            if conversation_id in held:
+                self._leases[conversation_id] = (max(lease[0], at), lease[1])
+                continue
+            # Our lease ran out (a stalled process or database) and a live worker now answers these turns.
+            log.error(
+                "conversation %s: lease lost to another worker; stopping so nothing is answered twice", conversation_id
+            )
+            del self._leases[conversation_id]
+            self._stop_worker(conversation_id, lease[1])
 
     def end_heartbeat(self) -> None:
         self._heartbeat_ending.set()
@@ -387,6 +418,11 @@ class ConversationService:
         connection, while an answer takes minutes and must survive a dropped connection; a lease is
         a durable claim that simply expires when its replica dies, and works on SQLite as well.
         """
+        async with self._answer_slots:
+            if self._accepting:
+                await self._work_while_held(conversation_id)
+
+    async def _work_while_held(self, conversation_id: int) -> None:
         while True:
             self._more_work.discard(conversation_id)
             claimed_at = self._clock()
@@ -397,7 +433,8 @@ class ConversationService:
             self._beat_confirmed_at = max(self._beat_confirmed_at, claimed_at)  # the claim stamps the heartbeat
             worker = asyncio.current_task()
             assert worker is not None  # _work always runs as a task of its own (see schedule)
-            renewer = asyncio.create_task(self._renew_lease(conversation_id, worker, renewed_at=claimed_at))
+            self._leases[conversation_id] = (claimed_at, worker)
+            self._guard_leases()
             # Set once the batch's end has released the lease in the same transaction.
             more_waiting: bool | None = None
             try:
@@ -429,9 +466,8 @@ class ConversationService:
                 )
                 return
             finally:
-                renewer.cancel()
                 # Whatever ended it, the lease is released.
-                await asyncio.gather(renewer, return_exceptions=True)
+                self._leases.pop(conversation_id, None)
                 self._stops.pop(conversation_id, None)
                 if more_waiting is None:
                     try:
@@ -455,47 +491,31 @@ class ConversationService:
             if not await self._store.open_turns(conversation_id) and conversation_id not in self._more_work:
                 return
 
-    async def _renew_lease(self, conversation_id: int, worker: asyncio.Task[None], *, renewed_at: float) -> None:
-        """Keep the lease while the worker answers; stop the worker once the lease is lost, or could be.
+    def _guard_leases(self) -> None:
+        if self._lease_guard is None or self._lease_guard.done():
+            self._lease_guard = asyncio.create_task(self._stop_workers_before_leases_pass(), name="lease-guard")
 
-        It could be once the heartbeat or the lease has gone unconfirmed (the database unreachable) so
-        long that another replica might take the conversation over: the worker stops just before.
-        """
+    async def _stop_workers_before_leases_pass(self) -> None:
+        """Stop each worker whose lease could pass to another replica: once the heartbeat or its lease has gone
+        unconfirmed (the database unreachable) so long that another might take the conversation over, the worker
+        stops just before. Apart from the heartbeat, so that a beat that hangs never delays the stop. It ends
+        when no lease is held here."""
         # A short lease (tests use one) is checked, and given up, in proportion to its length.
         check_seconds = min(HEARTBEAT_SECONDS, self._lease_seconds / 3)
         lease_margin = min(LEASE_SAFETY_SECONDS, self._lease_seconds / 3)
-        while True:
+        while self._leases:
             await asyncio.sleep(check_seconds)
             now = self._clock()
             beat_safe = now - self._beat_confirmed_at < HEARTBEAT_STALE_SECONDS - LEASE_SAFETY_SECONDS
-            if not beat_safe or now - renewed_at >= self._lease_seconds - lease_margin:
+            for conversation_id, (confirmed_at, worker) in list(self._leases.items()):
+                if beat_safe and now - confirmed_at < self._lease_seconds - lease_margin:
+                    continue
                 log.error(
                     "conversation %s: the lease could not be confirmed; stopping before another worker takes it",
                     conversation_id,
                 )
+                del self._leases[conversation_id]
                 self._stop_worker(conversation_id, worker)
-                return
-            if now - renewed_at < self._lease_seconds / 3:
-                continue
-            try:
-                # Bounded, so that a database that hangs does not keep the renewer from stopping the worker.
-                async with asyncio.timeout(lease_margin):
-                    held = await self._store.claim_conversation(
-                        conversation_id, owner=self.owner, lease_seconds=self._lease_seconds
-                    )
-            except Exception:  # any failure: the renewer must live on to stop the worker in time
-                log.warning("could not renew the lease of conversation %s", conversation_id, exc_info=True)
-                continue
-            if not held:
-                # Our lease ran out (a stalled process or database) and a live worker now answers these turns.
-                log.error(
-                    "conversation %s: lease lost to another worker; stopping so nothing is answered twice",
-                    conversation_id,
-                )
-                self._stop_worker(conversation_id, worker)
-                return
-            renewed_at = now
-            self._beat_confirmed_at = max(self._beat_confirmed_at, now)  # the claim stamps the heartbeat
 
     def _watch_stops(self) -> None:
         if self._stop_watch is None or self._stop_watch.done():
@@ -538,7 +558,13 @@ class ConversationService:
         how it ended, for the caller to record with the lease's release."""
         conversation_id = conversation.id
         ids = [record.id for record in records]
-        turns = [await self._platform.prepare(Turn.from_payload(record.payload)) for record in records]
+        try:
+            turns = [await self._platform.prepare(Turn.from_payload(record.payload)) for record in records]
+        except DeliveryError as exc:  # its workspace is gone (uninstalled, its data kept): nobody to answer
+            log.error(
+                "conversation %s: could not read the turns' messages, closing them unanswered: %s", conversation_id, exc
+            )
+            return _BatchEnd(TurnStatus.FAILED, f"delivery failed: {exc}", earlier_reply_ts(records), None)
         recovering = any(record.attempts > 0 for record in records)
         if recovering:
             self._observer.lease_taken_over()

@@ -125,10 +125,25 @@ class Store:
 
     # Heartbeats ----------------------------------------------------------------------------
 
-    async def beat(self) -> None:
-        """Stamp this process's heartbeat with the database's clock."""
+    async def beat(self, *, renewing: Sequence[int] = (), owner: str = "", lease_seconds: float = 0.0) -> set[int]:
+        """Stamp this process's heartbeat with the database's clock, and renew ``owner``'s leases of the
+        conversations ``renewing`` names for ``lease_seconds`` in the same statement for all; returns those
+        still held (a lease lost to another worker is not)."""
         async with self.transaction(urgent=True) as session:
             await self._beat(session)
+            if not renewing:
+                return set()
+            renewed = await session.scalars(
+                update(Conversation)
+                .where(Conversation.id.in_(renewing), Conversation.lease_owner == owner)
+                .values(
+                    lease_process=self.process_id,
+                    lease_expires_at=database_now(session, plus_seconds=lease_seconds),
+                )
+                .returning(Conversation.id)
+                .execution_options(synchronize_session=False)
+            )
+            return set(renewed)
 
     async def _beat(self, session: AsyncSession) -> None:
         now = database_now(session)
