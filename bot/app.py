@@ -43,6 +43,7 @@ from bot.conversations.service import ChannelProfiles, ConversationService
 from bot.conversations.tools import ToolRegistry, builtin_tools
 from bot.conversations.uninstall import WorkspacePurger
 from bot.errors import APIConnectionError, APIStatusError, ConfigurationError, StoreError
+from bot.loop_thread import LoopThread
 from bot.metrics import BotMetrics
 from bot.openai_api.client import OpenAIClient, RequestObserver
 from bot.openai_api.files import FilesAPI
@@ -122,8 +123,12 @@ def openai_client(settings: Settings, *, observer: RequestObserver | None = None
 
 # The default profile's built-in tools when ASSISTANT_TOOLS is unset: those of these the backend runs.
 DEFAULT_ASSISTANT_TOOLS = ("web_search",)
-# Connections kept for acks and heartbeats (Store's urgent writes): two, so that a slow ack never holds up a beat.
+# Connections the kernel queues before the server accepts them: a burst of events must not be refused.
+LISTEN_BACKLOG = 2048
+# Connections kept for acks (Store's urgent writes), so that they never wait for one behind answers' work.
 URGENT_CONNECTIONS = 2
+# The heartbeat's, on its own loop: one beat at a time.
+HEARTBEAT_CONNECTIONS = 1
 
 
 def default_profile(settings: Settings, plugin: BackendPlugin) -> Profile:
@@ -325,6 +330,26 @@ class Core:
     engine: AsyncEngine
     metrics: BotMetrics
     mcp: McpApprovals
+    heartbeat_loop: HeartbeatLoop
+
+
+@dataclass
+class HeartbeatLoop:
+    """The loop, on a thread of its own, of the heartbeat, which must never wait behind answers: a process busy
+    answering is alive, and its leases must hold. With a store of the same process connected there."""
+
+    thread: LoopThread
+    store: Store
+
+
+async def open_heartbeat_loop(settings: Settings, store: Store, stack: contextlib.AsyncExitStack) -> HeartbeatLoop:
+    thread = LoopThread("heartbeat")
+    thread.start()
+    stack.push_async_callback(thread.stop)
+    engine = create_engine(settings.database_url, connections=HEARTBEAT_CONNECTIONS)
+    stack.push_async_callback(lambda: thread.run(engine.dispose()))
+    sessions = session_factory(engine)
+    return HeartbeatLoop(thread=thread, store=Store(sessions, urgent=sessions, process_id=store.process_id))
 
 
 async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Core:
@@ -344,6 +369,7 @@ async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Cor
         # SQLite serves one process: every lease left is a dead process's, and its work can resume at once.
         await store.free_every_lease()
         await WorkspaceRecords(store).release_every_purge_claim()
+    heartbeat_loop = await open_heartbeat_loop(settings, store, stack)
     mcp_key = settings.mcp_secret_key.get_secret_value() if settings.mcp_secret_key else None
     mcp = McpApprovals(
         McpRecords(store, secrets=SecretBox(mcp_key)),
@@ -374,6 +400,7 @@ async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Cor
         engine=engine,
         metrics=metrics,
         mcp=mcp,
+        heartbeat_loop=heartbeat_loop,
     )
 
 
@@ -413,7 +440,7 @@ def start_service(
     )
     # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is
     # taken from a live process; a clean exit then deletes the heartbeat, freeing whatever is left.
-    heartbeat = asyncio.create_task(service.heartbeat_forever(), name="heartbeat")
+    heartbeat = core.heartbeat_loop.thread.submit(service.heartbeat_forever(core.heartbeat_loop.store))
     stack.push_async_callback(_stop_heartbeat, service, heartbeat, core.store)
     return service
 
@@ -567,7 +594,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, host=settings.host, port=settings.port)
+    site = web.TCPSite(runner, host=settings.host, port=settings.port, backlog=LISTEN_BACKLOG)
     await site.start()
     port = runner.addresses[0][1]
 
@@ -608,7 +635,7 @@ async def _finish_work(service: ConversationService, background: BackgroundWork,
     await asyncio.gather(service.shutdown(grace_seconds), background.shutdown(grace_seconds))
 
 
-async def _stop_heartbeat(service: ConversationService, heartbeat: asyncio.Task[None], store: Store) -> None:
+async def _stop_heartbeat(service: ConversationService, heartbeat: asyncio.Future[None], store: Store) -> None:
     service.end_heartbeat()
     await heartbeat
     try:

@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from doubles.openai import ScriptedRun
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 from support.model_view import (
     ANSWER_REQUESTS,
@@ -37,8 +38,8 @@ from bot.conversations.backends.failures import QUEUED_TOO_LONG
 from bot.conversations.recovery import GAVE_UP
 from bot.slack.replies import INTERRUPTED
 from bot.store.db import create_engine
-from bot.store.models import Conversation
-from bot.store.repositories import utcnow
+from bot.store.models import Conversation, ProcessHeartbeat
+from bot.store.repositories import HEARTBEAT_STALE_SECONDS, utcnow
 
 TEAM = "T0TEAM"
 
@@ -442,3 +443,45 @@ async def test_dropped_database_connections_are_reestablished(start_bot, databas
     assert dropped >= 1  # the bot's pooled connections are gone
     await bot.say(CHANNEL, "U0ADA", "after", thread_ts=ts)
     assert bot_texts(slack_double, CHANNEL, ts) == ["Echo: Ada: before", "Echo: Ada: after"]
+
+
+# Load ------------------------------------------------------------------------------------
+
+
+async def test_a_process_busy_with_other_work_keeps_beating_and_finishes_its_answer_once(
+    start_bot, slack_double, openai_double, backend
+) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.05))
+    bot = await start_bot()
+    posted = await post(bot, slack_double, f"<@{BOT}> finish this")
+    await partly_shown(slack_double, posted.ts)
+    before = await heartbeat_of(bot)
+    # The answering loop blocked for longer than a heartbeat may go unseen, as a burst of CPU work would: the
+    # heartbeat has a loop of its own, so the process is still alive to the others, and its answer goes on.
+    time.sleep(HEARTBEAT_STALE_SECONDS + 1)  # noqa: ASYNC251  # blocking the loop is the point
+    assert await heartbeat_of(bot) > before
+    await bot.settle()
+    assert bot_texts(slack_double, CHANNEL, posted.ts) == [LONG_ANSWER]
+    assert openai_double.model_calls == 1  # not stopped and asked again
+
+
+async def heartbeat_of(bot: Any) -> Any:
+    store = bot.bot.store
+    async with store.transaction() as session:
+        return await session.scalar(
+            select(ProcessHeartbeat.beat_at).where(ProcessHeartbeat.process_id == store.process_id)
+        )
+
+
+async def test_answers_beyond_the_concurrency_cap_wait_their_turn_and_are_all_given(
+    start_bot, slack_double, openai_double, backend
+) -> None:
+    openai_double.script(*[ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.03) for _ in range(3)])
+    bot = await start_bot(max_concurrent_answers=1)
+    posts = [await post(bot, slack_double, f"<@{BOT}> question {index}") for index in range(3)]
+    await bot.settle()
+    for posted in posts:
+        assert bot_texts(slack_double, CHANNEL, posted.ts) == [LONG_ANSWER]
+    # One answer at a time: each stream is stopped before the next one starts.
+    streams = [call.method for call in slack_double.calls if call.method in {"chat.startStream", "chat.stopStream"}]
+    assert streams == ["chat.startStream", "chat.stopStream"] * 3

@@ -223,12 +223,15 @@ class ConversationService:
         self._stop_watch: asyncio.Task[None] | None = None
         # Set at shutdown: the stop watcher ends between two looks, never in the middle of a query.
         self._closing = asyncio.Event()
-        self._heartbeat_ending = asyncio.Event()
+        # The heartbeat's loop (perhaps another thread's) and the event that ends it, there.
+        self._heartbeat_ending: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._heartbeat_ended = False
         # When the newest confirmed heartbeat was sent (this process's clock): the process's leases are
         # alive for others until HEARTBEAT_STALE_SECONDS after it.
         self._beat_confirmed_at = clock()
         self._accepting = True
         self._arrivals = Arrivals(store, schedule=self.schedule)
+        self._loop = asyncio.get_running_loop()  # the workers' loop, which the heartbeat reports to
 
     # Intake --------------------------------------------------------------------------------
 
@@ -339,32 +342,36 @@ class ConversationService:
             except Exception:  # a sweep that dies leaves every orphaned turn unanswered for good
                 log.exception("recovery sweep failed; trying again later")
 
-    async def heartbeat_forever(self) -> None:
+    async def heartbeat_forever(self, store: Store | None = None) -> None:
         """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds.
         The leases held here are renewed with it, all in one statement, once a third of their time has passed.
 
-        It ends at `end_heartbeat`, between two beats: cancelled in the middle of one, its connection's
-        return to the pool would be cut off too."""
-        while not self._heartbeat_ending.is_set():
+        It may run on a loop of its own (another thread's, with ``store`` connected there), so that answers
+        keeping this loop busy never delay a beat: a busy process is alive, and its leases must hold. What a
+        beat learns reaches the workers through their own loop. It ends at `end_heartbeat`, between two beats:
+        cancelled in the middle of one, its connection's return to the pool would be cut off too."""
+        beating = store or self._store
+        workers_loop = self._loop
+        ending = asyncio.Event()
+        self._heartbeat_ending = (asyncio.get_running_loop(), ending)
+        while not (ending.is_set() or self._heartbeat_ended):
             sent_at = self._clock()
-            renewing = list(self._leases) if sent_at - self._leases_renewed_at >= self._lease_seconds / 3 else []
+            renewing = tuple(self._leases) if sent_at - self._leases_renewed_at >= self._lease_seconds / 3 else ()
             try:
                 # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
                 async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
-                    held = await self._store.beat(
-                        renewing=renewing, owner=self.owner, lease_seconds=self._lease_seconds
-                    )
+                    held = await beating.beat(renewing=renewing, owner=self.owner, lease_seconds=self._lease_seconds)
             except Exception:  # workers see the heartbeat unconfirmed and stop before their leases pass on
                 log.warning("could not stamp the heartbeat", exc_info=True)
             else:
                 self._beat_confirmed_at = sent_at
                 if renewing:
                     self._leases_renewed_at = sent_at
-                    self._renewed(renewing, held, at=sent_at)
+                    workers_loop.call_soon_threadsafe(self._renewed, renewing, held, sent_at)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._heartbeat_ending.wait(), timeout=HEARTBEAT_SECONDS)
+                await asyncio.wait_for(ending.wait(), timeout=HEARTBEAT_SECONDS)
 
-    def _renewed(self, renewing: Sequence[int], held: set[int], *, at: float) -> None:
+    def _renewed(self, renewing: Sequence[int], held: set[int], at: float) -> None:
         for conversation_id in renewing:
             lease = self._leases.get(conversation_id)
             if lease is None:
@@ -380,7 +387,10 @@ class ConversationService:
             self._stop_worker(conversation_id, lease[1])
 
     def end_heartbeat(self) -> None:
-        self._heartbeat_ending.set()
+        self._heartbeat_ended = True  # a heartbeat not yet started never starts
+        if self._heartbeat_ending is not None:
+            loop, ending = self._heartbeat_ending
+            loop.call_soon_threadsafe(ending.set)
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking work, give in-flight turns the grace period, and leave the rest for recovery."""

@@ -99,14 +99,19 @@ class Store:
     """The bot's database, as the operations the rest of the bot needs."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, urgent: async_sessionmaker[AsyncSession] | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        urgent: async_sessionmaker[AsyncSession] | None = None,
+        process_id: str | None = None,
     ) -> None:
         self._sessions = sessions
         # Connections of their own for the writes that must not queue behind answers' work for a connection:
         # an arriving message's (Slack wants its ack within 3 s) and the heartbeat (leases hang on it).
         self._urgent = urgent or sessions
         # Whose heartbeat keeps this process's leases alive (every lease claimed through this store).
-        self.process_id = f"process-{uuid.uuid4().hex[:12]}"
+        # (Given: another store of the same process, connected on another loop.)
+        self.process_id = process_id or f"process-{uuid.uuid4().hex[:12]}"
 
     @asynccontextmanager
     async def transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
