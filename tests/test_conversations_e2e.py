@@ -304,19 +304,18 @@ async def test_a_gateway_with_a_query_token_and_extra_headers(start_bot, slack_d
     assert all("authorization" not in request.headers for request in openai_double.requests)
 
 
-async def test_markdown_is_streamed_for_slack_to_render_and_usage_is_kept(
+async def test_markdown_is_shown_as_slack_formatting_and_usage_is_kept(
     start_bot, slack_double, openai_double, backend
 ) -> None:
-    answer = "## Plan\n**Ship** it, see [docs](https://example.com/d) and `x < y`."
-    openai_double.script(ScriptedAnswer(text=answer))
+    openai_double.script(ScriptedAnswer(text="## Plan\n**Ship** it, see [docs](https://example.com/d) and `x < y`."))
     bot = await start_bot()
     post = slack_double.human_posts(CHANNEL, "U0ADA", f"<@{BOT}> plan?")
     for envelope in post.envelopes:
         await bot.deliver(envelope)
     await bot.settle()
-    # A streamed message's text is markdown, which Slack renders itself; no update rewrites it as mrkdwn.
-    assert bot_texts(slack_double, CHANNEL, post.ts) == [answer]
-    assert slack_double.calls_to("chat.startStream") and not slack_double.calls_to("chat.update")
+    assert bot_texts(slack_double, CHANNEL, post.ts) == [
+        "*Plan*\n*Ship* it, see <https://example.com/d|docs> and `x &lt; y`."
+    ]
     event_id = next(envelope["event_id"] for envelope in post.envelopes if envelope["event"]["type"] == "app_mention")
     turn = await bot.bot.store.get_turn(team_id=TEAM, event_id=event_id)
     assert reported_usage(openai_double, backend) == [(turn.prompt_tokens, turn.completion_tokens)]

@@ -7,25 +7,12 @@ from typing import Any
 import pytest
 from conftest import BOT_TOKEN
 from slack_sdk.web.async_client import AsyncWebClient
-from support.slack_view import bot_texts
-from support.workspace import ADA, BOT, CHANNEL
+from support.workspace import ADA, CHANNEL
 
-from bot.conversations.turn import (
-    Citation,
-    ReplyCompleted,
-    ReplyStopped,
-    ReplyWithdrawn,
-    Surface,
-    TextDelta,
-    ToolActivity,
-    ToolStatus,
-    Turn,
-)
-from bot.slack.clients import BotIdentity, OneWorkspace
-from bot.slack.directory import UserDirectory
+from bot.conversations.turn import ReplyStopped, ReplyWithdrawn, TextDelta, ToolActivity, ToolStatus
 from bot.slack.progress import Refusals, loading_lines, task_title
-from bot.slack.render import feedback_block, footnotes, message_blocks, render_reply
-from bot.slack.replies import SlackPlatform, SlackReplyStream, pane_title
+from bot.slack.render import feedback_block, message_blocks, render_reply
+from bot.slack.replies import SlackReplyStream, pane_title
 from bot.slack.streaming import NativeStream
 
 TEAM = "T0TEAM"
@@ -56,94 +43,6 @@ def streamed_reply(client: AsyncWebClient, thread_ts: str, **options: Any) -> Sl
         stop_key=thread_ts,
         **options,
     )
-
-
-def platform(client: AsyncWebClient) -> SlackPlatform:
-    clients = OneWorkspace(client, identity=BotIdentity(user_id=BOT, bot_id="B0BOT"))
-    return SlackPlatform(clients, users=UserDirectory(clients), message_chars=3900, update_seconds=0.0)
-
-
-def counting(root: str) -> Turn:
-    """Ada's question at `root`, in the channel, answered in its thread."""
-    return Turn(
-        event_id="Ev0COUNT",
-        team_id=TEAM,
-        channel_id=CHANNEL,
-        thread_key=root,
-        surface=Surface.CHANNEL,
-        user_id=ADA,
-        user_name="Ada",
-        text="count",
-        message_ts=root,
-        reply_thread_ts=root,
-    )
-
-
-def chat_calls(slack_double: Any) -> list[str]:
-    return [c.method for c in slack_double.calls if c.method.startswith("chat.")]
-
-
-async def test_a_streamed_answer_is_finished_by_its_stream_with_its_sources_and_feedback(slack_double, client) -> None:
-    root = slack_double.human_posts(CHANNEL, ADA, "where is that from?").ts
-    reply = streamed_reply(client, root, feedback=True)
-    await reply.open()
-    await reply.send(TextDelta("It is in the **handbook** [1]."))
-    sources = (Citation(1, "Handbook", "https://example.com/handbook"),)
-    await reply.send(ReplyCompleted("It is in the **handbook** [1].", citations=sources))
-    await reply.close()
-
-    (message,) = slack_double.bot_messages(CHANNEL, root)
-    assert message["text"] == "It is in the **handbook** [1]." + footnotes(sources)  # the sources streamed last
-    assert message["blocks"] == [feedback_block(message["ts"])]  # under it; no Stop button
-    assert chat_calls(slack_double) == ["chat.startStream", "chat.appendStream", "chat.stopStream"]
-
-
-async def test_an_answer_that_is_not_what_was_streamed_is_updated_after_its_stream(slack_double, client) -> None:
-    root = slack_double.human_posts(CHANNEL, ADA, "tell me").ts
-    reply = streamed_reply(client, root, feedback=True)
-    await reply.open()
-    await reply.send(TextDelta("A first **draft**"))
-    await reply.send(ReplyCompleted("The **final** answer"))
-    await reply.close()
-
-    (message,) = slack_double.bot_messages(CHANNEL, root)
-    assert message["text"] == "The *final* answer"
-    assert message["blocks"] == message_blocks("The *final* answer", extra=[feedback_block(message["ts"])])
-    assert chat_calls(slack_double) == ["chat.startStream", "chat.appendStream", "chat.stopStream", "chat.update"]
-
-
-async def test_a_stream_left_behind_before_it_was_recorded_is_taken_over(slack_double, client) -> None:
-    root = slack_double.human_posts(CHANNEL, ADA, "count").ts
-    # The worker that died: it started a short answer's stream, which shows no Stop button, and died before
-    # recording the message.
-    dead = streamed_reply(client, root)
-    await dead.open()
-    await dead.send(TextDelta("One, two"))
-    assert not any(
-        block["type"] == "actions" for block in slack_double.bot_messages(CHANNEL, root)[0].get("blocks", [])
-    )
-
-    async with platform(client).reply(counting(root), unrecorded_after=root) as reply:
-        assert reply.reply_ts == dead.reply_ts
-        await reply.send(ReplyCompleted("One, two, three."))
-
-    (message,) = slack_double.bot_messages(CHANNEL, root)
-    assert (message["ts"], message["text"]) == (dead.reply_ts, "One, two, three.")
-
-
-async def test_a_finished_answer_is_not_taken_for_a_stream_left_behind(slack_double, client) -> None:
-    root = slack_double.human_posts(CHANNEL, ADA, "count").ts
-    done = streamed_reply(client, root)
-    await done.open()
-    await done.send(TextDelta("One, two"))
-    await done.send(ReplyCompleted("One, two, three."))
-    await done.close()
-
-    async with platform(client).reply(counting(root), unrecorded_after=root) as again:
-        assert again.reply_ts != done.reply_ts
-        await again.send(ReplyCompleted("One, two, three, four."))
-
-    assert bot_texts(slack_double, CHANNEL, root) == ["One, two, three.", "One, two, three, four."]
 
 
 async def test_a_stopped_answer_keeps_its_text_ends_with_a_note_and_takes_nothing_more(slack_double, client) -> None:

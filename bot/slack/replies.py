@@ -27,7 +27,6 @@ from bot.conversations.turn import (
     Surface,
     TextDelta,
     ToolActivity,
-    ToolStatus,
     Turn,
 )
 from bot.errors import DeliveryError, PlatformUnavailable
@@ -65,10 +64,6 @@ HISTORY_PAGE_SIZE = 200
 # A thread is read oldest first (Slack has no newest-first replies), so an enormous one costs this many
 # calls at most; past them the newest HISTORY_LIMIT messages read so far seed the conversation.
 HISTORY_MAX_PAGES = 10
-# A streamed answer shows the Stop button only once it has run this long (or a tool starts): a button streamed
-# into a message stays after its stream stops, so taking it away costs a chat.update, and a short plain answer
-# (a second or two) is over before anyone would press it.
-STOP_BUTTON_SECONDS = 3.0
 # A pane thread is titled when no one but the bot spoke in it before: a few messages tell.
 TITLE_CHECK_LIMIT = 5
 TITLE_CHARS = 60
@@ -136,8 +131,8 @@ class SlackReplyStream:
             self._stop_key = None  # Slack shows its own stop button on an agent session
         if self._native is not None and self._stop_key:
             # A streamed message takes no blocks of its own until it stops: the Stop button is streamed into it, and
-            # the final update, which says every block, takes it away. A short answer never needs it.
-            self._native.add_blocks_later([stop_button(self._stop_key)], seconds=STOP_BUTTON_SECONDS)
+            # the final update, which says every block, takes it away.
+            self._native.add_blocks([stop_button(self._stop_key)])
         # The status is shown where nothing else says the bot is at work: Slack drops it as soon as a reply is
         # posted, so under a 'Thinking…' message it would only flicker.
         shows_status = (self._native is not None or self._in_assistant_pane) and (
@@ -190,9 +185,8 @@ class SlackReplyStream:
             await self._drafts.clear()  # the finished image is in the thread now
             text += footnotes(part.citations)
             self._markdown = text
-            if not await self._finish_native_stream(text):
-                await self._leave_native_stream()
-                await self._show(render_reply(text, limit=self._message_chars) or [EMPTY_ANSWER], finished_answer=True)
+            await self._leave_native_stream()
+            await self._show(render_reply(text, limit=self._message_chars) or [EMPTY_ANSWER], finished_answer=True)
             self.finished = True
         elif isinstance(part, ReplyFailed):
             await self._leave_native_stream()
@@ -219,7 +213,7 @@ class SlackReplyStream:
             return
         if self._native.ts is None:
             # The first words start the message, so they show at once rather than an interval later. A worker
-            # dying before the message is recorded leaves it streaming, and the next one takes it over by that.
+            # dying before the message is recorded leaves it with its Stop button, which the next one takes over.
             self._native.queue_text(text)
             await self._start_native()
         else:
@@ -228,8 +222,6 @@ class SlackReplyStream:
 
     async def _stream_task(self, activity: ToolActivity) -> None:
         assert self._native is not None
-        if activity.status is ToolStatus.STARTED:
-            self._native.hurry_blocks()  # a tool may take a while: the Stop button shows now
         if self._native.ts is None:
             self._native.queue_task(activity)
             await self._start_native()
@@ -256,24 +248,6 @@ class SlackReplyStream:
             if self._native.ended in STREAMING_REFUSALS:
                 self._on_stream_refused()
             await self._leave_native_stream(placeholder=placeholder)
-
-    async def _finish_native_stream(self, markdown: str) -> bool:
-        """Finish a streamed answer by chat.stopStream alone, its feedback rendered under it, where the message can
-        show it as it is (see NativeStream.finish); False leaves it to be updated."""
-        native = self._native
-        if native is None or native.ts is None:
-            return False
-        try:
-            if not await native.finish(markdown, blocks=[feedback_block(native.ts)] if self._feedback else []):
-                return False
-        except (DeliveryError, PlatformUnavailable) as exc:
-            log.info("could not finish a streaming answer in its stream (%s); updating it instead", exc)
-            return False
-        self._native = None
-        self._posted = [(native.ts, STREAMED, None)]
-        if self._status is not None:
-            await self._status.clear()  # a no-op once the stream's start dropped it
-        return True
 
     async def _leave_native_stream(self, *, placeholder: bool = False) -> None:
         """Stop the native stream; its message is taken over and shown again, as rendered, by post-and-update.
@@ -350,8 +324,6 @@ class SlackReplyStream:
     def abandon(self) -> None:
         """Another worker took this answer over: what this stream would still write is stale."""
         self._abandoned = True
-        if self._native is not None:
-            self._native.abandon()
 
     async def close(self) -> None:
         """An answer cut off by an unexpected error must not leave 'Thinking…' (or a live stream) behind."""
@@ -627,7 +599,7 @@ class SlackPlatform:
 
     async def _unrecorded_answer(self, turn: Turn, *, after_ts: str) -> str | None:
         """The first message an earlier attempt posted but died before recording: 'Thinking…', a cut-off answer,
-        one showing its Stop button, or a stream the dead worker had just started.
+        or one still showing its Stop button (a stream the dead worker had just started).
 
         A finished answer never looks like any of them, and only one worker answers a conversation at a
         time, so such a message of ours after the batch's first message is this answer's to take over.
@@ -636,35 +608,18 @@ class SlackPlatform:
         if messages is None:
             return None
         identity = await self._clients.identity(turn.team_id)
-        ours = [m for m in messages if _is_ours(m, identity) and not _is_answer_part(m)]
         found = [
-            str(message["ts"])
-            for message in ours
-            if message.get("text") == THINKING
-            or message.get("text", "").endswith(INTERRUPTED)
-            or _has_stop_button(message)
+            message["ts"]
+            for message in messages
+            if _is_ours(message, identity)
+            and not _is_answer_part(message)
+            and (
+                message.get("text") == THINKING
+                or message.get("text", "").endswith(INTERRUPTED)
+                or _has_stop_button(message)
+            )
         ]
-        if found:
-            return min(found, key=float)
-        # A short answer streams with no Stop button: nothing in the message marks it, but Slack still streams it.
-        # The worker died just after starting it (it records the message next), so it is our newest message.
-        newest = max((m for m in ours if not m.get("files")), key=lambda m: float(m["ts"]), default=None)
-        if newest is not None and turn.reply_thread_ts and await self._stopped_stream(turn, ts=newest["ts"]):
-            return str(newest["ts"])
-        return None
-
-    async def _stopped_stream(self, turn: Turn, *, ts: str) -> bool:
-        """Whether the message was still streaming, now stopped (as taking it over would stop it anyway)."""
-        client = await self._clients.for_team(turn.team_id)
-        try:
-            await client.chat_stopStream(channel=turn.channel_id, ts=ts)
-        except SlackApiError as exc:
-            log.debug("our newest message is not a stream left behind: %s", slack_error(exc))
-            return False
-        except CONNECTION_ERRORS as exc:
-            log.info("could not tell whether an interrupted answer was streaming: %s", type(exc).__name__)
-            return False
-        return True
+        return min(found, key=float) if found else None
 
     @asynccontextmanager
     async def reply(

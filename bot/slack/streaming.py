@@ -8,8 +8,6 @@ called here directly, with the SDK's chunk models.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +18,6 @@ from slack_sdk.models.messages.chunk import BlocksChunk, Chunk, MarkdownTextChun
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations.turn import ToolActivity, ToolStatus
-from bot.errors import DeliveryError, PlatformUnavailable
 from bot.slack.api_errors import CONNECTION_ERRORS, delivery_failure, is_transient, slack_error
 from bot.slack.progress import task_title
 
@@ -55,10 +52,10 @@ def task_update(activity: ToolActivity) -> TaskUpdateChunk:
 class NativeStream:
     """A streaming message: text and task updates are buffered and sent no more often than `update_seconds`.
 
-    The message starts with the first of the answer, so the first words show at once. Blocks streamed into it
-    (a Stop button) stay in it after its stream stops, so they are added only to an answer that needs them
-    (`add_blocks_later`); a message that streamed none is finished by its stream alone (`finish`), its last
-    blocks (feedback) rendered under it by chat.stopStream.
+    The message starts with its buttons (Stop, where Slack shows no stop of its own) and the first of the answer,
+    so the first words show at once. Until its stream stops, the Stop button marks it as an answer in progress:
+    a worker taking over after a crash that came before the message was recorded finds it by that, and finishes
+    it rather than posting another.
 
     When Slack refuses or ends the stream, `ended` says why and every later call is a no-op returning False:
     the caller takes the message over with chat.update.
@@ -85,14 +82,8 @@ class NativeStream:
         self._opening: list[Chunk] = []
         self._pending: list[Chunk] = []
         self._last_call = float("-inf")
-        # One call at a time, in order: the late blocks are sent from a task of their own.
-        self._calls = asyncio.Lock()
-        self._late: asyncio.Task[None] | None = None
-        self._late_sending = False
-        self._hurry = asyncio.Event()
         self.ts: str | None = None
-        self.markdown = ""  # given to this message, sent or pending
-        self.blocks_sent = False  # the message may show blocks of its own, which only chat.update takes away
+        self.chars = 0  # Markdown given to this message, sent or pending
         self.ended: str | None = None
         self.stopped = False
 
@@ -101,70 +92,36 @@ class NativeStream:
         return self.ended is None and not self.stopped
 
     def has_room(self, text: str) -> bool:
-        return len(self.markdown) + len(text) <= STREAM_MESSAGE_CHARS
+        return self.chars + len(text) <= STREAM_MESSAGE_CHARS
 
-    def add_blocks_later(self, blocks: Sequence[dict[str, Any]], *, seconds: float) -> None:
-        """Blocks (buttons) the message shows if its stream is still going `seconds` from now, or once
-        `hurry_blocks` says they are wanted sooner; sent no sooner than `update_seconds` after the last call."""
-        self._late = asyncio.create_task(self._add_late_blocks(list(blocks), seconds), name="stream blocks")
-
-    def hurry_blocks(self) -> None:
-        self._hurry.set()
-
-    async def _add_late_blocks(self, blocks: list[dict[str, Any]], seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._hurry.wait(), timeout=seconds)
-        while True:  # no sooner than update_seconds after the last call, which may move while this waits
-            wait = self._last_call + self._update_seconds - self._clock()
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
-        self._late_sending = True  # from here the blocks are sent: stopping waits for them, not cancels them
-        async with self._calls:
-            if not self.live:
-                return
-            self.blocks_sent = True
-            if self.ts is None:
-                self._opening.append(BlocksChunk(blocks=blocks))  # the message starts with them
-                return
-            self._pending.append(BlocksChunk(blocks=blocks))
-            try:
-                await self._send_pending()
-            except (DeliveryError, PlatformUnavailable) as exc:
-                log.info("could not add blocks to a streaming answer: %s", exc)
-
-    def _settle_late_blocks(self) -> None:
-        """Late blocks not on their way yet never will be; ones on their way are awaited (they hold the lock)."""
-        if self._late is not None and not self._late_sending:
-            self._late.cancel()
-        self._late = None
+    def add_blocks(self, blocks: Sequence[dict[str, Any]]) -> None:
+        """Blocks (buttons) the message starts with."""
+        self._opening.append(BlocksChunk(blocks=list(blocks)))
 
     async def start(self) -> bool:
-        """Start the message with whatever is pending; False if Slack would not, and `ended` says why (what was
-        pending stays pending)."""
-        async with self._calls:
-            if self.ts is not None or not self.live:
-                return self.live
-            pending, self._pending = self._pending, []
-            response = await self._call(
-                "chat_startStream",
-                channel=self._channel,
-                thread_ts=self._thread_ts,
-                recipient_user_id=self._recipient_user_id,
-                recipient_team_id=self._recipient_team_id,
-                task_display_mode="timeline",
-                chunks=[*self._opening, *pending] or None,
-            )
-            if response is not None:
-                self.ts = str(response["ts"])
-                self._opening = []
-            else:
-                self._pending = pending + self._pending
+        """Start the message with its buttons and whatever is pending; False if Slack would not, and `ended`
+        says why (what was pending stays pending)."""
+        if self.ts is not None or not self.live:
             return self.live
+        pending, self._pending = self._pending, []
+        response = await self._call(
+            "chat_startStream",
+            channel=self._channel,
+            thread_ts=self._thread_ts,
+            recipient_user_id=self._recipient_user_id,
+            recipient_team_id=self._recipient_team_id,
+            task_display_mode="timeline",
+            chunks=[*self._opening, *pending] or None,
+        )
+        if response is not None:
+            self.ts = str(response["ts"])
+        else:
+            self._pending = pending + self._pending
+        return self.live
 
     def queue_text(self, text: str) -> None:
         """Text for the next call."""
-        self.markdown += text
+        self.chars += len(text)
         if self._pending and isinstance(self._pending[-1], MarkdownTextChunk):
             self._pending[-1].text += text
         else:
@@ -191,58 +148,22 @@ class NativeStream:
             return True
         if due_only and self._clock() - self._last_call < self._update_seconds:
             return True
-        async with self._calls:
-            await self._send_pending()
-        return self.live
-
-    async def _send_pending(self) -> None:
-        if not self.live or self.ts is None or not self._pending:
-            return
         chunks, self._pending = self._pending, []
         response = await self._call("chat_appendStream", channel=self._channel, ts=self.ts, chunks=chunks)
         if response is None and self.live:
             self._pending = chunks + self._pending  # a failure that passes: sent with the next call
-
-    async def finish(self, markdown: str, *, blocks: Sequence[dict[str, Any]]) -> bool:
-        """End the stream as the finished answer `markdown`, `blocks` under it, if the message can show it as it
-        is: it streamed the start of it, has room for the rest and shows no blocks of its own (a Stop button,
-        which must go). True when Slack took it; otherwise the stream is stopped and the message is the caller's
-        to update."""
-        if not self.live or self.ts is None or not markdown.strip() or not markdown.startswith(self.markdown):
-            return False
-        rest = markdown[len(self.markdown) :]
-        if not self.has_room(rest):
-            return False
-        self._settle_late_blocks()
-        async with self._calls:
-            if self.blocks_sent or not self.live:
-                return False
-            if rest:
-                self.queue_text(rest)
-            chunks, self._pending = self._pending, []
-            response = await self._call(
-                "chat_stopStream", channel=self._channel, ts=self.ts, chunks=chunks or None, blocks=list(blocks) or None
-            )
-            self.stopped = True
-            return response is not None
+        return self.live
 
     async def stop(self) -> None:
         """End the stream with whatever is pending; the message is then the caller's to update."""
-        self._settle_late_blocks()
-        async with self._calls:
-            if not self.live:
-                return
-            if self.ts is None:
-                self.stopped = True  # nothing was ever shown; the caller shows the answer
-                return
-            chunks, self._pending = self._pending, []
-            await self._call("chat_stopStream", channel=self._channel, ts=self.ts, chunks=chunks or None)
-            self.stopped = True
-
-    def abandon(self) -> None:
-        """Another worker took the message over: late blocks are not added to it."""
-        if self._late is not None:
-            self._late.cancel()
+        if not self.live:
+            return
+        if self.ts is None:
+            self.stopped = True  # nothing was ever shown; the caller shows the answer
+            return
+        chunks, self._pending = self._pending, []
+        await self._call("chat_stopStream", channel=self._channel, ts=self.ts, chunks=chunks or None)
+        self.stopped = True
 
     async def _call(self, method: str, **arguments: Any) -> Any:
         """Slack's answer; None when the call failed but the stream may go on (or `ended` says it cannot)."""
