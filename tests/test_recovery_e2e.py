@@ -130,6 +130,12 @@ async def test_a_replica_cut_off_from_the_database_stops_and_writes_nothing_whil
     reply_ts = await partly_shown(slack_double, ts)
     conversation_id = (await conversation_of(other, ts)).id
 
+    async def recorded() -> bool:
+        return [turn.reply_ts for turn in await turns_of(other, conversation_id)] == [reply_ts]
+
+    # Cut once the answer's message is recorded: a cut before fails the worker's own write, which the
+    # unrecorded-reply test in test_reliability_e2e covers.
+    await eventually(recorded, what="the answer's message recorded")
     await database_proxy.cut()
     await cut_off.bot.service.idle()  # it stopped itself, unable to confirm its lease
     written_when_stopped = slack_double.update_history(CHANNEL, reply_ts)
