@@ -18,20 +18,16 @@ class LoopThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
     def start(self) -> None:
         self._thread.start()
 
-    async def run(self, work: Coroutine[Any, Any, Result]) -> Result:
-        """Run ``work`` on this thread's loop, and wait for it from the caller's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-
-    def submit(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    def submit(self, work: Coroutine[Any, Any, Result]) -> asyncio.Future[Result]:
         """Start ``work`` on this thread's loop; the caller's loop may await the returned future."""
         return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    async def run(self, work: Coroutine[Any, Any, Result]) -> Result:
+        """Run ``work`` on this thread's loop, and wait for it from the caller's loop."""
+        return await self.submit(work)
 
     async def stop(self) -> None:
         """Stop the loop once what is running on it has ended, and wait for the thread (off the caller's loop)."""

@@ -342,15 +342,14 @@ class ConversationService:
             except Exception:  # a sweep that dies leaves every orphaned turn unanswered for good
                 log.exception("recovery sweep failed; trying again later")
 
-    async def heartbeat_forever(self, store: Store | None = None) -> None:
+    async def heartbeat_forever(self, store: Store) -> None:
         """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds.
         The leases held here are renewed with it, all in one statement, once a third of their time has passed.
 
-        It may run on a loop of its own (another thread's, with ``store`` connected there), so that answers
+        It runs on a loop of its own (another thread's, with ``store`` connected there), so that answers
         keeping this loop busy never delay a beat: a busy process is alive, and its leases must hold. What a
         beat learns reaches the workers through their own loop. It ends at `end_heartbeat`, between two beats:
         cancelled in the middle of one, its connection's return to the pool would be cut off too."""
-        beating = store or self._store
         workers_loop = self._loop
         ending = asyncio.Event()
         self._heartbeat_ending = (asyncio.get_running_loop(), ending)
@@ -360,7 +359,7 @@ class ConversationService:
             try:
                 # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
                 async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
-                    held = await beating.beat(renewing=renewing, owner=self.owner, lease_seconds=self._lease_seconds)
+                    held = await store.beat(renewing=renewing, owner=self.owner, lease_seconds=self._lease_seconds)
             except Exception:  # workers see the heartbeat unconfirmed and stop before their leases pass on
                 log.warning("could not stamp the heartbeat", exc_info=True)
             else:
@@ -383,7 +382,6 @@ class ConversationService:
             log.error(
                 "conversation %s: lease lost to another worker; stopping so nothing is answered twice", conversation_id
             )
-            del self._leases[conversation_id]
             self._stop_worker(conversation_id, lease[1])
 
     def end_heartbeat(self) -> None:
@@ -524,7 +522,6 @@ class ConversationService:
                     "conversation %s: the lease could not be confirmed; stopping before another worker takes it",
                     conversation_id,
                 )
-                del self._leases[conversation_id]
                 self._stop_worker(conversation_id, worker)
 
     def _watch_stops(self) -> None:
@@ -557,7 +554,9 @@ class ConversationService:
                     stop.set()
 
     def _stop_worker(self, conversation_id: int, worker: asyncio.Task[None]) -> None:
-        """The answer is another worker's now: its stream writes nothing more, then the worker is cancelled."""
+        """The answer is another worker's now: its lease is no longer kept, its stream writes nothing more, then
+        the worker is cancelled."""
+        self._leases.pop(conversation_id, None)
         stream = self._streams.get(conversation_id)
         if stream is not None:
             stream.abandon()
