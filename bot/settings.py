@@ -181,8 +181,8 @@ class Settings(BaseSettings):
     run_deadline_seconds: float = Field(default=600.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # A worker holds a conversation for LEASE_SECONDS (renewed while it works); a dead worker's lease expires.
-    # At least 5 s: the worker checks its lease each heartbeat (1 s) and stops 2 s before it could run out,
-    # so a shorter lease would stop every answer before its first renewal.
+    # At least 5 s: a worker stops a third of its lease (at most 2 s) before it could run out, and renews it at
+    # most once a heartbeat (1 s), three times in the rest; a shorter lease would leave no room for a late beat.
     lease_seconds: float = Field(default=60.0, ge=5.0)
     # Often, as it is one cheap query: a dead process's work is taken up this soon after its heartbeat goes stale.
     sweep_seconds: float = Field(default=2.0, gt=0)

@@ -213,6 +213,11 @@ class ConversationService:
         # heartbeat renews them all in one statement; one guard stops the workers whose lease could pass on.
         self._leases: dict[int, tuple[float, asyncio.Task[None]]] = {}
         self._lease_guard: asyncio.Task[None] | None = None
+        # A worker stops this long before its lease could pass on; a short lease (tests use one) in proportion.
+        self._lease_margin = min(LEASE_SAFETY_SECONDS, lease_seconds / 3)
+        # Leases are renewed three times within the time they are trusted, so that a renewal delayed or failed
+        # (a busy database, a slow beat) never stops an answer on its own.
+        self._renew_seconds = (lease_seconds - self._lease_margin) / 3
         self._leases_renewed_at = clock()
         self._more_work: set[int] = set()
         # The platform's stream of each answer being written, so that a worker losing its lease can abandon it.
@@ -344,7 +349,7 @@ class ConversationService:
 
     async def heartbeat_forever(self, store: Store) -> None:
         """Keep this process's heartbeat fresh, so that its leases hold; a dead process's go free in seconds.
-        The leases held here are renewed with it, all in one statement, once a third of their time has passed.
+        The leases held here are renewed with it, all in one statement, three times within their trusted time.
 
         It runs on a loop of its own (another thread's, with ``store`` connected there), so that answers
         keeping this loop busy never delay a beat: a busy process is alive, and its leases must hold. What a
@@ -355,7 +360,9 @@ class ConversationService:
         self._heartbeat_ending = (asyncio.get_running_loop(), ending)
         while not (ending.is_set() or self._heartbeat_ended):
             sent_at = self._clock()
-            renewing = tuple(self._leases) if sent_at - self._leases_renewed_at >= self._lease_seconds / 3 else ()
+            # Renewed at this beat when the next would come too late.
+            due = sent_at - self._leases_renewed_at + HEARTBEAT_SECONDS > self._renew_seconds
+            renewing = tuple(self._leases) if due else ()
             try:
                 # Bounded, so that a database that hangs (not refuses) counts as a failed beat and is retried.
                 async with asyncio.timeout(HEARTBEAT_STALE_SECONDS):
@@ -508,15 +515,14 @@ class ConversationService:
         unconfirmed (the database unreachable) so long that another might take the conversation over, the worker
         stops just before. Apart from the heartbeat, so that a beat that hangs never delays the stop. It ends
         when no lease is held here."""
-        # A short lease (tests use one) is checked, and given up, in proportion to its length.
+        # A short lease (tests use one) is checked in proportion to its length.
         check_seconds = min(HEARTBEAT_SECONDS, self._lease_seconds / 3)
-        lease_margin = min(LEASE_SAFETY_SECONDS, self._lease_seconds / 3)
         while self._leases:
             await asyncio.sleep(check_seconds)
             now = self._clock()
             beat_safe = now - self._beat_confirmed_at < HEARTBEAT_STALE_SECONDS - LEASE_SAFETY_SECONDS
             for conversation_id, (confirmed_at, worker) in list(self._leases.items()):
-                if beat_safe and now - confirmed_at < self._lease_seconds - lease_margin:
+                if beat_safe and now - confirmed_at < self._lease_seconds - self._lease_margin:
                     continue
                 log.error(
                     "conversation %s: the lease could not be confirmed; stopping before another worker takes it",
