@@ -516,6 +516,8 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> Bot:
     service = start_service(settings, core, stack, platform=platform, files=downloader)
 
     bolt_app = AsyncApp(
+        # Named, or Bolt names it after its caller's file through inspect.stack(), which reads every frame's source.
+        name="slack-assistant-bot",
         client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         # Listeners only record the turn (fast, durable) before Slack gets its 200; answering runs after.

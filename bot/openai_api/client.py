@@ -33,6 +33,7 @@ from bot.errors import (
 )
 from bot.logs import secret_forms
 from bot.openai_api.models import ImagesResponse, Model, ModerationResponse, Page
+from bot.tls import client_tls
 
 logger = logging.getLogger(__name__)
 # Failures before a request left this machine: sending it again cannot duplicate anything.
@@ -190,10 +191,11 @@ class OpenAIClient:
             params=dict(extra_query),
             timeout=httpx.Timeout(connect=10.0, read=timeout, write=30.0, pool=10.0),
             transport=transport,
+            verify=client_tls(),
         )
         # Files the API links to live on other hosts: fetched without our credentials, redirects checked one by one.
         self._downloads = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT}, timeout=self._http.timeout, follow_redirects=False
+            headers={"User-Agent": USER_AGENT}, timeout=self._http.timeout, follow_redirects=False, verify=client_tls()
         )
         self._download_hosts = download_hosts
         self._observer = observer

@@ -29,6 +29,7 @@ from bot.conversations.turn import AnswerFile, DraftImage, ReplyCompleted, Share
 from bot.errors import FileRefused
 from bot.slack.api_errors import CONNECTION_ERRORS, slack_error
 from bot.slack.clients import SlackClients
+from bot.tls import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class SlackFileDownloader:
             # Runs before every request, redirects included, so a redirect cannot leave Slack either.
             event_hooks={"request": [self._refuse_foreign_host]},
             transport=transport,
+            verify=client_tls(),
         )
 
     @property
