@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,13 @@ from support.waiting import eventually
 
 from bot.shell.files import LocalFiles
 from bot.shell.repl import split_path
+
+
+@pytest.fixture(autouse=True)
+def migrated_database(tmp_path: Path, migrated_sqlite: Path) -> None:
+    """Each test's shells share a database already at the newest migration, as after a first start: each shell
+    would otherwise migrate an empty one, the same work every time (the migration tests cover that)."""
+    shutil.copyfile(migrated_sqlite, tmp_path / "bot.sqlite3")
 
 
 def shell_environment(openai: Any, backend: str, tmp_path: Path) -> dict[str, str]:
