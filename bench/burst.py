@@ -161,6 +161,8 @@ def profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
         "raw",
         "--rate",
         "200",
+        # Read without pausing the bot: paused 200 times a second, it misses its heartbeats and stops its answers.
+        "--nonblocking",
         "-o",
         str(output),
     ]
