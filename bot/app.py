@@ -436,6 +436,8 @@ def start_service(
         sweep_seconds=settings.sweep_seconds,
         max_attempts=settings.max_turn_attempts,
         max_concurrent_answers=settings.max_concurrent_answers,
+        # SQLite serves one process (see open_core): no other can take a lease over.
+        leases_shared=core.engine.dialect.name != "sqlite",
         observer=core.metrics,
     )
     # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is

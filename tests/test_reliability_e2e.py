@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 import time
 from datetime import timedelta
 from typing import Any
@@ -463,6 +464,34 @@ async def test_a_process_busy_with_other_work_keeps_beating_and_finishes_its_ans
     await bot.settle()
     assert bot_texts(slack_double, CHANNEL, posted.ts) == [LONG_ANSWER]
     assert openai_double.model_calls == 1  # not stopped and asked again
+
+
+async def test_on_sqlite_an_answer_goes_on_while_the_database_is_too_busy_to_confirm_the_heartbeat(
+    start_bot, slack_double, openai_double, backend, tmp_path, caplog
+) -> None:
+    openai_double.script(ScriptedRun(text=LONG_ANSWER, chunks=10, chunk_delay=0.8))
+    bot = await start_bot()
+    posted = await post(bot, slack_double, f"<@{BOT}> finish this")
+    await partly_shown(slack_double, posted.ts)
+
+    def hold_the_write_lock() -> None:
+        # Another writer holding SQLite's one write lock, as a burst of answers' writes can: no beat is stamped.
+        connection = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            time.sleep(HEARTBEAT_STALE_SECONDS + 1)
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+
+    with caplog.at_level(logging.WARNING, logger="bot.conversations.service"):
+        await asyncio.to_thread(hold_the_write_lock)
+        await bot.settle()
+    # No other process can take a lease of a SQLite database over: the worker does not stop, and is not replaced.
+    assert "lease could not be confirmed" not in caplog.text
+    assert "could not stamp the heartbeat" in caplog.text  # though the beat did go unconfirmed
+    assert bot_texts(slack_double, CHANNEL, posted.ts) == [LONG_ANSWER]
+    assert openai_double.model_calls == 1
 
 
 async def heartbeat_of(bot: Any) -> Any:

@@ -189,6 +189,7 @@ class ConversationService:
         sweep_seconds: float = 15.0,
         max_attempts: int = 3,
         max_concurrent_answers: int = 100,
+        leases_shared: bool = True,
         clock: Callable[[], float] = time.monotonic,
         observer: AnswerObserver | None = None,
     ) -> None:
@@ -213,6 +214,10 @@ class ConversationService:
         # heartbeat renews them all in one statement; one guard stops the workers whose lease could pass on.
         self._leases: dict[int, tuple[float, asyncio.Task[None]]] = {}
         self._lease_guard: asyncio.Task[None] | None = None
+        # Whether a lease that lapses could go to another process. Where none can (a database only this process
+        # uses), a worker whose heartbeat or lease went unconfirmed for a while (the database busy) answers on:
+        # stopping would protect nothing, and would only have the answer taken up again.
+        self._leases_shared = leases_shared
         # A worker stops this long before its lease could pass on; a short lease (tests use one) in proportion.
         self._lease_margin = min(LEASE_SAFETY_SECONDS, lease_seconds / 3)
         # Leases are renewed three times within the time they are trusted, so that a renewal delayed or failed
@@ -507,6 +512,8 @@ class ConversationService:
                 return
 
     def _guard_leases(self) -> None:
+        if not self._leases_shared:
+            return
         if self._lease_guard is None or self._lease_guard.done():
             self._lease_guard = asyncio.create_task(self._stop_workers_before_leases_pass(), name="lease-guard")
 
