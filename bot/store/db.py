@@ -180,11 +180,6 @@ def _first_line(error: BaseException, url: URL) -> str:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
-    if (
-        revision == "head"
-        and frozenset(MigrationContext.configure(connection).get_current_heads()) == migration_heads()
-    ):
-        return  # nothing to apply: the usual start, which need not load and run the migration environment
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
