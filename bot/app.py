@@ -347,7 +347,7 @@ async def open_heartbeat_loop(settings: Settings, store: Store, stack: contextli
     thread.start()
     stack.push_async_callback(thread.stop)
     engine = create_engine(settings.database_url, connections=HEARTBEAT_CONNECTIONS)
-    stack.push_async_callback(lambda: thread.run(engine.dispose()))
+    stack.push_async_callback(lambda: thread.submit(engine.dispose()))
     sessions = session_factory(engine)
     return HeartbeatLoop(thread=thread, store=Store(sessions, urgent=sessions, process_id=store.process_id))
 

@@ -12,7 +12,7 @@ Result = TypeVar("Result")
 
 
 class LoopThread:
-    """Runs coroutines on its own loop and thread; the main loop awaits them through `run`."""
+    """Runs coroutines on its own loop and thread; the main loop awaits them through `submit`."""
 
     def __init__(self, name: str) -> None:
         self._loop = asyncio.new_event_loop()
@@ -24,10 +24,6 @@ class LoopThread:
     def submit(self, work: Coroutine[Any, Any, Result]) -> asyncio.Future[Result]:
         """Start ``work`` on this thread's loop; the caller's loop may await the returned future."""
         return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-
-    async def run(self, work: Coroutine[Any, Any, Result]) -> Result:
-        """Run ``work`` on this thread's loop, and wait for it from the caller's loop."""
-        return await self.submit(work)
 
     async def stop(self) -> None:
         """Stop the loop once what is running on it has ended, and wait for the thread (off the caller's loop)."""
