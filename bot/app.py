@@ -352,6 +352,11 @@ async def open_heartbeat_loop(settings: Settings, store: Store, stack: contextli
     return HeartbeatLoop(thread=thread, store=Store(sessions, urgent=sessions, process_id=store.process_id))
 
 
+def serves_one_process(engine: AsyncEngine) -> bool:
+    """SQLite serves one process: no other can hold, or take over, a lease of its database."""
+    return engine.dialect.name == "sqlite"
+
+
 async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Core:
     """Check the API, migrate the database and build what answers conversations; closed by the stack."""
     metrics = BotMetrics(backend=chosen_backend(settings).name)
@@ -365,8 +370,8 @@ async def open_core(settings: Settings, stack: contextlib.AsyncExitStack) -> Cor
     stack.push_async_callback(urgent_engine.dispose)
     store = Store(session_factory(engine), urgent=session_factory(urgent_engine))
     metrics.read_activity_from(Activity(store))
-    if engine.dialect.name == "sqlite":
-        # SQLite serves one process: every lease left is a dead process's, and its work can resume at once.
+    if serves_one_process(engine):
+        # Every lease left is a dead process's, and its work can resume at once.
         await store.free_every_lease()
         await WorkspaceRecords(store).release_every_purge_claim()
     heartbeat_loop = await open_heartbeat_loop(settings, store, stack)
@@ -436,8 +441,7 @@ def start_service(
         sweep_seconds=settings.sweep_seconds,
         max_attempts=settings.max_turn_attempts,
         max_concurrent_answers=settings.max_concurrent_answers,
-        # SQLite serves one process (see open_core): no other can take a lease over.
-        leases_shared=core.engine.dialect.name != "sqlite",
+        leases_shared=not serves_one_process(core.engine),
         observer=core.metrics,
     )
     # Beating from now until the workers are done (the exit stack runs in reverse), so that no lease is
